@@ -1,0 +1,82 @@
+"""ASGI entrypoint: HTTP (Django) and WebSocket (Channels) on one daphne process.
+
+The Django app is created first so apps are loaded before consumers are imported (the Channels
+and cookiecutter-django convention). With ``TASK_EXECUTOR=inline`` the executor runs on this
+server's event loop: it is started as soon as the reactor runs (daphne has no ASGI lifespan, see
+research/stack.md §3) and, as a fallback, on the first connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "runtime_project.settings")
+
+from django.core.asgi import get_asgi_application
+
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from runtime_project.auth import TokenAuthMiddleware  # noqa: E402
+from sessions.routing import websocket_urlpatterns  # noqa: E402
+from sessions.runtime import start_runtime  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+channels_app = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
+    }
+)
+
+_started = False
+_background: set[asyncio.Future[None]] = set()  # keep a reference: tasks are weakly held
+
+
+async def _ensure_started() -> None:
+    global _started
+    if not _started:
+        _started = True
+        await start_runtime()
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":  # uvicorn/hypercorn; daphne never sends it
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await _ensure_started()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if not _started:
+        await _ensure_started()
+    await channels_app(scope, receive, send)
+
+
+def _start_with_reactor() -> None:
+    """Under daphne, start the runtime once the Twisted reactor (asyncio-backed) runs, so
+    queued tasks resume after a restart without waiting for a first request."""
+    import sys
+
+    if "twisted.internet.reactor" not in sys.modules:
+        return
+    from twisted.internet import reactor
+
+    def _kick() -> None:
+        _background.add(asyncio.ensure_future(_ensure_started()))
+
+    reactor.callWhenRunning(_kick)  # type: ignore[attr-defined]
+
+
+_start_with_reactor()

@@ -1,0 +1,95 @@
+"""drf-spectacular post-processing: document the endpoints DRF does not serve itself (the SSE
+streams are async Django views) so the OpenAPI schema covers every endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _sse(summary: str, description: str, param: str, tag: str, op_id: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": op_id,
+            "summary": summary,
+            "description": description,
+            "tags": [tag],
+            "parameters": [
+                {
+                    "name": param,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "description": "Replay events with seq greater than this (default 0).",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "Resume after this seq (sent by EventSource on reconnect).",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+            ],
+            "security": [{"tokenAuth": []}, {"cookieAuth": []}],
+            "responses": {
+                "200": {
+                    "description": (
+                        "`text/event-stream`: `id: <seq>`, `event: <type>`, `data: <envelope JSON>`"
+                        " per event; `: heartbeat` comments; task streams end with `event: end`."
+                    ),
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "400": {
+                    "description": "Invalid cursor",
+                    "content": {"application/json": {"schema": _ERROR}},
+                },
+                "401": {
+                    "description": "Not authenticated",
+                    "content": {"application/json": {"schema": _ERROR}},
+                },
+                "404": {
+                    "description": "Not found (or not yours)",
+                    "content": {"application/json": {"schema": _ERROR}},
+                },
+            },
+        }
+    }
+
+
+def add_stream_endpoints(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """POSTPROCESSING_HOOKS entry."""
+    paths = result.setdefault("paths", {})
+    paths["/api/v1/sessions/{id}/events/stream"] = _sse(
+        "Stream a session's events (SSE)",
+        "Replays the session's events after the cursor, then streams new ones live.",
+        "id",
+        "events",
+        "sessions_events_stream",
+    )
+    paths["/api/v1/tasks/{id}/stream"] = _sse(
+        "Stream a task's events (SSE)",
+        "Replays the task's events after the cursor, streams new ones, and ends after the "
+        "task's terminal `task.status`.",
+        "id",
+        "tasks",
+        "tasks_stream",
+    )
+    schemes = result.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes.setdefault(
+        "tokenAuth",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "`Authorization: Bearer <token>` (or `Token <token>`)",
+        },
+    )
+    return result

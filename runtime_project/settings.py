@@ -1,0 +1,277 @@
+"""Settings for the agent runtime server, all read from the environment (django-environ).
+
+Two ways to run, one code path (DESIGN §1): with nothing set, the embedded default (SQLite in WAL
+mode under ``var/``, in-memory channel layer, inline executor, local sandbox); with
+``DATABASE_URL`` / ``REDIS_URL`` set, PostgreSQL and Redis. Malformed values stop the process at
+start with ``ImproperlyConfigured`` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env()
+
+
+def _typed(name: str, cast: Any, default: Any) -> Any:
+    """Read ``name`` with ``cast``; a malformed value fails at start with a clear message."""
+    try:
+        return env.get_value(name, cast=cast, default=default)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"{name}={os.environ.get(name)!r} is not a valid {cast.__name__}"
+        ) from exc
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
+
+
+def _choice(name: str, default: str, choices: set[str]) -> str:
+    value = os.environ.get(name) or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} must be one of {sorted(choices)}")
+    return value
+
+
+# GENERAL ---------------------------------------------------------------------------------------
+DEBUG = _bool("DEBUG", False)
+EMBEDDED = not os.environ.get("DATABASE_URL")
+
+
+def _secret_key() -> str:
+    """``SECRET_KEY`` (or ``SECRET_KEY_FILE``); generated once under ``var/`` for the embedded
+    default only, required when running on PostgreSQL (a deployment)."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    if os.environ.get("SECRET_KEY_FILE"):
+        return Path(os.environ["SECRET_KEY_FILE"]).read_text().strip()
+    if not EMBEDDED and not _bool("CI", False):
+        raise ImproperlyConfigured("SECRET_KEY is required when DATABASE_URL is set")
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS: list[str] = env.list(
+    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_ALL_ORIGINS = _bool("CORS_ALLOW_ALL_ORIGINS", False)
+SERVER_VERSION = "0.1.0"
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "oauth2_provider",
+    "storages",
+    "channels",
+    "sessions.apps.AgentSessionsConfig",
+    "sandboxes.apps.SandboxesConfig",
+    "debugger.apps.DebuggerConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "runtime_project.urls"
+ASGI_APPLICATION = "runtime_project.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# DATABASE --------------------------------------------------------------------------------------
+# SQLite runs in WAL mode with IMMEDIATE transactions so concurrent writers queue on the write lock
+# instead of failing with "database is locked" on upgrade (research/stack.md §1).
+_sqlite_path = VAR_DIR / "db.sqlite3"
+try:
+    DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{_sqlite_path}")}
+except (ValueError, KeyError, environ.ImproperlyConfigured) as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# CHANNELS AND CACHE ----------------------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    # The pub/sub layer: one PUBLISH per group_send, local fan-out (~6x the core layer here,
+    # research/stack.md §4). It is at-most-once, which is fine: the event log is the truth.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 10000},
+        }
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# AUTH ------------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+# I18N / STATIC ---------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# REST FRAMEWORK --------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "runtime_project.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "runtime_project.exceptions.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "runtime_project.api.Pagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Agent Runtime Server API",
+    "DESCRIPTION": (
+        "Sessions, tasks and live event streams for agents running in sandboxes. "
+        "Authenticate with `Authorization: Bearer <token>` (or `Token <token>`). "
+        'Every error is `{"error": {"code", "message", "details"}}`.'
+    ),
+    "VERSION": SERVER_VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "runtime_project.schema.add_stream_endpoints",
+    ],
+}
+
+# EXECUTION -------------------------------------------------------------------------------------
+TASK_EXECUTOR = _choice("TASK_EXECUTOR", "inline", {"inline", "worker"})
+TASK_CONCURRENCY = _typed("TASK_CONCURRENCY", int, 4)
+TASK_LEASE_S = _typed("TASK_LEASE_S", float, 30.0)
+TASK_MAX_ATTEMPTS = _typed("TASK_MAX_ATTEMPTS", int, 2)
+TASK_DEFAULT_TIMEOUT_S = _typed("TASK_DEFAULT_TIMEOUT_S", float, 3600.0)
+TASK_MAX_TIMEOUT_S = _typed("TASK_MAX_TIMEOUT_S", float, 6 * 3600.0)
+TASK_CANCEL_GRACE_S = _typed("TASK_CANCEL_GRACE_S", float, 5.0)
+EVENT_FLUSH_INTERVAL_MS = _typed("EVENT_FLUSH_INTERVAL_MS", int, 15)
+EVENT_INLINE_MAX_BYTES = _typed("EVENT_INLINE_MAX_BYTES", int, 64 * 1024)
+EVENT_BROADCAST_MAX_BYTES = _typed("EVENT_BROADCAST_MAX_BYTES", int, 256 * 1024)
+STREAM_HEARTBEAT_S = _typed("STREAM_HEARTBEAT_S", float, 15.0)
+STREAM_BUFFER_LIMIT = _typed("STREAM_BUFFER_LIMIT", int, 5000)
+ONESHOT_MAX_WAIT_S = _typed("ONESHOT_MAX_WAIT_S", float, 600.0)
+
+# SANDBOX ---------------------------------------------------------------------------------------
+SANDBOX_BACKEND = _choice("SANDBOX_BACKEND", "local", {"local"})
+SANDBOX_ALLOW_UNISOLATED = _bool("SANDBOX_ALLOW_UNISOLATED", False)
+SANDBOX_FORCE_TIER = os.environ.get("SANDBOX_FORCE_TIER") or None
+SANDBOX_UID = _typed("SANDBOX_UID", int, 65534)
+SANDBOX_NETWORK = _choice("SANDBOX_NETWORK", "none", {"none", "host"})
+SANDBOX_MEMORY_MB = _typed("SANDBOX_MEMORY_MB", int, 4096)
+SANDBOX_PIDS = _typed("SANDBOX_PIDS", int, 512)
+SANDBOX_CPU_S = _typed("SANDBOX_CPU_S", int, 1800)
+
+
+def _sandbox_data_dir() -> Path:
+    if os.environ.get("SANDBOX_DATA_DIR"):
+        return Path(os.environ["SANDBOX_DATA_DIR"])
+    from sandboxes.local import default_data_dir
+
+    return default_data_dir(BASE_DIR)
+
+
+SANDBOX_DATA_DIR = _sandbox_data_dir()
+WORKSPACE_ROOT = SANDBOX_DATA_DIR / "workspaces"
+TOOLCHAIN_DIR = Path(os.environ.get("TOOLCHAIN_DIR", SANDBOX_DATA_DIR / "toolchain"))
+WORKSPACE_MAX_FILE_BYTES = _typed("WORKSPACE_MAX_FILE_BYTES", int, 100 * 1024 * 1024)
+WORKSPACE_MAX_BYTES = _typed("WORKSPACE_MAX_BYTES", int, 1024 * 1024 * 1024)
+WORKSPACE_MAX_FILES = _typed("WORKSPACE_MAX_FILES", int, 20000)
+
+# DEMO / BOOTSTRAP ------------------------------------------------------------------------------
+SEED_DEMO = _bool("SEED_DEMO", EMBEDDED)
+
+# LOGGING ---------------------------------------------------------------------------------------
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+}

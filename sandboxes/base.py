@@ -1,0 +1,176 @@
+"""The sandbox backend interface: run a command inside an isolated sandbox with a workspace.
+
+A backend (``local``, later ``docker``) turns a :class:`SandboxSpec` plus an argv into a running,
+isolated process tree whose output is streamed as :class:`ExecEvent` items. The ideas follow the
+E2B ``commands.run`` / Modal ``Sandbox.exec`` shape (stream stdout/stderr separately, one final
+exit record) and the measured notes in ``shared/research/sandboxes.md`` §5.1.
+
+Contract every backend keeps:
+
+* ``exec()`` returns an :class:`Execution`; iterating it yields ``stdout``/``stderr`` chunks as
+  they are produced (never waiting for the end, never one event per byte) and exactly one final
+  ``exit`` event.
+* ``Execution.terminate(grace_s)`` sends SIGTERM to the whole process tree, then SIGKILL after
+  ``grace_s`` seconds; afterwards no process of the execution is alive, including grandchildren
+  that called ``setsid()``. It is idempotent and safe to call from another coroutine.
+* The workspace is the only writable host path; ``cwd`` is relative to it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from runtime_project.exceptions import ApplicationError, ServiceUnavailable
+
+
+class SandboxError(ApplicationError):
+    """A sandbox could not be created or a command could not be started in it."""
+
+    status_code = 500
+    code = "sandbox_error"
+
+
+class SandboxUnavailable(ServiceUnavailable):
+    """No isolating sandbox is available and unisolated execution was not allowed."""
+
+    code = "sandbox_unavailable"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one execution.
+
+    Attributes:
+        wall_timeout_s: wall-clock limit in seconds; exceeded → the tree is killed and the exit
+            event has ``timed_out=True``. ``None`` = no limit (the task timeout still applies).
+        cpu_s: RLIMIT_CPU per process, seconds.
+        memory_mb: address-space backstop (RLIMIT_AS) in MiB; a cgroup limit where available.
+        pids: maximum processes (RLIMIT_NPROC / pids.max).
+        file_size_mb: RLIMIT_FSIZE in MiB (largest file a process may write).
+        tmp_mb: size of the private ``/tmp`` tmpfs in MiB.
+        open_files: RLIMIT_NOFILE.
+    """
+
+    wall_timeout_s: float | None = None
+    cpu_s: int = 600
+    memory_mb: int = 4096
+    pids: int = 512
+    file_size_mb: int = 1024
+    tmp_mb: int = 512
+    open_files: int = 1024
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What one sandbox looks like.
+
+    Attributes:
+        sandbox_id: stable id (the session's public id) used for labels, state dirs and logs.
+        workspace: host directory mounted read-write at ``/workspace`` inside the sandbox.
+        env: extra environment variables (the sandbox starts from a clean environment).
+        network: ``"none"`` (default: loopback only, in its own network namespace) or ``"host"``.
+        limits: resource limits applied to every execution.
+        readonly_paths: extra host paths bound read-only at the same path (toolchains).
+    """
+
+    sandbox_id: str
+    workspace: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    network: Literal["none", "host"] = "none"
+    limits: Limits = field(default_factory=Limits)
+    readonly_paths: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExecEvent:
+    """One item of an execution's output stream.
+
+    ``stream`` is ``"stdout"`` or ``"stderr"`` with ``data`` bytes, or ``"exit"`` (always last,
+    exactly once) with ``exit_code`` (``-N`` when killed by signal N), ``timed_out`` and
+    ``killed`` (terminated on request).
+    """
+
+    stream: Literal["stdout", "stderr", "exit"]
+    data: bytes = b""
+    exit_code: int | None = None
+    timed_out: bool = False
+    killed: bool = False
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the active backend isolates, reported by ``/health`` and the start-up log.
+
+    Attributes:
+        backend: backend name (``local``, ``docker``).
+        tier: isolation tier (``bubblewrap``, ``unisolated``, …).
+        isolated: ``False`` only for the explicitly allowed unisolated tier.
+        available: whether tasks can run at all.
+        reason: why a stronger tier was not chosen, or why nothing is available.
+        details: backend-specific facts (network, pid namespace, uid, cgroup, versions).
+    """
+
+    backend: str
+    tier: str
+    isolated: bool
+    available: bool
+    reason: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Execution(abc.ABC):
+    """A running command. Iterate it for :class:`ExecEvent` items; terminate it to stop it."""
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[ExecEvent]:
+        """Yield output chunks as they are produced, then one ``exit`` event."""
+
+    @abc.abstractmethod
+    async def terminate(self, *, grace_s: float = 5.0) -> None:
+        """SIGTERM the whole process tree, SIGKILL it after ``grace_s`` seconds; idempotent."""
+
+    @property
+    @abc.abstractmethod
+    def pid(self) -> int | None:
+        """Host pid of the outermost process (for operators and tests), if any."""
+
+
+class SandboxBackend(abc.ABC):
+    """A way to run commands in isolation. Instances are process-wide singletons."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities:
+        """Detected isolation (cached after the first call)."""
+
+    @abc.abstractmethod
+    async def exec(
+        self,
+        spec: SandboxSpec,
+        argv: list[str],
+        *,
+        cwd: str = "",
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> Execution:
+        """Start ``argv`` in the sandbox described by ``spec``.
+
+        Args:
+            spec: the sandbox (workspace, limits, network, env).
+            argv: program and arguments; resolved inside the sandbox's ``PATH``.
+            cwd: directory relative to the workspace (``""`` = workspace root).
+            env: variables added on top of ``spec.env``.
+            stdin: bytes written to the program's stdin, then closed (``None`` = empty stdin).
+
+        Raises:
+            SandboxUnavailable: no isolation is available and unisolated runs are not allowed.
+            SandboxError: the command could not be started.
+        """
+
+    async def destroy(self, spec: SandboxSpec) -> None:  # noqa: B027 - optional hook
+        """Kill everything still running for ``spec.sandbox_id`` (no-op for per-exec backends)."""

@@ -1,0 +1,62 @@
+"""The doorbell: tell subscribers that events were appended (DESIGN §3.2).
+
+One channel-layer message per committed batch, sent after commit. Small batches carry the
+envelopes inline; a large batch carries only ``first_seq``/``last_seq`` and subscribers fetch the
+rows from the database. The layer is at-most-once, so subscribers also detect gaps by ``seq``
+and backfill.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+EXECUTOR_GROUP = "runtime.executor"
+
+
+def session_group(session_uuid: Any) -> str:
+    """Channel-layer group of a session's subscribers (``session.<uuid>``)."""
+    return f"session.{session_uuid}"
+
+
+def events_message(envelopes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``events.appended`` message for one batch (inline when small, a doorbell otherwise)."""
+    message: dict[str, Any] = {
+        "type": "events.appended",
+        "first_seq": envelopes[0]["seq"],
+        "last_seq": envelopes[-1]["seq"],
+        "events": None,
+    }
+    size = len(json.dumps(envelopes, default=str))
+    if size <= settings.EVENT_BROADCAST_MAX_BYTES:
+        message["events"] = envelopes
+    return message
+
+
+def _send(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        # The log is the truth: a lost doorbell is recovered by gap detection and resume.
+        logger.warning("channel layer send to %s failed", group, exc_info=True)
+
+
+def publish_events(session_uuid: Any, envelopes: list[dict[str, Any]]) -> None:
+    """Publish a committed batch to the session group (call from ``transaction.on_commit``)."""
+    if envelopes:
+        _send(session_group(session_uuid), events_message(envelopes))
+
+
+def notify_executor(message_type: str, task_uuid: Any) -> None:
+    """Wake the executor(s): ``task.queued`` or ``task.cancel`` for ``task_uuid``."""
+    _send(EXECUTOR_GROUP, {"type": message_type, "task_id": str(task_uuid)})

@@ -1,0 +1,189 @@
+"""Running one claimed task: ``run_claimed_task`` and the ``execute_task`` entrypoint (DESIGN §4).
+
+The executor (``sessions.executors``) decides *when* a task runs; this module decides *how*:
+it builds the runner context, renews the lease, enforces the wall-clock timeout, turns a
+cancellation request into a cooperative stop and then a forced one, and always records a
+terminal status with a terminal ``task.status`` event, whatever the runner did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from runtime_project.exceptions import ApplicationError
+from sessions.choices import TaskStatus
+from sessions.models import Task
+from sessions.runners import TaskContext, TaskResult, get_runner_class
+from sessions.services.agents import agent_spec_at
+from sessions.services.events import EventBuffer
+from sessions.services.tasks import task_claim_next, task_finish, task_renew_lease
+
+logger = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    """``host:pid:random`` — identifies the process holding a task's lease."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _db(fn: Any) -> Any:
+    # Each call gets a thread from the default pool; close stale connections there first.
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        return fn(*args, **kwargs)
+
+    return sync_to_async(wrapped, thread_sensitive=False)
+
+
+class TaskControl:
+    """Handle the executor keeps for a running task: request a stop, with a reason."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.reason: str | None = None  # "cancelled" | "timed_out"
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.stop.set()
+
+
+async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | None = None) -> Task:
+    """Run a task that ``task_claim_next`` put in ``running``; returns it in a terminal status.
+
+    Never raises for a runner failure: errors become ``failed`` with an error object.
+    """
+    control = control or TaskControl()
+    buffer = EventBuffer(session=task.session, task_id=task.pk, task_uuid=str(task.uuid))
+    buffer.start()
+    outcome: TaskResult
+    started = time.monotonic()
+    try:
+        spec = await _db(agent_spec_at)(agent=task.agent, version=task.agent_version)
+        runner = get_runner_class(task.agent.kind)()
+        ctx = TaskContext(
+            task_uuid=str(task.uuid),
+            session_uuid=str(task.session.uuid),
+            task_type=task.task_type,
+            input=task.input,
+            config=task.config,
+            spec=spec,
+            workspace=task.session.workspace_path,
+            events=buffer,
+            cancel_requested=control.stop,
+            cancel_grace_s=settings.TASK_CANCEL_GRACE_S,
+        )
+        if task.cancel_requested_at is not None:
+            control.request("cancelled")
+        outcome = await _supervise(runner.run(ctx), task=task, worker=worker, control=control)
+    except Exception as exc:
+        logger.exception("task %s crashed", task.uuid)
+        outcome = TaskResult(status=TaskStatus.FAILED, error=_error_of(exc))
+    status = outcome.status
+    if control.reason == "cancelled":
+        status = TaskStatus.CANCELLED
+        outcome.error = {"code": "cancelled", "message": "The task was cancelled.", "details": {}}
+    elif control.reason == "timed_out":
+        status = TaskStatus.TIMED_OUT
+        outcome.error = {
+            "code": "timed_out",
+            "message": f"The task exceeded its timeout of {task.timeout_s:g} s.",
+            "details": {"timeout_s": task.timeout_s},
+        }
+    usage = {**outcome.usage, "wall_ms": int((time.monotonic() - started) * 1000)}
+    try:
+        await buffer.close()
+    except Exception:
+        logger.exception("could not write the last events of task %s", task.uuid)
+    return await _db(task_finish)(
+        task=task, status=status, result=outcome.result, error=outcome.error, usage=usage
+    )
+
+
+async def _supervise(coro: Any, *, task: Task, worker: str, control: TaskControl) -> TaskResult:
+    """Run the runner coroutine under lease renewal, timeout and cancellation."""
+    run = asyncio.ensure_future(coro)
+    lease = asyncio.ensure_future(_renew_lease(task, worker, control))
+    timeout = asyncio.get_running_loop().call_later(
+        max(task.timeout_s, 0.001), control.request, "timed_out"
+    )
+    try:
+        stop_wait = asyncio.ensure_future(control.stop.wait())
+        await asyncio.wait({run, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done():
+            # Cooperative first: the runner sees ctx.cancel_requested and stops its process.
+            grace = settings.TASK_CANCEL_GRACE_S + 2.0
+            done, _ = await asyncio.wait({run}, timeout=grace)
+            if not done:
+                logger.warning("task %s ignored the stop request; cancelling it", task.uuid)
+                run.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(run, timeout=10)
+        stop_wait.cancel()
+        if run.cancelled():
+            return TaskResult(status=TaskStatus.FAILED)
+        exc = run.exception()
+        if exc is not None:
+            if not control.reason:
+                logger.error("runner of task %s failed", task.uuid, exc_info=exc)
+            return TaskResult(status=TaskStatus.FAILED, error=_error_of(exc))
+        return run.result()
+    finally:
+        timeout.cancel()
+        lease.cancel()
+        if not run.done():
+            run.cancel()
+
+
+async def _renew_lease(task: Task, worker: str, control: TaskControl) -> None:
+    interval = max(settings.TASK_LEASE_S / 3, 0.5)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if await _db(task_renew_lease)(task=task, worker=worker):
+                control.request("cancelled")
+        except Exception:
+            logger.warning("lease renewal for task %s failed", task.uuid, exc_info=True)
+
+
+def _error_of(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, ApplicationError):
+        return {"code": exc.code, "message": exc.message, "details": exc.details}
+    # Never leak internals (paths, tracebacks) to clients: the log has the traceback.
+    return {
+        "code": "runner_error",
+        "message": "The agent failed unexpectedly.",
+        "details": {"type": type(exc).__name__},
+    }
+
+
+async def execute_task_async(task_id: Any) -> Task | None:
+    """Claim ``task_id`` if it is the next runnable task of its session and run it here.
+
+    Returns the finished task, or ``None`` when it was not runnable (already claimed, finished,
+    or another task of its session runs).
+    """
+    worker = worker_name()
+    task = await _db(Task.objects.select_related("session").get)(uuid=task_id)
+    claimed = await _db(task_claim_next)(worker=worker, limit=1, session_id=task.session_id)
+    if not claimed or claimed[0].pk != task.pk:
+        for other in claimed:  # not ours: give it back to the queue's normal flow by running it
+            await run_claimed_task(other, worker=worker)
+        return None
+    return await run_claimed_task(claimed[0], worker=worker)
+
+
+def execute_task(task_id: Any) -> Task | None:
+    """Synchronous entrypoint (management commands, future Celery tasks)."""
+    return asyncio.run(execute_task_async(task_id))

@@ -1,0 +1,210 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections
+
+from sessions.broadcast import EXECUTOR_GROUP
+from sessions.execution import TaskControl, run_claimed_task, worker_name
+from sessions.models import Task
+from sessions.services.tasks import task_claim_next, task_recover_expired
+
+logger = logging.getLogger(__name__)
+
+
+def _db(fn: Any) -> Any:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        return fn(*args, **kwargs)
+
+    return sync_to_async(wrapped, thread_sensitive=False)
+
+
+class Executor:
+    """Runs up to ``concurrency`` tasks at once on the current event loop.
+
+    ``start()`` recovers tasks whose lease expired, subscribes to the executor group and claims
+    whatever is queued. Each claim is atomic (see ``task_claim_next``), so several executors
+    (processes, machines) can share one database.
+    """
+
+    def __init__(self, *, concurrency: int | None = None) -> None:
+        self.concurrency = concurrency or settings.TASK_CONCURRENCY
+        self.worker = worker_name()
+        self.running: dict[str, tuple[asyncio.Task[Any], TaskControl]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._fill_requested = asyncio.Event()
+        self._background: list[asyncio.Task[Any]] = []
+        self._started = False
+        self._stopping = False
+        self.completed = 0
+
+    # Lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.loop = asyncio.get_running_loop()
+        try:
+            await _db(task_recover_expired)()
+        except Exception:
+            logger.exception("could not recover expired tasks at start-up")
+        loop = self.loop
+        self._background = [
+            loop.create_task(self._filler(), name="executor-filler"),
+            loop.create_task(self._listen(), name="executor-listener"),
+            loop.create_task(self._sweeper(), name="executor-sweeper"),
+        ]
+        self.kick()
+        logger.info("executor %s started (concurrency %d)", self.worker, self.concurrency)
+
+    async def stop(self, *, cancel_running: bool = False) -> None:
+        """Stop listening. Running tasks keep their lease until it expires and are recovered
+        by the next executor, unless ``cancel_running``."""
+        self._stopping = True
+        for bg in self._background:
+            bg.cancel()
+        for bg in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await bg
+        if cancel_running:
+            for job, control in list(self.running.values()):
+                control.request("cancelled")
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(job, timeout=settings.TASK_CANCEL_GRACE_S + 15)
+        self._started = False
+
+    # Wake-ups ----------------------------------------------------------------------------------
+    def kick(self) -> None:
+        """Ask for a fill pass (claim queued tasks into free slots). Loop-thread only."""
+        self._fill_requested.set()
+
+    def kick_threadsafe(self) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.kick)
+
+    def cancel_local(self, task_uuid: str) -> bool:
+        """Stop a task this executor runs; returns whether it was running here."""
+        entry = self.running.get(task_uuid)
+        if entry is None:
+            return False
+        entry[1].request("cancelled")
+        return True
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        channel = await layer.new_channel("executor.")
+        await layer.group_add(EXECUTOR_GROUP, channel)
+        try:
+            while True:
+                try:
+                    message = await layer.receive(channel)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.warning("executor notification receive failed", exc_info=True)
+                    await asyncio.sleep(1)
+                    continue
+                if message.get("type") == "task.queued":
+                    self.kick()
+                elif message.get("type") == "task.cancel":
+                    self.cancel_local(message.get("task_id", ""))
+        finally:
+            with contextlib.suppress(Exception):
+                await layer.group_discard(EXECUTOR_GROUP, channel)
+
+    async def _sweeper(self) -> None:
+        # Safety net only: lost notifications (pub/sub is at-most-once) and dead workers.
+        interval = max(settings.TASK_LEASE_S / 2, 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await _db(task_recover_expired)()
+                for task_uuid in await _db(_cancel_requested_among)(list(self.running)):
+                    self.cancel_local(task_uuid)
+            except Exception:
+                logger.warning("executor sweep failed", exc_info=True)
+            self.kick()
+
+    async def _filler(self) -> None:
+        while True:
+            await self._fill_requested.wait()
+            self._fill_requested.clear()
+            if self._stopping:
+                continue
+            free = self.concurrency - len(self.running)
+            if free <= 0:
+                continue
+            try:
+                claimed = await _db(task_claim_next)(worker=self.worker, limit=free)
+            except Exception:
+                logger.exception("claiming tasks failed")
+                await asyncio.sleep(1)
+                self.kick()
+                continue
+            for task in claimed:
+                self._launch(task)
+            if len(claimed) == free:
+                self.kick()  # maybe more are waiting
+
+    def _launch(self, task: Task) -> None:
+        control = TaskControl()
+        key = str(task.uuid)
+        assert self.loop is not None
+        job = self.loop.create_task(self._run(task, control), name=f"task-{key}")
+        self.running[key] = (job, control)
+
+    async def _run(self, task: Task, control: TaskControl) -> None:
+        key = str(task.uuid)
+        try:
+            await run_claimed_task(task, worker=self.worker, control=control)
+        except Exception:
+            logger.exception("executor: task %s ended abnormally", key)
+        finally:
+            self.running.pop(key, None)
+            self.completed += 1
+            self.kick()  # a slot is free, and the session's next queued task may start
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker,
+            "running": len(self.running),
+            "concurrency": self.concurrency,
+            "started": self._started,
+        }
+
+
+def _cancel_requested_among(task_uuids: list[str]) -> list[str]:
+    if not task_uuids:
+        return []
+    return [
+        str(u)
+        for u in Task.objects.filter(
+            uuid__in=task_uuids, cancel_requested_at__isnull=False
+        ).values_list("uuid", flat=True)
+    ]
+
+
+_executor: Executor | None = None
+
+
+def get_executor() -> Executor:
+    """The process-wide executor (created on first use, started by the ASGI app)."""
+    global _executor
+    if _executor is None:
+        _executor = Executor()
+    return _executor
+
+
+def reset_executor() -> None:
+    """Forget the singleton (tests)."""
+    global _executor
+    _executor = None

@@ -1,0 +1,7 @@
+from sessions.models.agent import Agent, AgentVersion
+from sessions.models.artifact import Artifact
+from sessions.models.event import Event
+from sessions.models.session import Session
+from sessions.models.task import IllegalTransition, Task
+
+__all__ = ("Agent", "AgentVersion", "Artifact", "Event", "IllegalTransition", "Session", "Task")

@@ -1,0 +1,25 @@
+"""Registry of agent kinds: ``Agent.kind`` → runner class (imported lazily by dotted path)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from runtime_project.exceptions import InvalidInput
+from sessions.runners.base import Runner, TaskContext, TaskResult
+
+RUNNERS: dict[str, str] = {
+    "command": "sessions.runners.command.CommandRunner",
+}
+
+
+def get_runner_class(kind: str) -> type[Runner]:
+    """Raises InvalidInput for an unknown kind."""
+    path = RUNNERS.get(kind)
+    if path is None:
+        raise InvalidInput(f"Unknown agent kind {kind!r}.", details={"kinds": sorted(RUNNERS)})
+    module, _, name = path.rpartition(".")
+    cls: type[Runner] = getattr(import_module(module), name)
+    return cls
+
+
+__all__ = ("RUNNERS", "Runner", "TaskContext", "TaskResult", "get_runner_class")

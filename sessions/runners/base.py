@@ -1,0 +1,117 @@
+"""What every agent kind implements (DESIGN §5): ``async run(ctx) -> TaskResult``.
+
+The runner owns *what* runs; the executor (``sessions.execution``) owns claiming, leases,
+timeouts, cancellation and the final status, so a runner never touches the task row directly.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jsonschema
+
+from runtime_project.exceptions import InvalidInput
+from sessions.services.events import EventBuffer
+
+
+@dataclass
+class TaskResult:
+    """Outcome of a run. ``status`` is ``succeeded`` or ``failed`` (the executor decides
+    ``cancelled``/``timed_out``); ``error`` is ``{"code", "message", "details"}`` on failure."""
+
+    status: str
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskContext:
+    """Everything a runner may use for one task.
+
+    Attributes:
+        task_uuid, session_uuid: public ids.
+        task_type: ``run``/``complete``/``plan``/``generate``/``fix``/…
+        input, config: the task's JSON input and config.
+        spec: the agent spec of the pinned version.
+        workspace: host path of the session workspace (mounted at /workspace in the sandbox).
+        events: the buffered event writer (``ctx.emit`` is a shortcut).
+        cancel_requested: set when the task should stop; runners stop cooperatively.
+        cancel_grace_s: seconds a runner gets to stop before it is cancelled hard.
+    """
+
+    task_uuid: str
+    session_uuid: str
+    task_type: str
+    input: dict[str, Any]
+    config: dict[str, Any]
+    spec: dict[str, Any]
+    workspace: Path
+    events: EventBuffer
+    cancel_requested: asyncio.Event
+    cancel_grace_s: float
+    phase: str = "running"
+
+    def emit(self, type: str, data: dict[str, Any]) -> None:
+        """Append an event to the task's stream (buffered, ordered)."""
+        self.events.emit(type, data)
+
+    def set_phase(self, phase: str) -> None:
+        """Report progress as ``task.status`` with ``status: running`` and the new ``phase``."""
+        self.phase = phase
+        self.emit("task.status", {"status": "running", "phase": phase})
+
+
+class Runner(abc.ABC):
+    """Base of an agent kind. ``spec_schema`` (JSON Schema) validates ``Agent.spec``;
+    ``input_schema`` validates a task's ``input`` unless the agent declares its own."""
+
+    kind: ClassVar[str]
+    spec_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    input_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+
+    @classmethod
+    def validate_spec(cls, spec: dict[str, Any]) -> None:
+        """Raises InvalidInput (400) listing the schema violations."""
+        _validate(spec, cls.spec_schema, "spec")
+
+    @classmethod
+    def validate_input(cls, data: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
+        """Raises InvalidInput (400) listing the schema violations."""
+        _validate(data, schema or cls.input_schema, "input")
+
+    @abc.abstractmethod
+    async def run(self, ctx: TaskContext) -> TaskResult:
+        """Do the work, streaming events through ``ctx``; honour ``ctx.cancel_requested``."""
+
+
+def _validate(data: Any, schema: dict[str, Any], field_name: str) -> None:
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise InvalidInput(
+            f"The {field_name} does not match its schema.",
+            details={
+                "fields": {
+                    field_name: [
+                        {"path": "/".join(str(p) for p in e.absolute_path), "message": e.message}
+                        for e in errors[:20]
+                    ]
+                }
+            },
+        )
+
+
+def validate_json_schema(schema: dict[str, Any], field_name: str = "input_schema") -> None:
+    """Check that ``schema`` is itself a valid JSON Schema (raises InvalidInput)."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InvalidInput(
+            f"The {field_name} is not a valid JSON Schema.",
+            details={"fields": {field_name: [exc.message]}},
+        ) from None

@@ -1,0 +1,269 @@
+"""The ``command`` agent kind: a shell command or script in the session's sandbox.
+
+A task runs, in order of precedence:
+
+1. ``input.argv`` (a list) or ``input.command`` (a shell string run with ``bash -c``), when the
+   agent spec allows it (``allow_input_command``, default true);
+2. ``spec.templates[task_type]``: a shell script run as ``bash -c <script> <task_type> <args…>``
+   so ``input.args`` arrive as ``"$@"`` and are never spliced into the script text;
+3. ``spec.command`` (argv list or shell string).
+
+Like the CLI-agent wrapper in DESIGN §5, the task's ``instructions`` are written to
+``/workspace/.agent/instructions.md`` and the whole input to ``.agent/task.json`` before the
+command starts; the command sees ``AGENT_TASK_TYPE``, ``AGENT_TASK_ID``, ``AGENT_SESSION_ID``,
+``AGENT_INSTRUCTIONS_FILE`` in its environment. Output streams as ``process.stdout`` /
+``process.stderr`` events while it is produced; ``process.exit`` carries the exit code; a non-zero
+exit fails the task with ``command_failed``. When ``spec.result.junit_xml`` names a JUnit XML
+report in the workspace, its counts become ``result.tests``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any, ClassVar
+
+from django.conf import settings
+
+from runtime_project.exceptions import InvalidInput
+from sandboxes import paths
+from sandboxes.base import Limits, SandboxSpec
+from sandboxes.registry import get_backend
+from sessions.runners.base import Runner, TaskContext, TaskResult
+from sessions.runners.junit import junit_summary
+
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_COMMAND = {
+    "oneOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+    ]
+}
+
+
+class CommandRunner(Runner):
+    kind = "command"
+    spec_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "command": _COMMAND,
+            "templates": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "minLength": 1},
+            },
+            "allow_input_command": {"type": "boolean"},
+            "env": _STRING_MAP,
+            "network": {"enum": ["none", "host"]},
+            "retry_safe": {"type": "boolean"},
+            "limits": {
+                "type": "object",
+                "properties": {
+                    "memory_mb": {"type": "integer", "minimum": 16},
+                    "cpu_s": {"type": "integer", "minimum": 1},
+                    "pids": {"type": "integer", "minimum": 8},
+                    "file_size_mb": {"type": "integer", "minimum": 1},
+                    "tmp_mb": {"type": "integer", "minimum": 1},
+                    "output_bytes": {"type": "integer", "minimum": 1024},
+                },
+                "additionalProperties": False,
+            },
+            "result": {
+                "type": "object",
+                "properties": {"junit_xml": {"type": "string", "minLength": 1}},
+                "additionalProperties": False,
+            },
+        },
+        "additionalProperties": False,
+    }
+    input_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "command": {"type": "string", "minLength": 1},
+            "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "args": {"type": "array", "items": {"type": "string"}},
+            "instructions": {"type": "string"},
+            "cwd": {"type": "string"},
+            "env": _STRING_MAP,
+            "stdin": {"type": "string"},
+        },
+        "not": {"required": ["command", "argv"]},
+    }
+
+    async def run(self, ctx: TaskContext) -> TaskResult:
+        argv = self.argv_for(ctx)
+        spec = ctx.spec
+        cwd = paths.normalize(ctx.input.get("cwd", ""))
+        has_toolchain = await asyncio.to_thread(self._prepare_workspace, ctx)
+
+        env = {
+            **spec.get("env", {}),
+            **ctx.input.get("env", {}),
+            "AGENT_TASK_TYPE": ctx.task_type,
+            "AGENT_TASK_ID": ctx.task_uuid,
+            "AGENT_SESSION_ID": ctx.session_uuid,
+            "AGENT_INSTRUCTIONS_FILE": "/workspace/.agent/instructions.md",
+            "AGENT_NETWORK": spec.get("network", settings.SANDBOX_NETWORK),
+        }
+        toolchain = Path(settings.TOOLCHAIN_DIR)
+        readonly: tuple[Path, ...] = ()
+        if has_toolchain:
+            readonly = (toolchain,)
+            env["AGENT_TOOLCHAIN"] = str(toolchain)
+            env["PYTHONPATH"] = str(toolchain)
+        limits = spec.get("limits", {})
+        sandbox = SandboxSpec(
+            sandbox_id=ctx.session_uuid,
+            workspace=ctx.workspace,
+            network=spec.get("network", settings.SANDBOX_NETWORK),
+            limits=Limits(
+                memory_mb=limits.get("memory_mb", settings.SANDBOX_MEMORY_MB),
+                cpu_s=limits.get("cpu_s", settings.SANDBOX_CPU_S),
+                pids=limits.get("pids", settings.SANDBOX_PIDS),
+                file_size_mb=limits.get("file_size_mb", 1024),
+                tmp_mb=limits.get("tmp_mb", 512),
+            ),
+            readonly_paths=readonly,
+        )
+        max_output = int(limits.get("output_bytes", 64 * 1024 * 1024))
+        stdin = ctx.input.get("stdin")
+
+        process_id = uuid.uuid4().hex[:12]
+        ctx.set_phase("starting_sandbox")
+        backend = get_backend()
+        started = time.monotonic()
+        execution = await backend.exec(
+            sandbox, argv, cwd=cwd, env=env, stdin=stdin.encode() if stdin is not None else None
+        )
+        ctx.emit(
+            "process.started",
+            {"process_id": process_id, "argv": _redact_argv(argv), "cwd": cwd or "."},
+        )
+        ctx.set_phase("executing")
+
+        async def stop_on_request() -> None:
+            await ctx.cancel_requested.wait()
+            await execution.terminate(grace_s=ctx.cancel_grace_s)
+
+        watcher = asyncio.ensure_future(stop_on_request())
+        decoders = {
+            s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in ("stdout", "stderr")
+        }
+        exit_event = None
+        emitted = 0
+        dropped = 0
+        try:
+            async for event in execution:
+                if event.stream == "exit":
+                    exit_event = event
+                    break
+                text = decoders[event.stream].decode(event.data)
+                if emitted + len(event.data) > max_output:
+                    if not dropped:
+                        ctx.emit(
+                            "log",
+                            {
+                                "level": "warning",
+                                "message": f"output over {max_output} bytes; rest not streamed",
+                            },
+                        )
+                    dropped += len(event.data)
+                    continue
+                emitted += len(event.data)
+                if text:
+                    ctx.emit(f"process.{event.stream}", {"process_id": process_id, "text": text})
+        finally:
+            watcher.cancel()
+            if exit_event is None:
+                # Cancelled hard (or the stream broke): never leave the process tree behind.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(execution.terminate(grace_s=0))
+        duration_ms = int((time.monotonic() - started) * 1000)
+        for stream, decoder in decoders.items():
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                ctx.emit(f"process.{stream}", {"process_id": process_id, "text": tail})
+        assert exit_event is not None
+        code = exit_event.exit_code
+        ctx.emit(
+            "process.exit",
+            {
+                "process_id": process_id,
+                "exit_code": code,
+                "timed_out": exit_event.timed_out,
+                "killed": exit_event.killed,
+                "duration_ms": duration_ms,
+            },
+        )
+        result: dict[str, Any] = {
+            "exit_code": code,
+            "duration_ms": duration_ms,
+            "output_bytes": emitted + dropped,
+        }
+        junit = spec.get("result", {}).get("junit_xml")
+        if junit:
+            summary = junit_summary(ctx.workspace, junit)
+            if summary is not None:
+                result["tests"] = summary
+                ctx.emit("log", {"level": "info", "message": "test summary", "tests": summary})
+        if code == 0:
+            return TaskResult(status="succeeded", result=result)
+        return TaskResult(
+            status="failed",
+            result=result,
+            error={
+                "code": "command_failed",
+                "message": f"The command exited with code {code}.",
+                "details": {"exit_code": code},
+            },
+        )
+
+    def argv_for(self, ctx: TaskContext) -> list[str]:
+        """Choose the argv (see the module docstring). Raises InvalidInput if there is none."""
+        spec, data = ctx.spec, ctx.input
+        args = list(data.get("args", []))
+        if "argv" in data or "command" in data:
+            if not spec.get("allow_input_command", True):
+                raise InvalidInput(
+                    "This agent does not accept a command in the task input.",
+                    code="command_not_allowed",
+                )
+            if "argv" in data:
+                return [*data["argv"], *args]
+            return ["bash", "-c", data["command"], ctx.task_type, *args]
+        template = spec.get("templates", {}).get(ctx.task_type)
+        if template:
+            return ["bash", "-c", template, ctx.task_type, *args]
+        command = spec.get("command")
+        if isinstance(command, str):
+            return ["bash", "-c", command, ctx.task_type, *args]
+        if isinstance(command, list):
+            return [*command, *args]
+        raise InvalidInput(
+            f"Nothing to run: give input.command or input.argv, or define a "
+            f"{ctx.task_type!r} template in the agent spec.",
+            code="no_command",
+        )
+
+    def _prepare_workspace(self, ctx: TaskContext) -> bool:
+        """Create the workspace, write the task files; return whether the toolchain exists."""
+        ctx.workspace.mkdir(parents=True, exist_ok=True)
+        with paths.open_write(ctx.workspace, ".agent/task.json") as fh:
+            fh.write(
+                json.dumps(
+                    {"task_id": ctx.task_uuid, "task_type": ctx.task_type, "input": ctx.input},
+                    indent=2,
+                ).encode()
+            )
+        with paths.open_write(ctx.workspace, ".agent/instructions.md") as fh:
+            fh.write(str(ctx.input.get("instructions", "")).encode())
+        return Path(settings.TOOLCHAIN_DIR).is_dir()
+
+
+def _redact_argv(argv: list[str]) -> list[str]:
+    # Long inline scripts make events unreadable; keep the head of each argument.
+    return [a if len(a) <= 500 else a[:500] + "…" for a in argv]

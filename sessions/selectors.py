@@ -1,0 +1,122 @@
+"""Reads. Every selector takes the requesting user and only returns that user's objects (or
+public agents), so object-level access is never forgotten: a stranger gets 404, not 403."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from runtime_project.exceptions import NotFound
+from sessions.choices import ACTIVE_STATUSES
+from sessions.models import Agent, Event, Session, Task
+
+
+def _uuid_or_404(value: Any, what: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound(f"{what} not found.", details={"id": str(value)}) from None
+
+
+def agent_list(*, user: Any) -> QuerySet[Agent]:
+    """Agents the user owns or that are public (not deleted)."""
+    return Agent.objects.filter(Q(owner=user) | Q(is_public=True), deleted_at__isnull=True)
+
+
+def agent_get(*, user: Any, agent_id: Any, for_write: bool = False) -> Agent:
+    """One agent by uuid or slug (the user's own agent wins over a public one of the same slug).
+    With ``for_write`` only the owner's agents match.
+
+    Raises:
+        NotFound: unknown, deleted, or not visible to ``user``.
+    """
+    qs = (
+        Agent.objects.filter(owner=user, deleted_at__isnull=True)
+        if for_write
+        else agent_list(user=user)
+    )
+    try:
+        agent = qs.filter(uuid=uuid.UUID(str(agent_id))).first()
+    except ValueError:
+        matches = qs.filter(slug=str(agent_id))
+        agent = matches.filter(owner=user).first() or matches.first()
+    if agent is None:
+        raise NotFound("Agent not found.", details={"id": str(agent_id)})
+    return agent
+
+
+def session_list(*, user: Any, deleted: bool = False) -> QuerySet[Session]:
+    return Session.objects.filter(owner=user, deleted_at__isnull=not deleted).select_related(
+        "agent"
+    )
+
+
+def session_get(*, user: Any, session_id: Any, include_deleted: bool = False) -> Session:
+    """Raises NotFound when unknown, not the user's, or soft-deleted (unless asked)."""
+    sid = _uuid_or_404(session_id, "Session")
+    qs = Session.objects.filter(owner=user, uuid=sid).select_related("agent")
+    if not include_deleted:
+        qs = qs.filter(deleted_at__isnull=True)
+    session = qs.first()
+    if session is None:
+        raise NotFound("Session not found.", details={"id": str(session_id)})
+    return session
+
+
+def task_list(
+    *, user: Any, session: Session | None = None, status: list[str] | None = None
+) -> QuerySet[Task]:
+    qs = Task.objects.filter(session__owner=user, session__deleted_at__isnull=True)
+    if session is not None:
+        qs = qs.filter(session=session)
+    if status:
+        qs = qs.filter(status__in=status)
+    return qs.select_related("session", "agent")
+
+
+def task_get(*, user: Any, task_id: Any) -> Task:
+    """Raises NotFound when unknown or not the user's."""
+    tid = _uuid_or_404(task_id, "Task")
+    task = (
+        Task.objects.filter(uuid=tid, session__owner=user, session__deleted_at__isnull=True)
+        .select_related("session", "agent")
+        .first()
+    )
+    if task is None:
+        raise NotFound("Task not found.", details={"id": str(task_id)})
+    return task
+
+
+def task_active_for_session(*, session: Session) -> QuerySet[Task]:
+    return Task.objects.filter(session=session, status__in=ACTIVE_STATUSES).order_by("created_at")
+
+
+def task_queue_position(*, task: Task) -> int | None:
+    """0-based position of a queued task among its session's queued tasks (``None`` if not
+    queued), so clients can see the queue of waiting tasks."""
+    if task.status != "queued":
+        return None
+    return Task.objects.filter(
+        session_id=task.session_id, status="queued", created_at__lt=task.created_at
+    ).count()
+
+
+def event_list(
+    *, session: Session, after: int = 0, limit: int = 1000, task: Task | None = None
+) -> list[dict[str, Any]]:
+    """Envelopes of the session's events with ``seq > after``, oldest first, at most ``limit``."""
+    qs = Event.objects.filter(session=session, seq__gt=after)
+    if task is not None:
+        qs = qs.filter(task=task)
+    rows = (
+        qs.order_by("seq")
+        .select_related("task")
+        .only("seq", "type", "data", "created_at", "task__uuid")[:limit]
+    )
+    sid = str(session.uuid)
+    return [
+        e.envelope(session_uuid=sid, task_uuid=str(e.task.uuid) if e.task_id else None)  # type: ignore[union-attr]
+        for e in rows
+    ]

@@ -1,0 +1,245 @@
+"""The append-only event log (DESIGN §3).
+
+``events_append`` is the one write path: it allocates gapless per-session ``seq`` numbers under
+the session row lock (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's IMMEDIATE transactions
+serialise writers), bulk-inserts the batch, advances ``Session.last_seq`` and publishes the
+envelopes after commit. :class:`EventBuffer` sits in front of it for runners: it collects events
+for a few milliseconds, coalesces consecutive chunks of one stream, and writes each batch in one
+transaction, so token or output streaming does not become one row and one round-trip per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from sessions.broadcast import publish_events
+from sessions.models import Artifact, Event, Session
+
+logger = logging.getLogger(__name__)
+
+# Event types whose consecutive chunks (same stream key) are merged inside one batch window.
+_COALESCE_KEYS = {
+    "process.stdout": "process_id",
+    "process.stderr": "process_id",
+    "message.delta": "message_id",
+}
+_COALESCE_MAX_CHARS = 32 * 1024
+
+
+@dataclass
+class EventDraft:
+    """An event not yet written: ``type``, JSON ``data`` and the task it belongs to (if any)."""
+
+    type: str
+    data: dict[str, Any]
+    task_id: int | None = None
+    task_uuid: str | None = None
+    created_at: Any = field(default_factory=timezone.now)
+
+
+def _externalize(session: Session, draft: EventDraft) -> dict[str, Any]:
+    """Move a payload over ``EVENT_INLINE_MAX_BYTES`` into an Artifact; the event keeps a
+    reference and a short preview (DESIGN §3: big payloads go to an artifact)."""
+    raw = json.dumps(draft.data, default=str)
+    if len(raw) <= settings.EVENT_INLINE_MAX_BYTES:
+        return draft.data
+    artifact = Artifact(session=session, task_id=draft.task_id, name=f"{draft.type}.json")
+    artifact.content_type = "application/json"
+    artifact.size = len(raw.encode())
+    artifact.file.save(artifact.name, ContentFile(raw.encode()), save=False)
+    artifact.save()
+    small = {
+        k: v
+        for k, v in draft.data.items()
+        if isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) <= 200)
+    }
+    text = draft.data.get("text")
+    return {
+        **small,
+        "truncated": True,
+        "preview": text[:1024] if isinstance(text, str) else raw[:1024],
+        "artifact": {
+            "id": str(artifact.uuid),
+            "size": artifact.size,
+            "content_type": artifact.content_type,
+        },
+    }
+
+
+def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
+    """Append ``drafts`` to ``session``'s log in one transaction and publish them after commit.
+
+    Returns the saved events with their ``seq``. Safe to call inside an outer transaction (the
+    publish then waits for the outer commit). Raises ``Session.DoesNotExist`` if the session row
+    is gone.
+    """
+    if not drafts:
+        return []
+    payloads = [_externalize(session, d) for d in drafts]
+    with transaction.atomic():
+        locked = (
+            Session.objects.select_for_update().only("id", "uuid", "last_seq").get(pk=session.pk)
+        )
+        first = locked.last_seq + 1
+        events = [
+            Event(
+                session_id=session.pk,
+                task_id=d.task_id,
+                seq=first + i,
+                type=d.type,
+                data=payload,
+                created_at=d.created_at,
+            )
+            for i, (d, payload) in enumerate(zip(drafts, payloads, strict=True))
+        ]
+        Event.objects.bulk_create(events)
+        last = first + len(events) - 1
+        Session.objects.filter(pk=session.pk).update(last_seq=last)
+        session.last_seq = last
+        session_uuid = str(locked.uuid)
+        envelopes = [
+            e.envelope(session_uuid=session_uuid, task_uuid=d.task_uuid)
+            for e, d in zip(events, drafts, strict=True)
+        ]
+        transaction.on_commit(lambda: publish_events(session_uuid, envelopes))
+    return events
+
+
+def event_append(*, session: Session, type: str, data: dict[str, Any], task: Any = None) -> Event:
+    """Append one event now (services use this for status changes; runners use EventBuffer)."""
+    draft = EventDraft(
+        type=type,
+        data=data,
+        task_id=task.pk if task is not None else None,
+        task_uuid=str(task.uuid) if task is not None else None,
+    )
+    return events_append(session=session, drafts=[draft])[0]
+
+
+class EventBuffer:
+    """Batches a runner's events and writes them every ``EVENT_FLUSH_INTERVAL_MS``.
+
+    ``emit()`` is synchronous and never blocks the runner; a background flusher writes batches
+    through :func:`events_append` in a worker thread. ``flush()`` forces a write now (used before
+    status changes so the order of events is kept); ``close()`` flushes and stops the flusher.
+    ``on_error`` is told when a write fails (the batch is retried on the next flush).
+    """
+
+    def __init__(
+        self,
+        *,
+        session: Session,
+        task_id: int | None,
+        task_uuid: str | None,
+        interval_ms: int | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.task_id = task_id
+        self.task_uuid = task_uuid
+        self.interval = (
+            interval_ms if interval_ms is not None else settings.EVENT_FLUSH_INTERVAL_MS
+        ) / 1000
+        self._pending: list[EventDraft] = []
+        self._lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._closed = False
+        self._flusher: asyncio.Task[None] | None = None
+        self._on_error = on_error
+        self.emitted = 0
+
+    def start(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._run(), name="event-flusher"
+            )
+
+    def emit(self, type: str, data: dict[str, Any]) -> None:
+        """Queue an event; consecutive stdout/stderr/delta chunks of one stream are merged."""
+        if self._closed:
+            raise RuntimeError("EventBuffer is closed")
+        self.emitted += 1
+        key = _COALESCE_KEYS.get(type)
+        if key and self._pending:
+            last = self._pending[-1]
+            if (
+                last.type == type
+                and last.data.get(key) == data.get(key)
+                and isinstance(last.data.get("text"), str)
+                and isinstance(data.get("text"), str)
+                and len(last.data["text"]) + len(data["text"]) <= _COALESCE_MAX_CHARS
+            ):
+                last.data = {**last.data, "text": last.data["text"] + data["text"]}
+                return
+        self._pending.append(
+            EventDraft(type=type, data=data, task_id=self.task_id, task_uuid=self.task_uuid)
+        )
+        self._wakeup.set()
+
+    async def flush(self) -> list[Event]:
+        """Write everything pending now; returns the written events."""
+        async with self._lock:
+            if not self._pending:
+                return []
+            batch, self._pending = self._pending, []
+            write = asyncio.ensure_future(
+                sync_to_async(events_append, thread_sensitive=False)(
+                    session=self.session, drafts=batch
+                )
+            )
+            try:
+                return await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # The write runs in a thread and commits anyway: wait for it so a caller that
+                # flushes again after a cancel cannot write newer events before these.
+                with contextlib.suppress(Exception):
+                    await write
+                raise
+            except Exception as exc:
+                # Keep the batch (in order, before newer events) so nothing emitted is lost.
+                self._pending = batch + self._pending
+                if self._on_error:
+                    self._on_error(exc)
+                raise
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if not self._closed:
+                # Collect a batch for one interval, unless close() asks to write now.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self.interval)
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("event flush failed; retrying")
+                await asyncio.sleep(0.5)
+                self._wakeup.set()
+                continue
+            if self._closed:
+                return
+
+    async def close(self) -> None:
+        """Flush what is pending and stop the background flusher."""
+        self._closed = True
+        self._closing.set()
+        self._wakeup.set()
+        if self._flusher is not None:
+            flusher, self._flusher = self._flusher, None
+            with contextlib.suppress(Exception):
+                await flusher
+        await self.flush()

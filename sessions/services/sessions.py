@@ -1,0 +1,66 @@
+"""Session writes: create, update, soft delete and restore."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from sessions.choices import SessionStatus
+from sessions.models import Agent, Session
+from sessions.services.events import event_append
+
+
+def session_create(
+    *,
+    owner: Any,
+    agent: Agent,
+    name: str = "",
+    tags: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Session:
+    """Create a session on ``agent`` with an empty workspace directory."""
+    with transaction.atomic():
+        session = Session.objects.create(
+            owner=owner, agent=agent, name=name, tags=tags or [], metadata=metadata or {}
+        )
+        event_append(
+            session=session,
+            type="session.created",
+            data={"agent": agent.slug, "agent_version": agent.version},
+        )
+    session.workspace_path.mkdir(parents=True, exist_ok=True)
+    return session
+
+
+def session_update(*, session: Session, **changes: Any) -> Session:
+    """Apply ``changes`` (name, tags, metadata, status)."""
+    for key, value in changes.items():
+        setattr(session, key, value)
+    session.save(update_fields=[*changes.keys(), "updated_at"])
+    return session
+
+
+def session_delete(*, session: Session) -> None:
+    """Soft delete: cancels active tasks, hides the session; restore brings it back."""
+    from sessions.services.tasks import task_cancel_all
+
+    task_cancel_all(session=session, reason="session deleted")
+    session.deleted_at = timezone.now()
+    session.status = SessionStatus.CLOSED
+    session.save(update_fields=["deleted_at", "status", "updated_at"])
+
+
+def session_restore(*, session: Session) -> Session:
+    session.deleted_at = None
+    session.status = SessionStatus.IDLE
+    session.save(update_fields=["deleted_at", "status", "updated_at"])
+    session.workspace_path.mkdir(parents=True, exist_ok=True)
+    return session
+
+
+def session_purge_workspace(*, session: Session) -> None:
+    """Remove the workspace directory (used by hard deletes and tests)."""
+    shutil.rmtree(session.workspace_path, ignore_errors=True)

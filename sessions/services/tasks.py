@@ -1,0 +1,339 @@
+"""Task writes: create (multitask strategy, idempotency), cancel, retry, and the executor side
+(claim with a lease, renew, finish, recover tasks whose worker died).
+
+Every status change appends a ``task.status`` event in the same transaction, so the log always
+shows the whole life of a task and ends with its terminal status.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from runtime_project.exceptions import Conflict, InvalidInput
+from sessions.broadcast import notify_executor
+from sessions.choices import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    MultitaskStrategy,
+    OnDisconnect,
+    SessionStatus,
+    TaskStatus,
+)
+from sessions.models import Session, Task
+from sessions.runners import get_runner_class
+from sessions.services.events import event_append
+
+logger = logging.getLogger(__name__)
+
+
+def _status_event(task: Task, **extra: Any) -> None:
+    data = {"status": task.status, "phase": task.current_phase, **extra}
+    if task.is_terminal:
+        data.update(result=task.result, error=task.error, usage=task.usage)
+    event_append(session=task.session, task=task, type="task.status", data=data)
+
+
+def task_create(
+    *,
+    session: Session,
+    user: Any,
+    task_type: str = "run",
+    input: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    multitask_strategy: str = MultitaskStrategy.ENQUEUE,
+    on_disconnect: str = OnDisconnect.CONTINUE,
+    idempotency_key: str | None = None,
+) -> tuple[Task, bool]:
+    """Queue a task on ``session``; returns ``(task, created)``.
+
+    With an ``idempotency_key`` already used by ``user``, returns the existing task and
+    ``created=False`` (it must be for the same session). ``multitask_strategy`` applies when the
+    session already has an active task: ``enqueue`` waits its turn, ``reject`` raises 409,
+    ``interrupt`` cancels the active tasks first.
+
+    Raises:
+        InvalidInput: input does not match the agent's input schema; bad timeout.
+        Conflict: ``reject`` and the session is busy (code ``session_busy``); idempotency key
+            reused for another session (code ``idempotency_key_reused``).
+    """
+    input = input or {}
+    config = config or {}
+    if idempotency_key:
+        existing = Task.objects.filter(created_by=user, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _idempotent(existing, session), False
+
+    agent = session.agent
+    runner_cls = get_runner_class(agent.kind)
+    runner_cls.validate_input(input, agent.input_schema or None)
+    timeout_s = config.get("timeout_s", settings.TASK_DEFAULT_TIMEOUT_S)
+    if not isinstance(timeout_s, int | float) or not 0 < timeout_s <= settings.TASK_MAX_TIMEOUT_S:
+        raise InvalidInput(
+            "config.timeout_s must be a number of seconds in (0, TASK_MAX_TIMEOUT_S].",
+            details={"fields": {"config.timeout_s": [f"max {settings.TASK_MAX_TIMEOUT_S}"]}},
+        )
+
+    try:
+        with transaction.atomic():
+            # Lock the session so two concurrent creates see each other (strategy + queue order).
+            Session.objects.select_for_update().filter(pk=session.pk).first()
+            active = list(Task.objects.filter(session=session, status__in=ACTIVE_STATUSES))
+            if active and multitask_strategy == MultitaskStrategy.REJECT:
+                raise Conflict(
+                    "The session already has an active task.",
+                    code="session_busy",
+                    details={"active_task_ids": [str(t.uuid) for t in active]},
+                )
+            if active and multitask_strategy == MultitaskStrategy.INTERRUPT:
+                for other in active:
+                    task_cancel(task=other, reason="interrupted by a newer task")
+            task = Task.objects.create(
+                session=session,
+                agent=agent,
+                agent_version=agent.version,
+                created_by=user,
+                task_type=task_type,
+                input=input,
+                config=config,
+                multitask_strategy=multitask_strategy,
+                on_disconnect=on_disconnect,
+                idempotency_key=idempotency_key or None,
+                timeout_s=float(timeout_s),
+            )
+            Session.objects.filter(pk=session.pk).update(status=SessionStatus.ACTIVE)
+            _status_event(task, task_type=task_type)
+            transaction.on_commit(lambda: notify_executor("task.queued", task.uuid))
+    except IntegrityError:
+        # Two requests with the same idempotency key raced; the other one won.
+        existing = Task.objects.filter(created_by=user, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        return _idempotent(existing, session), False
+    return task, True
+
+
+def _idempotent(existing: Task, session: Session) -> Task:
+    if existing.session_id != session.pk:
+        raise Conflict(
+            "This Idempotency-Key was already used for a task in another session.",
+            code="idempotency_key_reused",
+            details={"task_id": str(existing.uuid)},
+        )
+    return existing
+
+
+def task_cancel(*, task: Task, reason: str = "cancelled by user") -> Task:
+    """Cancel a task. A queued task is cancelled at once; a running one is asked to stop
+    (cooperatively, then forcibly after ``TASK_CANCEL_GRACE_S``) and reaches ``cancelled``
+    when its executor has stopped it.
+
+    Raises:
+        IllegalTransition: the task already finished (409).
+    """
+    with transaction.atomic():
+        task = Task.objects.select_for_update().select_related("session").get(pk=task.pk)
+        if task.status == TaskStatus.QUEUED:
+            fields = task.finish(
+                TaskStatus.CANCELLED,
+                error={"code": "cancelled", "message": reason, "details": {}},
+            )
+            task.save(update_fields=fields)
+            _status_event(task)
+            _session_idle_if_done(task.session)
+            return task
+        if task.is_terminal:
+            task.transition(TaskStatus.CANCELLED)  # raises IllegalTransition with the details
+        if task.cancel_requested_at is None:
+            task.cancel_requested_at = timezone.now()
+            task.cancel_reason = reason[:200]
+            task.current_phase = "cancelling"
+            task.save(
+                update_fields=[
+                    "cancel_requested_at",
+                    "cancel_reason",
+                    "current_phase",
+                    "updated_at",
+                ]
+            )
+            _status_event(task)
+            transaction.on_commit(lambda: notify_executor("task.cancel", task.uuid))
+    return task
+
+
+def task_cancel_all(*, session: Session, reason: str = "cancelled by user") -> list[Task]:
+    """Cancel every active task of ``session``; returns them."""
+    tasks = list(Task.objects.filter(session=session, status__in=ACTIVE_STATUSES))
+    return [task_cancel(task=t, reason=reason) for t in tasks]
+
+
+def task_retry(*, task: Task, user: Any) -> Task:
+    """Queue a new task with the same type, input and config (admin "retry"/"re-run")."""
+    new, _ = task_create(
+        session=task.session,
+        user=user,
+        task_type=task.task_type,
+        input=task.input,
+        config=task.config,
+    )
+    return new
+
+
+# Executor side ---------------------------------------------------------------------------------
+
+
+def task_claim_next(*, worker: str, limit: int, session_id: int | None = None) -> list[Task]:
+    """Claim up to ``limit`` queued tasks (oldest first), at most one per session and none in a
+    session that already has a running task; each claim is a conditional UPDATE, so two
+    workers never run the same task. ``session_id`` restricts the claim to one session.
+    Returns the claimed tasks, now ``running``."""
+    if limit <= 0:
+        return []
+    busy = Task.objects.filter(
+        session=OuterRef("session"), status__in=[TaskStatus.RUNNING, TaskStatus.WAITING]
+    )
+    candidates = (
+        Task.objects.filter(status=TaskStatus.QUEUED, session__deleted_at__isnull=True)
+        .filter(**({"session_id": session_id} if session_id is not None else {}))
+        .annotate(session_busy=Exists(busy))
+        .filter(session_busy=False)
+        .order_by("created_at")
+        .values_list("pk", "session_id")[: limit * 4]
+    )
+    claimed: list[Task] = []
+    seen_sessions: set[int] = set()
+    for pk, session_id in candidates:
+        if len(claimed) >= limit or session_id in seen_sessions:
+            continue
+        seen_sessions.add(session_id)
+        task = _claim_one(pk, session_id, worker)
+        if task is not None:
+            claimed.append(task)
+    return claimed
+
+
+def _claim_one(pk: int, session_id: int, worker: str) -> Task | None:
+    with transaction.atomic():
+        # The session row lock serialises claims within a session across workers.
+        Session.objects.select_for_update().filter(pk=session_id).first()
+        if Task.objects.filter(
+            session_id=session_id, status__in=[TaskStatus.RUNNING, TaskStatus.WAITING]
+        ).exists():
+            return None
+        # Oldest queued task of the session goes first (enqueue order).
+        task = (
+            Task.objects.filter(session_id=session_id, status=TaskStatus.QUEUED)
+            .select_related("session", "agent")
+            .order_by("created_at")
+            .first()
+        )
+        if task is None:
+            return None
+        fields = task.mark_running(worker=worker, lease_s=settings.TASK_LEASE_S)
+        updated = Task.objects.filter(pk=task.pk, status=TaskStatus.QUEUED).update(
+            **{f: getattr(task, f) for f in fields if f != "updated_at"}, updated_at=timezone.now()
+        )
+        if updated != 1:
+            return None
+        _status_event(task, attempt=task.attempt, worker=worker)
+        return task
+
+
+def task_renew_lease(*, task: Task, worker: str) -> bool:
+    """Extend the lease; returns whether cancellation was requested meanwhile (a safety net
+    for a lost ``task.cancel`` notification)."""
+    Task.objects.filter(pk=task.pk, worker=worker, status__in=ACTIVE_STATUSES).update(
+        lease_expires_at=timezone.now() + timedelta(seconds=settings.TASK_LEASE_S)
+    )
+    return Task.objects.filter(pk=task.pk, cancel_requested_at__isnull=False).exists()
+
+
+def task_finish(
+    *,
+    task: Task,
+    status: str,
+    result: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
+) -> Task:
+    """Record the outcome and append the terminal ``task.status`` event (once)."""
+    with transaction.atomic():
+        task = Task.objects.select_for_update().select_related("session").get(pk=task.pk)
+        if task.is_terminal:
+            return task
+        fields = task.finish(status, result=result, error=error, usage=usage)
+        task.save(update_fields=fields)
+        _status_event(task)
+        _session_idle_if_done(task.session)
+    return task
+
+
+def _session_idle_if_done(session: Session) -> None:
+    if not Task.objects.filter(session=session, status__in=ACTIVE_STATUSES).exists():
+        Session.objects.filter(pk=session.pk, status=SessionStatus.ACTIVE).update(
+            status=SessionStatus.IDLE
+        )
+
+
+def task_recover_expired(*, now: Any = None) -> list[Task]:
+    """Recover tasks whose worker stopped renewing the lease (crashed or killed).
+
+    A task is requeued when its config or agent spec marks it ``retry_safe`` and it has attempts
+    left (``TASK_MAX_ATTEMPTS``); otherwise it fails with ``worker_lost``. Returns the tasks
+    touched.
+    """
+    now = now or timezone.now()
+    expired = Task.objects.filter(
+        status__in=[TaskStatus.RUNNING, TaskStatus.WAITING], lease_expires_at__lt=now
+    ).select_related("session", "agent")
+    touched = []
+    for stale in expired:
+        with transaction.atomic():
+            task = (
+                Task.objects.select_for_update().select_related("session", "agent").get(pk=stale.pk)
+            )
+            if task.status not in (TaskStatus.RUNNING, TaskStatus.WAITING) or (
+                task.lease_expires_at and task.lease_expires_at >= now
+            ):
+                continue
+            retry_safe = bool(
+                task.config.get("retry_safe", task.agent.spec.get("retry_safe", False))
+            )
+            lost = {"worker": task.worker, "attempt": task.attempt}
+            if (
+                retry_safe
+                and task.attempt < settings.TASK_MAX_ATTEMPTS
+                and not task.cancel_requested_at
+            ):
+                fields = task.transition(TaskStatus.QUEUED, phase="requeued")
+                task.lease_expires_at = None
+                task.save(update_fields=[*fields, "lease_expires_at"])
+                _status_event(task, reason="worker_lost", **lost)
+                transaction.on_commit(partial(notify_executor, "task.queued", task.uuid))
+            else:
+                fields = task.finish(
+                    TaskStatus.FAILED,
+                    error={
+                        "code": "worker_lost",
+                        "message": "The worker running this task stopped before it finished.",
+                        "details": lost,
+                    },
+                )
+                task.save(update_fields=fields)
+                _status_event(task)
+                _session_idle_if_done(task.session)
+            touched.append(task)
+    if touched:
+        logger.warning("recovered %d task(s) whose worker was lost", len(touched))
+    return touched
+
+
+def task_is_terminal(status: str) -> bool:
+    return status in TERMINAL_STATUSES

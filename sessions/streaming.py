@@ -1,0 +1,165 @@
+"""Server-Sent Events for a session or one task (``text/event-stream``).
+
+Each event is sent as ``id: <seq>`` / ``event: <type>`` / ``data: <envelope JSON>``; clients
+resume with ``Last-Event-ID`` (or ``?after=``) and get every event exactly once, in order.
+Comments (``: heartbeat``) keep proxies from closing quiet streams; a task stream ends with
+``event: end`` after the task's terminal ``task.status``. These are plain async Django views
+(DRF has no async views); their OpenAPI entries come from ``runtime_project.schema``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_GET
+
+from runtime_project.auth import BearerTokenAuthentication
+from runtime_project.exceptions import ApplicationError, InvalidInput, error_body
+from sessions.models import Session, Task
+from sessions.selectors import session_get, task_get
+from sessions.subscriptions import EventSubscription
+
+logger = logging.getLogger(__name__)
+
+
+def _format(envelope: dict[str, Any]) -> str:
+    data = json.dumps(envelope, default=str)
+    return f"id: {envelope['seq']}\nevent: {envelope['type']}\ndata: {data}\n\n"
+
+
+async def _events(
+    *, session: Session, task: Task | None, after: int, cancel_on_disconnect: bool
+) -> AsyncIterator[str]:
+    yield "retry: 2000\n\n"
+    completed = False
+    try:
+        async with EventSubscription(session=session, task=task, after=after) as sub:
+            async for envelope in sub:
+                if envelope is None:
+                    yield f": heartbeat {sub.last_seq}\n\n"
+                    continue
+                yield _format(envelope)
+            completed = True
+            yield f"event: end\ndata: {json.dumps({'last_seq': sub.last_seq})}\n\n"
+    except asyncio.CancelledError:
+        # Django cancels the response when the client disconnects (http.disconnect).
+        if cancel_on_disconnect and task is not None and not completed:
+            from sessions.services.tasks import task_cancel
+
+            try:
+                await sync_to_async(task_cancel)(task=task, reason="client disconnected")
+            except ApplicationError:
+                pass  # already finished
+        raise
+
+
+def sse_response(
+    request: HttpRequest,
+    *,
+    session: Session,
+    task: Task | None = None,
+    after: int = 0,
+    cancel_on_disconnect: bool = False,
+) -> StreamingHttpResponse:
+    """Stream ``session``'s events (or only ``task``'s, ending after it finishes) as SSE.
+
+    ``after`` is the last seq the client has; ``Last-Event-ID`` on the request overrides it
+    when larger. With ``cancel_on_disconnect`` the task is cancelled if the client goes away
+    before it finishes (``on_disconnect=cancel``).
+    """
+    after = max(after, _last_event_id(request))
+    response = StreamingHttpResponse(
+        _events(session=session, task=task, after=after, cancel_on_disconnect=cancel_on_disconnect),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _last_event_id(request: HttpRequest) -> int:
+    raw = request.headers.get("Last-Event-ID", "").strip()
+    return _non_negative_int(raw, "Last-Event-ID") if raw else 0
+
+
+def _non_negative_int(raw: str, name: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(
+            f"{name} must be an integer.", details={"fields": {name: [raw[:50]]}}
+        ) from None
+    if value < 0:
+        raise InvalidInput(f"{name} must be ≥ 0.", details={"fields": {name: [raw[:50]]}})
+    return value
+
+
+async def authenticate(request: HttpRequest) -> Any:
+    """Bearer/Token header first, then the session cookie. Returns the user or ``None``."""
+
+    def _auth() -> Any:
+        result = BearerTokenAuthentication().authenticate(request)  # type: ignore[arg-type]
+        if result is not None:
+            return result[0]
+        user = request.user
+        return user if user.is_authenticated else None
+
+    try:
+        return await sync_to_async(_auth)()
+    except Exception:  # AuthenticationFailed and friends: treat as anonymous → 401
+        return None
+
+
+def _error(exc: ApplicationError) -> JsonResponse:
+    return JsonResponse(exc.as_dict(), status=exc.status_code)
+
+
+def _unauthenticated() -> JsonResponse:
+    return JsonResponse(
+        error_body(
+            "not_authenticated", "Authentication credentials were not provided or are invalid."
+        ),
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="api"'},
+    )
+
+
+@require_GET
+async def session_event_stream(request: HttpRequest, session_id: str) -> HttpResponseBase:
+    """GET /api/v1/sessions/{id}/events/stream — all events of the session, live."""
+    user = await authenticate(request)
+    if user is None:
+        return _unauthenticated()
+    try:
+        session = await sync_to_async(session_get)(user=user, session_id=session_id)
+        after = _non_negative_int(request.GET.get("after", "0") or "0", "after")
+        after = max(after, _last_event_id(request))
+    except ApplicationError as exc:
+        return _error(exc)
+    return sse_response(request, session=session, after=after)
+
+
+@require_GET
+async def task_event_stream(request: HttpRequest, task_id: str) -> HttpResponseBase:
+    """GET /api/v1/tasks/{id}/stream — the task's events, ending after its terminal status."""
+    user = await authenticate(request)
+    if user is None:
+        return _unauthenticated()
+    try:
+        task = await sync_to_async(task_get)(user=user, task_id=task_id)
+        after = _non_negative_int(request.GET.get("after", "0") or "0", "after")
+        after = max(after, _last_event_id(request))
+    except ApplicationError as exc:
+        return _error(exc)
+    return sse_response(request, session=task.session, task=task, after=after)
+
+
+# Names the URLconf uses.
+SessionEventStreamApi = session_event_stream
+TaskEventStreamApi = task_event_stream
