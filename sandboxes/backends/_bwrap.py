@@ -1,0 +1,195 @@
+"""Building blocks of the ``local`` backend's bubblewrap tier: the command line and helpers.
+
+Kept apart from ``local.py`` (detection, exec) so each module stays small. See the docstring of
+``sandboxes.backends.local`` for the design; numbers are bytes unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import json
+import logging
+import os
+import resource
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandboxes import paths
+from sandboxes.base import SandboxSpec
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+WORKSPACE = "/workspace"
+SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's own private tmpfs, not the host's /tmp
+INFO_TIMEOUT_S = 10.0  # seconds to wait for bwrap to report the namespace init's pid
+# /etc entries the sandbox may read (bound read-only when present). alternatives: Debian's
+# /usr/bin/awk etc. are symlinks through it; python3.*: sitecustomize of Debian's python.
+ETC_FILES = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "hosts",
+    "host.conf", "gai.conf", "resolv.conf", "services", "protocols", "ssl", "ca-certificates",
+    "alternatives", "localtime", "timezone", "mime.types",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What detection found; drives command construction."""
+
+    tier: str  # "bubblewrap" | "unisolated" | "none"
+    uid: int
+    gid: int
+    dedicated_uid: bool  # root dropped to SANDBOX_UID (else: the server's own uid)
+    bwrap: str | None = None
+    prlimit: str | None = None
+    setpriv: str | None = None
+    proc_args: tuple[str, ...] = ("--proc", "/proc")
+    reachable: dict[str, bool] = field(default_factory=dict, compare=False)
+
+
+def hard_limit(res: int) -> int:
+    """Our own hard limit for resource ``res`` (a large number when unlimited)."""
+    hard = resource.getrlimit(res)[1]
+    return hard if hard != resource.RLIM_INFINITY else 1 << 62  # "unlimited" for prlimit
+
+
+def rlimit_args(spec: SandboxSpec, *, nproc: bool) -> list[str]:
+    """``prlimit`` options (soft = hard) clamped to our own hard limits.
+
+    We may lack CAP_SYS_RESOURCE (research note §1), in which case raising a hard limit fails.
+    """
+    lim = spec.limits
+    wanted = [
+        ("--as", resource.RLIMIT_AS, lim.memory_mb * MIB),
+        ("--cpu", resource.RLIMIT_CPU, lim.cpu_s),
+        ("--fsize", resource.RLIMIT_FSIZE, lim.file_size_mb * MIB),
+        ("--nofile", resource.RLIMIT_NOFILE, lim.open_files),
+        ("--core", resource.RLIMIT_CORE, 0),
+    ]
+    if nproc:  # per real uid system-wide: only meaningful for a dedicated sandbox uid
+        wanted.append(("--nproc", resource.RLIMIT_NPROC, lim.pids))
+    return [f"{opt}={min(value, hard_limit(res))}" for opt, res, value in wanted]
+
+
+def root_links() -> list[str]:
+    """Recreate the host's /bin, /lib… layout: symlinks on merged-/usr hosts, binds otherwise."""
+    args: list[str] = []
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = f"/{name}"
+        if os.path.islink(host):
+            args += ["--symlink", os.readlink(host), host]
+        elif os.path.isdir(host):
+            args += ["--ro-bind", host, host]
+    return args
+
+
+def chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Give the sandbox uid the workspace: ``lchown`` everything below ``root``.
+
+    :func:`sandboxes.paths.iter_tree` opens every directory relative to its parent's fd with
+    ``O_NOFOLLOW``, and ``fchownat(AT_SYMLINK_NOFOLLOW)`` never follows a final symlink, so a
+    link planted (or swapped in) by sandboxed code cannot redirect the chown to a host file.
+    """
+    st = os.stat(root, follow_symlinks=False)
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.chown(root, uid, gid, follow_symlinks=False)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for parent_fd, name, _rel, st in paths.iter_tree(fd):
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                with contextlib.suppress(FileNotFoundError):  # removed by a running command
+                    os.chown(name, uid, gid, dir_fd=parent_fd, follow_symlinks=False)
+    finally:
+        os.close(fd)
+
+
+def bwrap_argv(
+    setup: Setup,
+    spec: SandboxSpec,
+    argv: list[str],
+    rel_cwd: str,
+    env: Mapping[str, str],
+    info_fd: int | None,
+) -> list[str]:
+    """The full ``prlimit → [setpriv →] bwrap → argv`` command line."""
+    assert setup.bwrap is not None
+    assert setup.prlimit is not None
+    cmd = [setup.prlimit, *rlimit_args(spec, nproc=setup.dedicated_uid), "--"]
+    if setup.dedicated_uid:
+        assert setup.setpriv is not None
+        cmd += [
+            setup.setpriv, f"--reuid={setup.uid}", f"--regid={setup.gid}", "--clear-groups",
+            "--no-new-privs", "--inh-caps=-all", "--",
+        ]  # fmt: skip
+    cmd += [setup.bwrap, "--ro-bind", "/usr", "/usr", *root_links()]
+    for name in ETC_FILES:
+        cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for path in sorted(glob.glob("/etc/python3*")):
+        cmd += ["--ro-bind-try", path, path]
+    cmd += [*setup.proc_args, "--dev", "/dev"]
+    cmd += ["--size", str(spec.limits.tmp_mb * MIB), "--tmpfs", SANDBOX_TMP]
+    cmd += ["--bind", os.fspath(spec.workspace), WORKSPACE]
+    for ro in spec.readonly_paths:
+        cmd += ["--ro-bind", os.fspath(ro), os.fspath(ro)]
+    # The root is bwrap's private tmpfs; make it read-only so nothing but the workspace and
+    # /tmp is writable.
+    cmd += ["--remount-ro", "/"]
+    cmd += [
+        "--chdir", f"{WORKSPACE}/{rel_cwd}" if rel_cwd else WORKSPACE,
+        "--unshare-all", "--unshare-user", "--disable-userns",
+        "--hostname", "sandbox", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--clearenv", "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", WORKSPACE,
+        "--setenv", "TMPDIR", SANDBOX_TMP, "--setenv", "LANG", "C.UTF-8",
+    ]  # fmt: skip
+    if spec.network == "host":
+        cmd.append("--share-net")
+    for key, value in env.items():
+        cmd += ["--setenv", key, value]
+    if info_fd is not None:
+        cmd += ["--info-fd", str(info_fd)]
+    return [*cmd, "--", *argv]
+
+
+async def read_init_pid(fd: int) -> int | None:
+    """Read bwrap's ``--info-fd`` JSON (bwrap closes it once written) and return ``child-pid``.
+
+    That pid is the host pid of the sandbox's pid-namespace init. ``None`` if bwrap failed
+    before forking (it then exits on its own with an error on stderr).
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    chunks: list[bytes] = []
+    os.set_blocking(fd, False)
+
+    def on_readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            chunks.append(data)
+        elif not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, on_readable)
+    try:
+        await asyncio.wait_for(done, INFO_TIMEOUT_S)
+    except TimeoutError:
+        logger.warning("bwrap did not report its child pid within %s s", INFO_TIMEOUT_S)
+    finally:
+        loop.remove_reader(fd)
+    return parse_init_pid(b"".join(chunks))
+
+
+def parse_init_pid(raw: bytes) -> int | None:
+    try:
+        pid = json.loads(raw or b"{}").get("child-pid")
+    except (ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) else None

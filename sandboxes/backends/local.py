@@ -1,0 +1,482 @@
+"""The ``local`` sandbox backend: bubblewrap per exec, or an explicitly allowed unisolated mode.
+
+Tiers (detected once per backend instance, cached, logged; see research note §5.2):
+
+``bubblewrap`` (preferred)
+    Every ``exec`` runs ``prlimit`` (rlimits) → ``setpriv`` (only when the server is root: drop
+    to ``SANDBOX_UID``/its gid, no groups, no_new_privs) → ``bwrap`` (row 13 of the research
+    table, without seccomp and cgroups for now). Inside: own user/pid/net/ipc/uts/cgroup
+    namespaces (``--unshare-all``, loopback-only network unless ``spec.network == "host"``),
+    ``/usr`` and a few ``/etc`` files read-only, a sized tmpfs ``/tmp``, the workspace read-write
+    at ``/workspace`` (cwd and ``HOME``), nothing of ``/root``, ``/home``, ``/var``, ``/work``.
+    When root, the workspace is chowned to the sandbox uid (the whole tree on the first exec
+    per workspace, never following symlinks; later host writes through ``sandboxes.paths``
+    inherit the owner), because bwrap runs *as* that uid (research note: bwrap started as root
+    maps the sandbox to host uid 0). Consequently bwrap must be able to traverse to every bound
+    path as that uid: the workspace's parent and ``readonly_paths`` are checked with
+    ``setpriv … test -e`` (cached), and ``sandboxes.local.default_data_dir`` picks a data dir
+    that is reachable (a checkout under ``/root``, mode 0700, is not).
+    ``RLIMIT_NPROC`` (``limits.pids``) is only set with a dedicated uid; it counts every process
+    of that uid system-wide, including other sandboxes sharing it.
+
+``unisolated``
+    Only when ``SANDBOX_ALLOW_UNISOLATED`` is true and bubblewrap is not usable (or
+    ``SANDBOX_FORCE_TIER="unisolated"``, which still needs the allow setting): a plain
+    subprocess in the workspace, its own session, rlimits via ``prlimit`` (no NPROC). No
+    isolation at all: it runs with the server's uid (root, if the server is root), sees the host
+    network and files, and a grandchild that calls ``setsid()`` survives ``terminate``. Logged
+    at WARNING.
+
+Otherwise ``capabilities().available`` is false and ``exec`` raises :class:`SandboxUnavailable`.
+
+Settings (read with ``getattr`` so this works before the project settings define them):
+``SANDBOX_UID`` (65534; its gid is the same number), ``SANDBOX_ALLOW_UNISOLATED`` (False),
+``SANDBOX_FORCE_TIER`` (None | "bubblewrap" | "unisolated"), ``SANDBOX_BWRAP_PATH`` ("bwrap").
+
+Terminate (bubblewrap tier): SIGTERM to every process of the sandbox's pid namespace (found
+as descendants of the namespace init, whose host pid bwrap reports on ``--info-fd``), wait
+``grace_s``, then SIGKILL the init through a pidfd: the kernel kills the whole namespace,
+including grandchildren that called ``setsid()``. See ``_local_exec`` for details.
+
+Exit codes: bwrap reports a command killed by signal N as ``128+N``; the exit event carries
+``-N`` when we sent that signal (terminate/timeout) and the raw ``128+N`` otherwise (e.g. a
+command killed by its own RLIMIT_FSIZE shows 153, exactly as a shell would report it).
+
+Zombies: the outer bwrap is our child (reaped by asyncio). bwrap leaves its namespace init
+behind on a normal exit, so the server becomes a child subreaper and reaps those inits by pidfd
+(never a blind ``waitpid(-1)``); see ``_local_exec``. In Docker, PID 1 is ``tini -s``.
+No seccomp filter yet: Debian's ``python3-seccomp``/``pyseccomp`` would be a new dependency.
+No cgroup limits yet (memory is bounded by RLIMIT_AS, processes by RLIMIT_NPROC).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from runtime_project.exceptions import InvalidInput
+from sandboxes import paths
+from sandboxes.backends._bwrap import (
+    SANDBOX_PATH,
+    WORKSPACE,
+    Setup,
+    bwrap_argv,
+    chown_tree,
+    parse_init_pid,
+    read_init_pid,
+    rlimit_args,
+)
+from sandboxes.backends._local_exec import (
+    LocalExecution,
+    NamespaceKiller,
+    SessionKiller,
+    TreeKiller,
+    _StreamProtocol,
+    ensure_subreaper,
+    reap_adopted,
+    sweep_orphans,
+)
+from sandboxes.base import (
+    Capabilities,
+    Execution,
+    SandboxBackend,
+    SandboxError,
+    SandboxSpec,
+    SandboxUnavailable,
+)
+from sandboxes.registry import register_backend
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 10.0
+_NOT_BOUND = ("/", "/proc", "/dev", WORKSPACE)  # readonly_paths may not shadow these
+
+
+def _setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+def _check_env(env: Mapping[str, str]) -> None:
+    for key, value in env.items():
+        if not key or "=" in key or "\x00" in key or "\x00" in str(value):
+            raise InvalidInput("Invalid environment variable.", details={"name": key[:100]})
+
+
+@register_backend("local")
+class LocalBackend(SandboxBackend):
+    """Per-exec bubblewrap sandboxes on this host (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._setup: Setup | None = None
+        self._caps: Capabilities | None = None
+        self._lock = threading.Lock()
+        self._owned: set[str] = set()  # workspaces already chowned once by this instance
+
+    # ---------------------------------------------------------------- detection
+
+    def capabilities(self) -> Capabilities:
+        """Detect the tier once (runs a probe sandbox, ~10-20 ms) and cache it."""
+        with self._lock:
+            if self._caps is None:
+                self._setup, self._caps = self._detect()
+            return self._caps
+
+    def _detect(self) -> tuple[Setup, Capabilities]:
+        force = _setting("SANDBOX_FORCE_TIER", None)
+        allow = bool(_setting("SANDBOX_ALLOW_UNISOLATED", False))
+        root = os.geteuid() == 0
+        uid = int(_setting("SANDBOX_UID", 65534)) if root else os.geteuid()
+        gid = uid if root else os.getegid()
+        base = Setup("none", uid, gid, root, prlimit=shutil.which("prlimit"))
+        details: dict[str, Any] = {"uid": uid, "dedicated_uid": root, "seccomp": False}
+        reason = ""
+        setup: Setup | None = None
+        if force not in (None, "", "bubblewrap", "unisolated"):
+            reason = f"unknown SANDBOX_FORCE_TIER {force!r}"  # no fallback for a typo
+        else:
+            if force != "unisolated":
+                setup, reason = self._probe_bwrap(base, details)
+            if setup is None and force != "bubblewrap":
+                if allow:
+                    setup = Setup("unisolated", uid, gid, False, prlimit=base.prlimit)
+                elif force == "unisolated":
+                    reason = "SANDBOX_FORCE_TIER=unisolated but SANDBOX_ALLOW_UNISOLATED is false"
+        if setup is None:
+            caps = Capabilities(
+                "local", "none", False, False, reason=reason or "not available", details=details
+            )
+            logger.warning(
+                "SANDBOX UNAVAILABLE: %s. Install bubblewrap (scripts/install-system-deps.sh) "
+                "or set SANDBOX_ALLOW_UNISOLATED=1 (no isolation).",
+                caps.reason,
+            )
+            return base, caps
+        if setup.tier == "unisolated":
+            details.update(network="host", pid_namespace=False, rlimits=bool(setup.prlimit))
+            caps = Capabilities("local", "unisolated", False, True, reason=reason, details=details)
+            logger.warning(
+                "SANDBOX IS NOT ISOLATED: commands run as a plain subprocess with the server's "
+                "privileges (SANDBOX_ALLOW_UNISOLATED). Reason: %s",
+                reason or "forced by SANDBOX_FORCE_TIER",
+            )
+            return setup, caps
+        caps = Capabilities("local", "bubblewrap", True, True, details=details)
+        logger.info("sandbox tier: bubblewrap (%s)", details)
+        return setup, caps
+
+    def _probe_bwrap(self, base: Setup, details: dict[str, Any]) -> tuple[Setup | None, str]:
+        bwrap = shutil.which(str(_setting("SANDBOX_BWRAP_PATH", "bwrap")))
+        if bwrap is None:
+            return None, "bubblewrap (bwrap) is not installed"
+        if base.prlimit is None:
+            return None, "prlimit (util-linux) is not installed"
+        setpriv = shutil.which("setpriv")
+        if base.dedicated_uid:
+            if setpriv is None:
+                return None, "setpriv (util-linux) is not installed"
+            if base.uid == 0:
+                return None, "SANDBOX_UID must not be 0"
+        version = subprocess.run(
+            [bwrap, "--version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
+        )
+        details.update(
+            bwrap=bwrap,
+            bwrap_version=version.stdout.strip().rpartition(" ")[2],
+            pid_namespace=True,
+            network="none (own network namespace, loopback only) unless network='host'",
+            rlimits=True,
+            cgroup=False,
+        )
+        errors: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="sbx-probe-") as tmp:
+            probe = SandboxSpec(sandbox_id="probe", workspace=Path(tmp))
+            if base.dedicated_uid:
+                os.chown(tmp, base.uid, base.gid)
+            # Podman-like containers cannot mount a new procfs: fall back to binding the host's.
+            for proc_args in (("--proc", "/proc"), ("--ro-bind", "/proc", "/proc")):
+                setup = Setup(
+                    "bubblewrap", base.uid, base.gid, base.dedicated_uid,
+                    bwrap=bwrap, prlimit=base.prlimit, setpriv=setpriv, proc_args=proc_args,
+                )  # fmt: skip
+                try:
+                    run = self._run_probe(setup, probe)
+                except subprocess.TimeoutExpired:
+                    errors.append("probe timed out")
+                    continue
+                if run.returncode == 0:
+                    details["proc"] = proc_args[0].lstrip("-")
+                    self._check_data_dir(setup, details)
+                    return setup, ""
+                errors.append(run.stderr.strip()[-300:] or f"exit {run.returncode}")
+        logger.warning("bubblewrap probe failed: %s", " | ".join(errors))
+        return None, f"bubblewrap does not work here: {errors[0]}"
+
+    def _run_probe(self, setup: Setup, probe: SandboxSpec) -> subprocess.CompletedProcess[str]:
+        """Run ``true`` in a sandbox, then reap the init bwrap orphans (see ``_local_exec``)."""
+        ensure_subreaper()
+        read_fd, write_fd = os.pipe()
+        try:
+            argv = bwrap_argv(setup, probe, ["true"], "", {}, write_fd)
+            with os.fdopen(read_fd, "rb") as info:
+                proc = subprocess.Popen(
+                    argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    cwd="/", pass_fds=(write_fd,),
+                )  # fmt: skip
+                os.close(write_fd)
+                write_fd = -1
+                raw = info.read()  # bwrap closes it right after writing
+            try:
+                out, err = proc.communicate(timeout=PROBE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise
+        finally:
+            if write_fd != -1:
+                os.close(write_fd)
+        init_pid = parse_init_pid(raw)
+        if init_pid is not None:
+            reap_adopted(init_pid, timeout_s=1.0)
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+    def _check_data_dir(self, setup: Setup, details: dict[str, Any]) -> None:
+        data_dir = _setting("SANDBOX_DATA_DIR", None)
+        if data_dir is None:
+            return
+        existing = Path(os.path.abspath(data_dir))
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent  # it is created later; its ancestors must be reachable
+        ok = self._reachable(setup, existing)
+        details["data_dir_reachable"] = ok
+        if not ok:
+            logger.warning(
+                "SANDBOX_DATA_DIR %s is not traversable by sandbox uid %s: every exec will fail. "
+                "Use sandboxes.local.default_data_dir() or a directory under /var/lib.",
+                data_dir,
+                setup.uid,
+            )
+
+    def _reachable(self, setup: Setup, path: Path) -> bool:
+        """Can the sandbox uid reach ``path`` (search permission on every ancestor)?
+
+        Asked of the kernel by running ``test -e`` as that uid (ACLs included); cached per path.
+        """
+        if not setup.dedicated_uid:
+            return True
+        key = os.fspath(path)
+        if key not in setup.reachable:
+            if len(setup.reachable) > 1024:  # bounded: keys are a few data dirs in practice
+                setup.reachable.clear()
+            assert setup.setpriv is not None
+            run = subprocess.run(
+                [setup.setpriv, f"--reuid={setup.uid}", f"--regid={setup.gid}",
+                 "--clear-groups", "--", "test", "-e", key],
+                capture_output=True, timeout=PROBE_TIMEOUT_S, cwd="/",
+            )  # fmt: skip
+            setup.reachable[key] = run.returncode == 0
+        return setup.reachable[key]
+
+    # ---------------------------------------------------------------- commands
+
+    def _check_readonly_paths(self, setup: Setup, spec: SandboxSpec) -> None:
+        for ro in spec.readonly_paths:
+            path = os.path.normpath(os.fspath(ro))
+            if not os.path.isabs(path) or any(
+                path == bad or (bad != "/" and path.startswith(bad + "/")) for bad in _NOT_BOUND
+            ):
+                raise SandboxError("A read-only path is not allowed.", details={"path": path})
+            if not os.path.exists(path) or not self._reachable(setup, Path(path)):
+                logger.error(
+                    "readonly path %s is missing or not reachable by uid %s", path, setup.uid
+                )
+                raise SandboxError("A read-only path is missing or not reachable by the sandbox.")
+
+    def _own_workspace(self, setup: Setup, workspace: Path) -> None:
+        """Make the workspace the sandbox uid's (root only).
+
+        The whole tree is walked the first time this backend instance sees a workspace (or when
+        its root changed owner, e.g. recreated): the walk costs about 6 µs per entry. Later host
+        writes go through :mod:`sandboxes.paths`, which gives new entries the owner of their
+        parent directory (:func:`sandboxes.paths.adopt_owner`), so they need no new walk. Host
+        code that writes into a workspace by other means must call ``paths.adopt_owner`` or its
+        files stay root-owned (readable, not writable, by the sandbox).
+        """
+        key = os.fspath(workspace)
+        st = os.stat(workspace, follow_symlinks=False)
+        if key in self._owned and (st.st_uid, st.st_gid) == (setup.uid, setup.gid):
+            return
+        chown_tree(workspace, setup.uid, setup.gid)
+        with self._lock:
+            if len(self._owned) > 4096:  # bounded memory; a re-walk is only slower
+                self._owned.clear()
+            self._owned.add(key)
+
+    def _prepare_workspace(self, setup: Setup, spec: SandboxSpec, rel_cwd: str) -> None:
+        """Create/own the workspace and validate cwd; blocking, run in a worker thread."""
+        workspace = spec.workspace
+        workspace.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if rel_cwd and paths.stat(workspace, rel_cwd).type != "directory":
+            raise paths.WorkspacePathError("cwd is not a directory.")
+        if setup.tier != "bubblewrap":
+            return
+        if setup.dedicated_uid:
+            if not self._reachable(setup, workspace.parent):
+                logger.error(
+                    "workspace parent %s is not traversable by sandbox uid %s; set "
+                    "SANDBOX_DATA_DIR = sandboxes.local.default_data_dir(BASE_DIR)",
+                    workspace.parent,
+                    setup.uid,
+                )
+                raise SandboxError("The workspace is not reachable by the sandbox user.")
+            self._own_workspace(setup, workspace)
+        self._check_readonly_paths(setup, spec)
+
+    # ---------------------------------------------------------------- exec
+
+    async def exec(
+        self,
+        spec: SandboxSpec,
+        argv: list[str],
+        *,
+        cwd: str = "",
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> Execution:
+        """Start ``argv`` in the sandbox (see :meth:`SandboxBackend.exec`).
+
+        Raises:
+            SandboxUnavailable: no tier is available.
+            SandboxError: the command could not be started (empty argv, bad readonly path,
+                unreachable workspace, bwrap/prlimit failure to start).
+            WorkspacePathError / WorkspaceFileNotFound: ``cwd`` is invalid or not a directory.
+            InvalidInput: an environment variable name/value is invalid.
+        """
+        caps = self._caps if self._caps is not None else await asyncio.to_thread(self.capabilities)
+        setup = self._setup
+        if not caps.available or setup is None:
+            raise SandboxUnavailable(
+                "No sandbox is available: install bubblewrap (scripts/install-system-deps.sh) "
+                "or set SANDBOX_ALLOW_UNISOLATED=1 to run commands without isolation.",
+                details={"reason": caps.reason},
+            )
+        if not argv or any("\x00" in a for a in argv):
+            raise SandboxError("The command must be a non-empty list of strings without NUL.")
+        rel_cwd = paths.normalize(cwd)
+        if not spec.workspace.is_absolute():  # bwrap runs with cwd "/"
+            absolute = Path(os.path.abspath(spec.workspace))  # noqa: ASYNC240 - no disk I/O
+            spec = dataclasses.replace(spec, workspace=absolute)
+        merged = {**spec.env, **(env or {})}
+        _check_env(merged)
+        await asyncio.to_thread(self._prepare_workspace, setup, spec, rel_cwd)
+        if setup.tier == "bubblewrap":
+            return await self._start_bwrap(setup, spec, argv, rel_cwd, merged, stdin)
+        return await self._start_unisolated(setup, spec, argv, rel_cwd, merged, stdin)
+
+    async def _spawn(
+        self,
+        cmd: list[str],
+        stdin: bytes | None,
+        *,
+        cwd: str,
+        env: dict[str, str],
+        pass_fds: tuple[int, ...] = (),
+    ) -> tuple[asyncio.SubprocessTransport, _StreamProtocol]:
+        loop = asyncio.get_running_loop()
+        protocol = _StreamProtocol()
+        try:
+            transport, _ = await loop.subprocess_exec(
+                lambda: protocol,
+                *cmd,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=env,
+                pass_fds=pass_fds,
+                # Its own session: terminal signals aimed at the server never reach sandboxes.
+                start_new_session=True,
+            )
+        except (OSError, ValueError) as exc:
+            logger.exception("sandbox spawn of %s failed", cmd[0])
+            raise SandboxError("The command could not be started.") from exc
+        if stdin is not None:
+            pipe = transport.get_pipe_transport(0)
+            assert isinstance(pipe, asyncio.WriteTransport)
+            pipe.write(stdin)
+            pipe.close()  # flushes the buffer, then EOF (a BrokenPipe is handled by asyncio)
+        return transport, protocol
+
+    async def _start_bwrap(
+        self,
+        setup: Setup,
+        spec: SandboxSpec,
+        argv: list[str],
+        rel_cwd: str,
+        env: dict[str, str],
+        stdin: bytes | None,
+    ) -> Execution:
+        ensure_subreaper()  # so we can reap the namespace init bwrap leaves behind
+        sweep_orphans()
+        read_fd, write_fd = os.pipe()
+        try:
+            cmd = bwrap_argv(setup, spec, argv, rel_cwd, env, write_fd)
+            # cwd="/": bwrap runs as the sandbox uid, which may not be able to stat our cwd.
+            transport, protocol = await self._spawn(
+                cmd, stdin, cwd="/", env={"PATH": SANDBOX_PATH}, pass_fds=(write_fd,)
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        try:
+            init_pid = await read_init_pid(read_fd)
+        finally:
+            os.close(read_fd)
+        pid = transport.get_pid()
+        killer: TreeKiller = NamespaceKiller(pid, init_pid)
+        return LocalExecution(
+            transport,
+            protocol,
+            killer,
+            wall_timeout_s=spec.limits.wall_timeout_s,
+            map_exit_code=True,
+        )
+
+    async def _start_unisolated(
+        self,
+        setup: Setup,
+        spec: SandboxSpec,
+        argv: list[str],
+        rel_cwd: str,
+        env: dict[str, str],
+        stdin: bytes | None,
+    ) -> Execution:
+        workspace = os.fspath(spec.workspace)
+        full_env = {
+            "PATH": SANDBOX_PATH, "HOME": workspace, "LANG": "C.UTF-8", **env,
+        }  # fmt: skip
+        cmd = list(argv)
+        if setup.prlimit is not None:
+            cmd = [setup.prlimit, *rlimit_args(spec, nproc=False), "--", *argv]
+        transport, protocol = await self._spawn(
+            cmd, stdin, cwd=os.path.join(workspace, rel_cwd), env=full_env
+        )
+        return LocalExecution(
+            transport,
+            protocol,
+            SessionKiller(transport.get_pid()),
+            wall_timeout_s=spec.limits.wall_timeout_s,
+            map_exit_code=False,
+        )

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Install the system packages the agent runtime server needs on Debian/Ubuntu hosts.
+#
+# * bubblewrap: the `local` sandbox backend's isolation tier (sandboxes/backends/local.py).
+# * util-linux: prlimit and setpriv (rlimits, dropping to the sandbox uid).
+#
+# Idempotent: when every command is already present it exits without touching apt.
+# Runs as root, or re-executes itself through sudo when not root.
+set -euo pipefail
+
+# command -> Debian package providing it
+declare -A wanted=(
+  [bwrap]=bubblewrap
+  [prlimit]=util-linux
+  [setpriv]=util-linux
+)
+
+missing=()
+for cmd in "${!wanted[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    pkg="${wanted[$cmd]}"
+    # de-duplicate (prlimit and setpriv share a package)
+    if [[ " ${missing[*]-} " != *" $pkg "* ]]; then
+      missing+=("$pkg")
+    fi
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-system-deps: all system dependencies present (bwrap $(bwrap --version 2>/dev/null | awk '{print $2}'))"
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    exec sudo -n -- bash "$0" "$@"
+  fi
+  echo "install-system-deps: need root (or sudo) to install: ${missing[*]}" >&2
+  exit 1
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-system-deps: apt-get not found; install these packages manually: ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "install-system-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"
+
+for cmd in "${!wanted[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || { echo "install-system-deps: $cmd still missing" >&2; exit 1; }
+done
+echo "install-system-deps: done"

@@ -1,0 +1,87 @@
+"""Fixtures for the sandbox tests: real bubblewrap, real files, no mocks of the code under test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+if not settings.configured:  # pragma: no cover - only when run without pytest-django settings
+    settings.configure(SANDBOX_BACKEND="local")
+
+from sandboxes.registry import reset_backends
+
+
+@pytest.fixture
+def sandbox_root() -> Iterator[Path]:
+    """A scratch dir the sandbox uid can traverse (pytest's tmp_path is 0700 under root)."""
+    root = Path(tempfile.mkdtemp(prefix="sbx-test-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def workspace(sandbox_root: Path) -> Path:
+    """An empty workspace directory below :func:`sandbox_root`."""
+    ws = sandbox_root / "ws"
+    ws.mkdir(mode=0o755)
+    return ws
+
+
+@pytest.fixture
+def outside(sandbox_root: Path) -> Path:
+    """A host directory next to the workspace that sandboxed code must never reach."""
+    out = sandbox_root / "outside"
+    out.mkdir(mode=0o755)
+    (out / "secret.txt").write_text("host secret\n")
+    return out
+
+
+@pytest.fixture
+def tcp_listener() -> Iterator[int]:
+    """A TCP listener on host 127.0.0.1; yields its port."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_backends() -> Iterator[None]:
+    reset_backends()
+    yield
+    reset_backends()
+
+
+@pytest.fixture
+def host_pids() -> Callable[[str], list[int]]:
+    """``host_pids(marker)``: host pids whose command line contains ``marker``."""
+    return host_pids_with
+
+
+def host_pids_with(marker: str) -> list[int]:
+    """Host pids whose command line contains ``marker``."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\x00", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(int(entry.name))
+    return found

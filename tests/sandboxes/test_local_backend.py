@@ -1,0 +1,466 @@
+"""The local backend against real bubblewrap: isolation, streaming, limits, killing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from sandboxes import paths
+from sandboxes.backends import _local_exec
+from sandboxes.backends.local import LocalBackend
+from sandboxes.base import ExecEvent, Execution, Limits, SandboxSpec, SandboxUnavailable
+
+pytestmark = pytest.mark.sandbox
+
+ROOT = os.geteuid() == 0
+SANDBOX_UID = 65534
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[LocalBackend]:
+    with override_settings(SANDBOX_FORCE_TIER=None, SANDBOX_ALLOW_UNISOLATED=False):
+        b = LocalBackend()
+        caps = b.capabilities()
+        # bubblewrap is a hard requirement (scripts/install-system-deps.sh): never skip.
+        assert caps.available and caps.tier == "bubblewrap", caps.reason
+        yield b
+
+
+def spec_for(workspace: Path, **limits: float) -> SandboxSpec:
+    return SandboxSpec(sandbox_id="t", workspace=workspace, limits=Limits(**limits))  # type: ignore[arg-type]
+
+
+async def collect(execution: Execution) -> tuple[bytes, bytes, ExecEvent]:
+    out, err = b"", b""
+    async for event in execution:
+        if event.stream == "stdout":
+            out += event.data
+        elif event.stream == "stderr":
+            err += event.data
+        else:
+            return out, err, event
+    raise AssertionError("no exit event")
+
+
+async def run(
+    backend: LocalBackend, workspace: Path, script: str, **kwargs: object
+) -> tuple[str, str, ExecEvent]:
+    ex = await backend.exec(
+        spec_for(workspace), ["python3", "-c", textwrap.dedent(script)], **kwargs
+    )  # type: ignore[arg-type]
+    out, err, exit_event = await collect(ex)
+    return out.decode(), err.decode(), exit_event
+
+
+async def test_output_is_streamed_before_exit(backend: LocalBackend, workspace: Path) -> None:
+    ex = await backend.exec(spec_for(workspace), ["sh", "-c", "echo first; sleep 1; echo second"])
+    started = time.monotonic()
+    seen: list[tuple[float, ExecEvent]] = []
+    async for event in ex:
+        seen.append((time.monotonic() - started, event))
+    first_t, first = seen[0]
+    exit_t, last = seen[-1]
+    assert first == ExecEvent(stream="stdout", data=b"first\n")
+    assert first_t < 0.7, seen
+    assert exit_t >= 0.9
+    assert [e.data for _, e in seen[:-1]] == [b"first\n", b"second\n"]
+    assert last.stream == "exit" and last.exit_code == 0
+    assert not last.timed_out and not last.killed
+
+
+async def test_stdout_stderr_exit_code(backend: LocalBackend, workspace: Path) -> None:
+    ex = await backend.exec(spec_for(workspace), ["sh", "-c", "echo out; echo err >&2; exit 7"])
+    out, err, exit_event = await collect(ex)
+    assert (out, err, exit_event.exit_code) == (b"out\n", b"err\n", 7)
+
+
+async def test_big_output_in_bounded_chunks(backend: LocalBackend, workspace: Path) -> None:
+    ex = await backend.exec(spec_for(workspace), ["head", "-c", "5000000", "/dev/zero"])
+    sizes = []
+    async for event in ex:
+        if event.stream == "stdout":
+            sizes.append(len(event.data))
+    assert sum(sizes) == 5_000_000
+    assert max(sizes) <= 64 * 1024 and len(sizes) > 1
+
+
+async def test_stdin_env_cwd(backend: LocalBackend, workspace: Path) -> None:
+    (workspace / "sub").mkdir()
+    os.environ["HOST_ONLY_SECRET"] = "leak"
+    try:
+        spec = SandboxSpec(sandbox_id="t", workspace=workspace, env={"A": "1", "B": "spec"})
+        ex = await backend.exec(
+            spec,
+            ["sh", "-c", "cat; echo; pwd; echo $A$B$HOME; env | grep -c HOST_ONLY || true"],
+            cwd="sub",
+            env={"B": "call"},
+            stdin=b"from-stdin",
+        )
+        out, _, exit_event = await collect(ex)
+    finally:
+        del os.environ["HOST_ONLY_SECRET"]
+    assert out.decode().splitlines() == ["from-stdin", "/workspace/sub", "1call/workspace", "0"]
+    assert exit_event.exit_code == 0
+
+
+async def test_network_is_blocked(
+    backend: LocalBackend, workspace: Path, tcp_listener: int
+) -> None:
+    script = f"""
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", {tcp_listener}), timeout=3)
+        print("tcp: connected")
+    except OSError as e:
+        print("tcp: blocked", e.errno)
+    try:
+        socket.getaddrinfo("pypi.org", 443)
+        print("dns: resolved")
+    except OSError as e:
+        print("dns: blocked")
+    """
+    out, err, _ = await run(backend, workspace, script)
+    assert "tcp: blocked" in out, out + err
+    assert "dns: blocked" in out, out + err
+
+    # Control: the same probe with network="host" reaches the listener, so the check can fail.
+    host = SandboxSpec(sandbox_id="t", workspace=workspace, network="host")
+    ex = await backend.exec(host, ["python3", "-c", textwrap.dedent(script)])
+    out2, _, _ = await collect(ex)
+    assert b"tcp: connected" in out2
+
+
+async def test_host_files_are_invisible(backend: LocalBackend, workspace: Path) -> None:
+    script = """
+    import os
+    for p in ["/root", "/etc/shadow", "/work", "/home", "/var/lib", "/work/main/pyproject.toml"]:
+        try:
+            if os.path.isdir(p):
+                os.listdir(p)
+            else:
+                open(p).read()
+            print("READABLE", p)
+        except OSError as e:
+            print("denied", p, e.errno)
+    """
+    out, err, _ = await run(backend, workspace, script)
+    assert "denied" in out, err
+    assert "READABLE" not in out, out
+    assert Path("/etc/shadow").exists()  # the host has it; the sandbox cannot see it
+
+
+async def test_writes_outside_workspace_fail(backend: LocalBackend, workspace: Path) -> None:
+    marker = f"sbx-escape-{secrets.token_hex(4)}"
+    script = f"""
+    for p in ["/usr/{marker}", "/etc/{marker}", "/{marker}", "/var/{marker}", "/tmp/{marker}",
+              "/workspace/{marker}"]:
+        try:
+            open(p, "w").write("x")
+            print("WROTE", p)
+        except OSError as e:
+            print("denied", p, e.errno)
+    """
+    out, err, _ = await run(backend, workspace, script)
+    assert out.count("WROTE") == 2, out + err  # the private /tmp tmpfs and the workspace
+    assert f"WROTE /workspace/{marker}" in out and f"WROTE /tmp/{marker}" in out
+    for host in (
+        f"/usr/{marker}",
+        f"/etc/{marker}",
+        f"/{marker}",
+        f"/var/{marker}",
+        f"/tmp/{marker}",
+    ):
+        assert not os.path.exists(host), host  # /tmp inside is not the host's /tmp
+    assert (workspace / marker).read_text() == "x"
+
+
+async def test_uid_and_file_owner(backend: LocalBackend, workspace: Path) -> None:
+    (workspace / "from-host.txt").write_text("host wrote this")  # root-owned until exec
+    ex = await backend.exec(
+        spec_for(workspace), ["sh", "-c", "id -u; echo more >> from-host.txt; echo new > made.txt"]
+    )
+    out, err, exit_event = await collect(ex)
+    assert exit_event.exit_code == 0, err
+    uid = int(out)
+    assert uid != 0
+    made = (workspace / "made.txt").stat()
+    if ROOT:
+        assert uid == SANDBOX_UID
+        assert (made.st_uid, made.st_gid) == (SANDBOX_UID, SANDBOX_UID)
+    else:
+        assert made.st_uid == os.geteuid()
+    assert (workspace / "from-host.txt").read_text() == "host wrote thismore\n"
+
+
+async def test_host_writes_after_first_exec_stay_writable(
+    backend: LocalBackend, workspace: Path
+) -> None:
+    await collect(await backend.exec(spec_for(workspace), ["true"]))  # first exec: owns the tree
+    with paths.open_write(workspace, "later/notes.txt") as fh:  # host write between execs
+        fh.write(b"host ")
+    ex = await backend.exec(spec_for(workspace), ["sh", "-c", "echo sandbox >> later/notes.txt"])
+    _, err, exit_event = await collect(ex)
+    assert exit_event.exit_code == 0, err
+    assert (workspace / "later/notes.txt").read_text() == "host sandbox\n"
+
+
+@pytest.mark.skipif(not ROOT, reason="chowning the workspace needs root")
+async def test_chown_does_not_follow_planted_symlinks(
+    backend: LocalBackend, workspace: Path, outside: Path
+) -> None:
+    (workspace / "link").symlink_to(outside)
+    (workspace / "filelink").symlink_to(outside / "secret.txt")
+    ex = await backend.exec(spec_for(workspace), ["true"])
+    await collect(ex)
+    assert (workspace / "link").lstat().st_uid == SANDBOX_UID
+    assert outside.stat().st_uid == 0
+    assert (outside / "secret.txt").stat().st_uid == 0
+
+
+TREE_SCRIPT = """
+import os, signal, sys, time
+marker, ignore_term = sys.argv[1], sys.argv[2] == "1"
+if ignore_term:  # inherited by the children, kept across exec
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if os.fork() == 0:
+    os.setsid()                      # escape the process group / session
+    if os.fork() == 0:
+        os.execvp("sleep", ["sleep", marker])
+    os._exit(0)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+async def settle() -> None:
+    """Wait for the backend's background reap tasks."""
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*[t for t in _local_exec._background if t.get_loop() is loop])
+    assert _local_exec._pending == {}
+
+
+def zombie_children() -> list[str]:
+    me = os.getpid()
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if fields[0] == "Z" and int(fields[1]) == me:
+                found.append(stat[:60])
+    return found
+
+
+async def test_no_zombies_pile_up(backend: LocalBackend, workspace: Path) -> None:
+    inits = []
+    for _ in range(30):
+        ex = await backend.exec(spec_for(workspace), ["true"])
+        inits.append(ex._killer.init_pid)  # type: ignore[attr-defined]
+        await collect(ex)
+    await settle()
+    assert None not in inits
+    assert zombie_children() == []
+    # bwrap leaves its namespace init behind on a normal exit; we (the subreaper) reaped them
+    # all by pid, without waiting for PID 1.
+    assert [pid for pid in inits if os.path.exists(f"/proc/{pid}")] == []
+
+
+async def _wait_for(predicate: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.05)
+    return bool(predicate())  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["sigterm", "sigkill"])
+async def test_terminate_kills_setsid_grandchild(
+    backend: LocalBackend,
+    workspace: Path,
+    host_pids: Callable[[str], list[int]],
+    ignore_term: bool,
+) -> None:
+    marker = f"3600.{secrets.randbelow(10**9)}"
+    argv = ["python3", "-c", TREE_SCRIPT, marker, "1" if ignore_term else "0"]
+    ex = await backend.exec(spec_for(workspace), argv)
+    it = ex.__aiter__()
+    first = await asyncio.wait_for(it.__anext__(), 10)
+    assert first.data == b"ready\n"
+    assert await _wait_for(lambda: host_pids(f"sleep {marker}"))  # control: it runs
+    outer = ex.pid
+    init_pid = ex._killer.init_pid  # type: ignore[attr-defined]
+    assert outer is not None and init_pid is not None
+    started = time.monotonic()
+    await ex.terminate(grace_s=0.5)
+    elapsed = time.monotonic() - started
+    assert elapsed < 5
+    if ignore_term:
+        assert elapsed >= 0.5  # SIGTERM was ignored: SIGKILL after the grace period did it
+    rest = [event async for event in it]
+    assert rest[-1].stream == "exit" and rest[-1].killed and not rest[-1].timed_out
+    expected = -signal.SIGKILL if ignore_term else -signal.SIGTERM
+    assert rest[-1].exit_code == expected
+    assert host_pids(f"sleep {marker}") == []
+    # No zombies left: the init is reaped (by bwrap or by us), asyncio reaped bwrap.
+    await settle()
+    assert not os.path.exists(f"/proc/{init_pid}")
+    assert not os.path.exists(f"/proc/{outer}")
+    await ex.terminate()  # idempotent
+
+
+async def test_terminate_sends_sigterm_first(backend: LocalBackend, workspace: Path) -> None:
+    script = "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.1; done"
+    ex = await backend.exec(spec_for(workspace), ["sh", "-c", script])
+    it = ex.__aiter__()
+    assert (await asyncio.wait_for(it.__anext__(), 10)).data == b"ready\n"
+    await ex.terminate(grace_s=5.0)
+    rest = [event async for event in it]
+    assert b"got-term" in b"".join(e.data for e in rest)
+    assert rest[-1].killed
+
+
+async def test_wall_timeout(
+    backend: LocalBackend, workspace: Path, host_pids: Callable[[str], list[int]]
+) -> None:
+    marker = f"3600.{secrets.randbelow(10**9)}"
+    ex = await backend.exec(
+        spec_for(workspace, wall_timeout_s=0.5), ["python3", "-c", TREE_SCRIPT, marker, "1"]
+    )
+    started = time.monotonic()
+    _, _, exit_event = await collect(ex)
+    assert exit_event.timed_out and not exit_event.killed
+    assert 0.4 < time.monotonic() - started < 5
+    assert exit_event.exit_code is not None and exit_event.exit_code < 0
+    assert host_pids(f"sleep {marker}") == []
+
+
+async def test_abandoned_iteration_kills_tree(
+    backend: LocalBackend, workspace: Path, host_pids: Callable[[str], list[int]]
+) -> None:
+    marker = f"3600.{secrets.randbelow(10**9)}"
+    ex = await backend.exec(spec_for(workspace), ["python3", "-c", TREE_SCRIPT, marker, "1"])
+    it = ex.__aiter__()
+    assert (await asyncio.wait_for(it.__anext__(), 10)).data == b"ready\n"
+    assert await _wait_for(lambda: host_pids(f"sleep {marker}"))
+    outer = ex.pid
+    await it.aclose()  # type: ignore[attr-defined]
+    assert await _wait_for(lambda: not host_pids(f"sleep {marker}"))
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*[t for t in _local_exec._closers if t.get_loop() is loop])
+    await settle()
+    assert not os.path.exists(f"/proc/{outer}")
+    assert zombie_children() == []
+
+
+async def test_file_size_limit(backend: LocalBackend, workspace: Path) -> None:
+    ex = await backend.exec(
+        spec_for(workspace, file_size_mb=1), ["sh", "-c", "head -c 3000000 /dev/zero > big"]
+    )
+    _, _, exit_event = await collect(ex)
+    assert exit_event.exit_code != 0
+    assert (workspace / "big").stat().st_size == 1024 * 1024
+
+
+async def test_memory_limit(backend: LocalBackend, workspace: Path) -> None:
+    script = "b = bytearray(300 * 1024 * 1024); print('allocated')"
+    ex = await backend.exec(spec_for(workspace, memory_mb=128), ["python3", "-c", script])
+    out, err, exit_event = await collect(ex)
+    assert b"MemoryError" in err and exit_event.exit_code == 1, (out, err)
+    ex = await backend.exec(spec_for(workspace, memory_mb=1024), ["python3", "-c", script])
+    out, _, _ = await collect(ex)
+    assert out == b"allocated\n"  # control: the same script fits a bigger limit
+
+
+async def test_readonly_paths(backend: LocalBackend, workspace: Path, outside: Path) -> None:
+    spec = SandboxSpec(sandbox_id="t", workspace=workspace, readonly_paths=(outside,))
+    ex = await backend.exec(spec, ["sh", "-c", f"cat {outside}/secret.txt; touch {outside}/x"])
+    out, err, exit_event = await collect(ex)
+    assert out == b"host secret\n"
+    assert exit_event.exit_code != 0 and b"Read-only" in err
+    assert not (outside / "x").exists()
+
+
+async def test_bad_cwd(backend: LocalBackend, workspace: Path) -> None:
+    from sandboxes.paths import WorkspaceFileNotFound, WorkspacePathError
+
+    with pytest.raises(WorkspacePathError):
+        await backend.exec(spec_for(workspace), ["true"], cwd="../x")
+    with pytest.raises(WorkspaceFileNotFound):
+        await backend.exec(spec_for(workspace), ["true"], cwd="missing")
+
+
+async def test_unknown_command(backend: LocalBackend, workspace: Path) -> None:
+    _, err, exit_event = await collect(await backend.exec(spec_for(workspace), ["no-such-cmd"]))
+    assert exit_event.exit_code != 0 and b"no-such-cmd" in err
+
+
+# ------------------------------------------------------------------ unisolated tier
+
+
+async def test_unisolated_requires_explicit_allow(workspace: Path) -> None:
+    with override_settings(SANDBOX_FORCE_TIER="unisolated", SANDBOX_ALLOW_UNISOLATED=False):
+        b = LocalBackend()
+        caps = b.capabilities()
+        assert not caps.available and caps.reason
+        with pytest.raises(SandboxUnavailable) as info:
+            await b.exec(spec_for(workspace), ["true"])
+    assert "install-system-deps.sh" in info.value.message
+    assert "SANDBOX_ALLOW_UNISOLATED" in info.value.message
+    assert info.value.status_code == 503
+
+
+async def test_missing_bwrap_without_allow_is_unavailable(workspace: Path) -> None:
+    with override_settings(SANDBOX_BWRAP_PATH="/nonexistent/bwrap", SANDBOX_ALLOW_UNISOLATED=False):
+        b = LocalBackend()
+        caps = b.capabilities()
+        assert not caps.available and "bubblewrap" in caps.reason
+        with pytest.raises(SandboxUnavailable):
+            await b.exec(spec_for(workspace), ["true"])
+    with override_settings(SANDBOX_BWRAP_PATH="/nonexistent/bwrap", SANDBOX_ALLOW_UNISOLATED=True):
+        caps = LocalBackend().capabilities()
+        assert caps.available and caps.tier == "unisolated" and not caps.isolated
+
+
+async def test_unisolated_runs_and_terminates(workspace: Path, tcp_listener: int) -> None:
+    with override_settings(SANDBOX_FORCE_TIER="unisolated", SANDBOX_ALLOW_UNISOLATED=True):
+        b = LocalBackend()
+        caps = b.capabilities()
+        assert (caps.tier, caps.isolated, caps.available) == ("unisolated", False, True)
+        script = f"import os, socket; print(os.getcwd()); socket.create_connection(('127.0.0.1', {tcp_listener}))"
+        ex = await b.exec(spec_for(workspace), [sys.executable, "-c", script])
+        out, err, exit_event = await collect(ex)
+        assert exit_event.exit_code == 0, err
+        assert out.decode().strip() == str(workspace)  # no isolation: the host path, host network
+
+        ex = await b.exec(
+            spec_for(workspace, file_size_mb=1),
+            ["sh", "-c", "exec head -c 3000000 /dev/zero > big"],
+        )
+        _, _, exit_event = await collect(ex)
+        assert exit_event.exit_code == -signal.SIGXFSZ  # rlimits still apply
+        assert (workspace / "big").stat().st_size == 1024 * 1024
+
+        ex = await b.exec(spec_for(workspace), ["sh", "-c", "echo ready; sleep 600"])
+        it = ex.__aiter__()
+        assert (await asyncio.wait_for(it.__anext__(), 10)).data == b"ready\n"
+        await ex.terminate(grace_s=1)
+        rest = [event async for event in it]
+        assert rest[-1].killed and rest[-1].exit_code == -signal.SIGTERM
+
+        ex = await b.exec(spec_for(workspace, wall_timeout_s=0.3), ["sleep", "30"])
+        _, _, exit_event = await collect(ex)
+        assert exit_event.timed_out
