@@ -68,18 +68,18 @@ def add_stream_endpoints(
 ) -> dict[str, Any]:
     """POSTPROCESSING_HOOKS entry."""
     paths = result.setdefault("paths", {})
-    paths["/api/v1/sessions/{id}/events/stream"] = _sse(
+    paths["/api/v1/sessions/{session_id}/events/stream"] = _sse(
         "Stream a session's events (SSE)",
         "Replays the session's events after the cursor, then streams new ones live.",
-        "id",
+        "session_id",
         "events",
         "sessions_events_stream",
     )
-    paths["/api/v1/tasks/{id}/stream"] = _sse(
+    paths["/api/v1/tasks/{task_id}/stream"] = _sse(
         "Stream a task's events (SSE)",
         "Replays the task's events after the cursor, streams new ones, and ends after the "
         "task's terminal `task.status`.",
-        "id",
+        "task_id",
         "tasks",
         "tasks_stream",
     )

@@ -215,6 +215,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Session and task statuses share values ("cancelled"); name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "SessionStatusEnum": "sessions.choices.SessionStatus",
+        "TaskStatusEnum": "sessions.choices.TaskStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "runtime_project.schema.add_stream_endpoints",

@@ -1,0 +1,227 @@
+"""Django admin for operators: agents, sessions, tasks (cancel / retry actions) and the
+read-only event log. Inlines are read-only; list pages select their related rows up front."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest
+
+from runtime_project.exceptions import ApplicationError
+from sessions.models import Agent, AgentVersion, Event, Session, Task
+from sessions.services.tasks import task_cancel, task_retry
+
+PREVIEW_CHARS = 200
+
+
+def _preview(value: Any) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """An inline that shows rows and never adds, changes or deletes them."""
+
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def latest_formset(order_field: str, limit: int) -> type[BaseInlineFormSet]:
+    """An inline formset showing only the newest ``limit`` rows by ``order_field``, oldest
+    first (a session can hold hundreds of thousands of events)."""
+
+    class LatestFormSet(BaseInlineFormSet):
+        def get_queryset(self) -> QuerySet[Any]:
+            if not hasattr(self, "_latest"):
+                assert self.queryset is not None
+                newest = self.queryset.order_by(f"-{order_field}").values_list("pk", flat=True)
+                ids = list(newest[:limit])
+                self._latest = self.queryset.filter(pk__in=ids).order_by(order_field)
+            return self._latest
+
+    return LatestFormSet
+
+
+# Agents ----------------------------------------------------------------------------------------
+
+
+class AgentVersionInline(ReadOnlyInline):
+    model = AgentVersion
+    fields = ("version", "kind", "spec_preview", "created_by", "created_at")
+    readonly_fields = fields
+    ordering = ("-version",)
+    show_change_link = False
+
+    @admin.display(description="spec")
+    def spec_preview(self, obj: AgentVersion) -> str:
+        return _preview(obj.spec)
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "kind", "version", "owner", "is_public", "deleted_at")
+    list_filter = ("kind", "is_public")
+    list_select_related = ("owner",)
+    search_fields = ("slug", "name", "uuid", "owner__username")
+    readonly_fields = ("uuid", "version", "created_at", "updated_at")
+    inlines = (AgentVersionInline,)
+
+
+# Sessions --------------------------------------------------------------------------------------
+
+
+class TaskInline(ReadOnlyInline):
+    model = Task
+    fk_name = "session"
+    fields = ("uuid", "task_type", "status", "current_phase", "created_at", "finished_at")
+    readonly_fields = fields
+    formset = latest_formset("created_at", 100)
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = (
+        "uuid",
+        "name",
+        "agent",
+        "owner",
+        "status",
+        "last_seq",
+        "created_at",
+        "deleted_at",
+    )
+    list_filter = ("status", "agent")
+    list_select_related = ("agent", "owner")
+    search_fields = ("name", "uuid")
+    readonly_fields = ("uuid", "last_seq", "created_at", "updated_at")
+    raw_id_fields = ("agent", "owner")
+    inlines = (TaskInline,)
+
+
+# Tasks -----------------------------------------------------------------------------------------
+
+
+class EventInline(ReadOnlyInline):
+    model = Event
+    fk_name = "task"
+    fields = ("seq", "type", "data_preview", "created_at")
+    readonly_fields = fields
+    show_change_link = False
+    formset = latest_formset("seq", 200)
+    verbose_name_plural = "events (latest 200)"
+
+    @admin.display(description="data")
+    def data_preview(self, obj: Event) -> str:
+        return _preview(obj.data)
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = (
+        "uuid",
+        "session",
+        "agent",
+        "task_type",
+        "status",
+        "current_phase",
+        "created_at",
+        "duration",
+    )
+    list_filter = ("status", "agent", "task_type")
+    list_select_related = ("session", "agent")
+    search_fields = ("uuid", "session__uuid")
+    date_hierarchy = "created_at"
+    raw_id_fields = ("session", "agent", "created_by")
+    readonly_fields = (
+        "uuid",
+        "status",
+        "current_phase",
+        "attempt",
+        "worker",
+        "lease_expires_at",
+        "cancel_requested_at",
+        "started_at",
+        "finished_at",
+        "created_at",
+        "updated_at",
+    )
+    inlines = (EventInline,)
+    actions = ("cancel_selected", "retry_selected")
+
+    @admin.display(description="duration")
+    def duration(self, obj: Task) -> str:
+        ms = obj.duration_ms
+        return "—" if ms is None else f"{ms / 1000:.1f} s"
+
+    @admin.action(description="Cancel selected tasks")
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        cancelled, skipped = 0, 0
+        for task in queryset:
+            if task.is_terminal:
+                skipped += 1
+                continue
+            try:
+                task_cancel(task=task, reason=f"cancelled by {request.user} (admin)")
+            except ApplicationError:  # finished meanwhile
+                skipped += 1
+                continue
+            cancelled += 1
+        if cancelled:
+            self.message_user(request, f"Cancel requested for {cancelled} task(s).")
+        if skipped:
+            self.message_user(
+                request, f"Skipped {skipped} finished task(s).", level=messages.WARNING
+            )
+
+    @admin.action(description="Retry selected tasks")
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        retried, failed = 0, []
+        for task in queryset.select_related("session__agent"):
+            try:
+                task_retry(task=task, user=request.user)
+            except ApplicationError as exc:
+                failed.append(f"{task.uuid}: {exc.message}")
+                continue
+            retried += 1
+        if retried:
+            self.message_user(request, f"Queued {retried} new task(s).")
+        for line in failed:
+            self.message_user(request, f"Not retried {line}", level=messages.ERROR)
+
+
+# Events ----------------------------------------------------------------------------------------
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """The append-only log: viewable, never edited."""
+
+    list_display = ("seq", "session", "task", "type", "created_at")
+    list_filter = ("type",)
+    list_select_related = ("session", "task")
+    search_fields = ("session__uuid", "task__uuid")
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
