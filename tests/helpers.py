@@ -1,0 +1,29 @@
+"""Small helpers shared by execution and transport tests."""
+
+from __future__ import annotations
+
+import asyncio
+
+from asgiref.sync import sync_to_async
+
+from sessions.models import Event, Task
+
+
+async def wait_terminal(task: Task, timeout: float = 60) -> Task:
+    """Wait until the task is terminal (reads the DB; tests only)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        fresh = await sync_to_async(Task.objects.select_related("session", "agent").get)(pk=task.pk)
+        if fresh.is_terminal:
+            return fresh
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"task still {fresh.status} after {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+def events_of(task: Task) -> list[Event]:
+    return list(Event.objects.filter(task=task).order_by("seq"))
+
+
+def stdout_of(task: Task) -> str:
+    return "".join(e.data["text"] for e in events_of(task) if e.type == "process.stdout")
