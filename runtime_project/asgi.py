@@ -21,9 +21,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from runtime_project.auth import TokenAuthMiddleware  # noqa: E402
+from runtime_project.auth import BrowserOriginValidator, TokenAuthMiddleware  # noqa: E402
 from sessions.routing import websocket_urlpatterns  # noqa: E402
 from sessions.runtime import start_runtime  # noqa: E402
 
@@ -32,7 +31,7 @@ logger = logging.getLogger(__name__)
 channels_app = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": BrowserOriginValidator(
             AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }

@@ -50,7 +50,10 @@ class Executor:
         if self._started:
             return
         self._started = True
+        self._stopping = False
         self.loop = asyncio.get_running_loop()
+        # An asyncio.Event binds to the loop that first waits on it; a restart may be on a new one.
+        self._fill_requested = asyncio.Event()
         try:
             await _db(task_recover_expired)()
         except Exception:
