@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 pytestmark = [pytest.mark.transport, pytest.mark.sandbox]
@@ -171,3 +171,18 @@ def test_unknown_session_and_bad_frames(
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=5)
     assert ws.close_code == 4400
+
+
+def test_a_foreign_browser_origin_is_refused(
+    daphne_server: Any, api_token: str, http: httpx.Client
+) -> None:
+    """Cross-site WebSocket hijacking: a page on another origin cannot open a socket, even with
+    credentials; a page served by this host can, and so can a client that sends no Origin."""
+    session = _session(http)
+    url = f"{daphne_server.ws_url}/ws/sessions/{session['id']}/"
+    headers = {"Authorization": f"Bearer {api_token}"}
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, additional_headers=headers, origin="https://evil.example")  # type: ignore[arg-type]
+    assert refused.value.response.status_code == 403
+    with connect(url, additional_headers=headers, origin="http://127.0.0.1:8000") as ws:  # type: ignore[arg-type]
+        assert _recv(ws)["type"] == "session.created"
