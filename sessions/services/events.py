@@ -171,8 +171,15 @@ class EventBuffer:
         """Queue an event; consecutive stdout/stderr/delta chunks of one stream are merged."""
         if self._closed:
             raise RuntimeError("EventBuffer is closed")
-        self.emitted += 1
         key = _COALESCE_KEYS.get(type)
+        text = data.get("text") if key else None
+        if isinstance(text, str) and len(text) > _COALESCE_MAX_CHARS:
+            # One pipe read can exceed what an event keeps inline; split it so streamed output
+            # stays in the log (an oversized event would become an artifact with a preview).
+            for start in range(0, len(text), _COALESCE_MAX_CHARS):
+                self.emit(type, {**data, "text": text[start : start + _COALESCE_MAX_CHARS]})
+            return
+        self.emitted += 1
         if key and self._pending:
             last = self._pending[-1]
             if (

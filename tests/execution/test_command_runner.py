@@ -84,6 +84,25 @@ async def test_large_output_is_chunked_not_one_event_per_write(
     assert len(chunks) < 2000
 
 
+async def test_a_large_output_burst_stays_inline_in_bounded_events(
+    executor: Any, make_task: Any
+) -> None:
+    """One write of 300 kB (one pipe read can return far more than an event keeps inline) is
+    split into events of at most 32 KiB of text, all in the log, none moved to an artifact."""
+    task = await sync_to_async(make_task)(
+        "python3 -c \"import sys; sys.stdout.write(''.join(chr(97 + i % 26) for i in range(300000)))\""
+    )
+    executor.kick()
+    task = await wait_terminal(task)
+    assert task.status == "succeeded"
+    chunks = [e for e in await sync_to_async(events_of)(task) if e.type == "process.stdout"]
+    assert all("text" in e.data and not e.data.get("truncated") for e in chunks)
+    assert max(len(e.data["text"]) for e in chunks) <= 32 * 1024
+    assert "".join(e.data["text"] for e in chunks) == "".join(
+        chr(97 + i % 26) for i in range(300000)
+    )
+
+
 async def test_oversized_event_payload_goes_to_an_artifact(
     executor: Any, make_task: Any, settings: Any
 ) -> None:
