@@ -113,10 +113,10 @@ class EventSubscription:
                 batch = await self._backfill()
             else:
                 batch = [e for env in events for e in self._accept(env)]
+            # `finished` may already be set by _accept for the batch's last event: deliver the
+            # whole batch before stopping.
             for envelope in batch:
                 yield envelope
-                if self.finished:
-                    return
 
     async def _receive(self) -> dict[str, Any] | None:
         if self.layer is None or self.channel is None:
