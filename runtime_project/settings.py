@@ -234,6 +234,8 @@ TASK_MAX_ATTEMPTS = _typed("TASK_MAX_ATTEMPTS", int, 2)
 TASK_DEFAULT_TIMEOUT_S = _typed("TASK_DEFAULT_TIMEOUT_S", float, 3600.0)
 TASK_MAX_TIMEOUT_S = _typed("TASK_MAX_TIMEOUT_S", float, 6 * 3600.0)
 TASK_CANCEL_GRACE_S = _typed("TASK_CANCEL_GRACE_S", float, 5.0)
+# run_worker's SIGTERM drain: below Kubernetes' default 30 s termination grace period.
+TASK_DRAIN_S = _typed("TASK_DRAIN_S", float, 20.0)
 EVENT_FLUSH_INTERVAL_MS = _typed("EVENT_FLUSH_INTERVAL_MS", int, 15)
 EVENT_INLINE_MAX_BYTES = _typed("EVENT_INLINE_MAX_BYTES", int, 64 * 1024)
 EVENT_BROADCAST_MAX_BYTES = _typed("EVENT_BROADCAST_MAX_BYTES", int, 256 * 1024)

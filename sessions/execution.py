@@ -27,7 +27,12 @@ from sessions.models import Task
 from sessions.runners import TaskContext, TaskResult, get_runner_class
 from sessions.services.agents import agent_spec_at
 from sessions.services.events import EventBuffer
-from sessions.services.tasks import task_claim_next, task_finish, task_renew_lease
+from sessions.services.tasks import (
+    task_claim_next,
+    task_finish,
+    task_release_on_shutdown,
+    task_renew_lease,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ class TaskControl:
 
     def __init__(self) -> None:
         self.stop = asyncio.Event()
-        self.reason: str | None = None  # "cancelled" | "timed_out"
+        self.reason: str | None = None  # "cancelled" | "timed_out" | "shutdown"
 
     def request(self, reason: str) -> None:
         if self.reason is None:
@@ -106,6 +111,8 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
         await buffer.close()
     except Exception:
         logger.exception("could not write the last events of task %s", task.uuid)
+    if control.reason == "shutdown":
+        return await _db(task_release_on_shutdown)(task=task, worker=worker)
     return await _db(task_finish)(
         task=task, status=status, result=outcome.result, error=outcome.error, usage=usage
     )

@@ -67,20 +67,25 @@ class Executor:
         self.kick()
         logger.info("executor %s started (concurrency %d)", self.worker, self.concurrency)
 
-    async def stop(self, *, cancel_running: bool = False) -> None:
-        """Stop listening. Running tasks keep their lease until it expires and are recovered
-        by the next executor, unless ``cancel_running``."""
+    async def stop(self, *, drain_s: float = 0.0) -> None:
+        """Stop claiming, let running tasks finish for up to ``drain_s`` seconds, then stop the
+        rest with the reason ``shutdown``: each is requeued when retry-safe, else failed with
+        ``worker_shutdown`` (see ``task_release``), so none is left running. Returns when every
+        task this executor ran is settled (within ``TASK_CANCEL_GRACE_S`` + ~15 s)."""
         self._stopping = True
         for bg in self._background:
             bg.cancel()
         for bg in self._background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await bg
-        if cancel_running:
-            for job, control in list(self.running.values()):
-                control.request("cancelled")
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(job, timeout=settings.TASK_CANCEL_GRACE_S + 15)
+        jobs = [job for job, _ in self.running.values()]
+        if jobs and drain_s > 0:
+            logger.info("executor %s: draining %d task(s) for %gs", self.worker, len(jobs), drain_s)
+            await asyncio.wait(jobs, timeout=drain_s)
+        for job, control in list(self.running.values()):
+            control.request("shutdown")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(job, timeout=settings.TASK_CANCEL_GRACE_S + 15)
         self._started = False
 
     # Wake-ups ----------------------------------------------------------------------------------

@@ -282,54 +282,69 @@ def _session_idle_if_done(session: Session) -> None:
         )
 
 
-def task_recover_expired(*, now: Any = None) -> list[Task]:
-    """Recover tasks whose worker stopped renewing the lease (crashed or killed).
+def task_release(*, task: Task, code: str, message: str, details: dict[str, Any]) -> Task:
+    """Hand back a running task whose worker cannot finish it (lost, or shutting down).
 
-    A task is requeued when its config or agent spec marks it ``retry_safe`` and it has attempts
-    left (``TASK_MAX_ATTEMPTS``); otherwise it fails with ``worker_lost``. Returns the tasks
-    touched.
+    Requeued (``current_phase`` ``requeued``, the status event carries ``reason=code``) when its
+    config or agent spec marks it ``retry_safe``, it has attempts left (``TASK_MAX_ATTEMPTS``) and
+    no cancel was requested; otherwise ``failed`` with the error ``code``. A task that is no
+    longer running or waiting is returned unchanged. Call inside a transaction holding the row.
     """
+    if task.status not in (TaskStatus.RUNNING, TaskStatus.WAITING):
+        return task
+    retry_safe = bool(task.config.get("retry_safe", task.agent.spec.get("retry_safe", False)))
+    if retry_safe and task.attempt < settings.TASK_MAX_ATTEMPTS and not task.cancel_requested_at:
+        fields = task.transition(TaskStatus.QUEUED, phase="requeued")
+        task.lease_expires_at = None
+        task.save(update_fields=[*fields, "lease_expires_at"])
+        _status_event(task, reason=code, **details)
+        transaction.on_commit(partial(notify_executor, "task.queued", task.uuid))
+    else:
+        fields = task.finish(
+            TaskStatus.FAILED, error={"code": code, "message": message, "details": details}
+        )
+        task.save(update_fields=fields)
+        _status_event(task)
+        _session_idle_if_done(task.session)
+    return task
+
+
+def task_release_on_shutdown(*, task: Task, worker: str) -> Task:
+    """Release a task its worker stopped because the process is shutting down (code
+    ``worker_shutdown``; requeued when retry-safe, see ``task_release``)."""
+    with transaction.atomic():
+        locked = Task.objects.select_for_update().select_related("session", "agent").get(pk=task.pk)
+        return task_release(
+            task=locked,
+            code="worker_shutdown",
+            message="The worker running this task shut down before it finished.",
+            details={"worker": worker, "attempt": locked.attempt},
+        )
+
+
+def task_recover_expired(*, now: Any = None) -> list[Task]:
+    """Recover tasks whose worker stopped renewing the lease (crashed or killed): each is
+    released (see ``task_release``) with the code ``worker_lost``. Returns the tasks touched."""
     now = now or timezone.now()
     expired = Task.objects.filter(
         status__in=[TaskStatus.RUNNING, TaskStatus.WAITING], lease_expires_at__lt=now
-    ).select_related("session", "agent")
+    ).values_list("pk", flat=True)
     touched = []
-    for stale in expired:
+    for pk in expired:
         with transaction.atomic():
-            task = (
-                Task.objects.select_for_update().select_related("session", "agent").get(pk=stale.pk)
-            )
+            task = Task.objects.select_for_update().select_related("session", "agent").get(pk=pk)
             if task.status not in (TaskStatus.RUNNING, TaskStatus.WAITING) or (
                 task.lease_expires_at and task.lease_expires_at >= now
             ):
                 continue
-            retry_safe = bool(
-                task.config.get("retry_safe", task.agent.spec.get("retry_safe", False))
-            )
-            lost = {"worker": task.worker, "attempt": task.attempt}
-            if (
-                retry_safe
-                and task.attempt < settings.TASK_MAX_ATTEMPTS
-                and not task.cancel_requested_at
-            ):
-                fields = task.transition(TaskStatus.QUEUED, phase="requeued")
-                task.lease_expires_at = None
-                task.save(update_fields=[*fields, "lease_expires_at"])
-                _status_event(task, reason="worker_lost", **lost)
-                transaction.on_commit(partial(notify_executor, "task.queued", task.uuid))
-            else:
-                fields = task.finish(
-                    TaskStatus.FAILED,
-                    error={
-                        "code": "worker_lost",
-                        "message": "The worker running this task stopped before it finished.",
-                        "details": lost,
-                    },
+            touched.append(
+                task_release(
+                    task=task,
+                    code="worker_lost",
+                    message="The worker running this task stopped before it finished.",
+                    details={"worker": task.worker, "attempt": task.attempt},
                 )
-                task.save(update_fields=fields)
-                _status_event(task)
-                _session_idle_if_done(task.session)
-            touched.append(task)
+            )
     if touched:
         logger.warning("recovered %d task(s) whose worker was lost", len(touched))
     return touched

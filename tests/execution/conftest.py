@@ -47,4 +47,4 @@ async def executor(transactional_db: Any) -> AsyncIterator[Executor]:
     ex = Executor(concurrency=4)
     await ex.start()
     yield ex
-    await ex.stop(cancel_running=True)
+    await ex.stop()

@@ -91,3 +91,58 @@ def test_sigkilled_worker_process_is_recovered(make_task: Any, tmp_path: Any) ->
     assert task.pk in [t.pk for t in recovered]
     task.refresh_from_db()
     assert task.status == "failed" and task.error["code"] == "worker_lost"
+
+
+def _wait_running(task: Task, worker: Any, log: Any) -> None:
+    deadline = time.monotonic() + 30
+    while "started" not in stdout_of(task):
+        assert worker.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+@pytest.mark.sandbox
+def test_sigterm_drains_a_task_that_finishes_in_time(make_task: Any, tmp_path: Any) -> None:
+    task = make_task("echo started; sleep 1; echo finished")
+    log = tmp_path / "worker.log"
+    worker = procs.start_worker(log, TASK_DRAIN_S=30)
+    try:
+        _wait_running(task, worker, log)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()
+    finally:
+        procs.stop(worker)
+    task.refresh_from_db()
+    assert task.status == "succeeded"
+    assert "finished" in stdout_of(task)
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("retry_safe", [False, True])
+def test_sigterm_hands_back_a_task_that_outlives_the_drain(
+    make_task: Any, tmp_path: Any, retry_safe: bool
+) -> None:
+    """After the drain, a running task is never left `running` for lease recovery to find:
+    it is requeued when retry-safe, else failed with worker_shutdown, and its process is gone."""
+    task = make_task("echo started; sleep 120", config={"retry_safe": retry_safe})
+    log = tmp_path / "worker.log"
+    worker = procs.start_worker(log, TASK_DRAIN_S=0.5)
+    try:
+        _wait_running(task, worker, log)
+        sandbox_pids = descendants(worker.pid)
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()
+        assert time.monotonic() - started < 15
+    finally:
+        procs.stop(worker)
+    assert procs.reap_orphans(sandbox_pids, timeout=10) == []
+    task.refresh_from_db()
+    last = task.events.order_by("-seq").first()
+    if retry_safe:
+        assert (task.status, task.current_phase) == ("queued", "requeued")
+        assert last.data["status"] == "queued" and last.data["reason"] == "worker_shutdown"
+    else:
+        assert task.status == "failed"
+        assert task.error["code"] == "worker_shutdown"
+        assert last.data["status"] == "failed"
