@@ -8,6 +8,7 @@ SHELL := /bin/bash
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+BENCH_ARGS ?= --record
 PY := .venv/bin/python
 
 .PHONY: help setup serve test lint fmt bench worker
@@ -37,8 +38,8 @@ fmt: setup ## apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
 
-bench: setup ## run the benchmarks (bench/run.py)
-	$(PY) bench/run.py
+bench: setup ## run the benchmarks and record them in bench/RESULTS.md (BENCH_ARGS='--tasks 50')
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 # Start `make serve` first (it applies migrations); the worker runs tasks when TASK_EXECUTOR=worker.
 worker: setup ## run a standalone task worker
