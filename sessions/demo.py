@@ -8,9 +8,11 @@ from sessions.models import Agent
 from sessions.services.agents import agent_create
 
 # Runs a project's own test suite. The project is input.cwd, else the workspace root, else the
-# single top-level directory of an extracted sdist. Test requirements are installed
-# into /tmp when the sandbox has network (spec.network = "host"); otherwise the read-only
-# toolchain (pytest) and the project's own source are used.
+# single top-level directory of an extracted sdist. Test requirements files found in the project
+# are installed into the sandbox's /tmp with the toolchain's pip: from wheels uploaded to the
+# workspace (.agent/wheels, or the project's wheelhouse/ or wheels/) with no network, else from
+# the package index when the agent's spec grants network ("network": "host"). Without either,
+# the read-only toolchain (pytest) and the project's own source are used, and the log says so.
 PYTEST_SCRIPT = r"""
 set -u
 args=("$@")
@@ -21,17 +23,25 @@ fi
 echo "project: $(pwd | sed 's|^/workspace|.|')"
 export PYTHONPATH="${AGENT_TOOLCHAIN:-}:$(pwd)/src:$(pwd)"
 reqs=()
-for f in requirements-test.txt test-requirements.txt requirements_test.txt requirements-dev.txt requirements/test.txt requirements/tests.txt; do
+for f in requirements-test.txt test-requirements.txt requirements_test.txt requirements-tests.txt requirements-dev.txt requirements/test.txt requirements/tests.txt; do
   if [ -f "$f" ]; then reqs+=(-r "$f"); fi
 done
+wheels=""
+for d in /workspace/.agent/wheels wheelhouse wheels; do
+  if [ -d "$d" ]; then wheels="$d"; break; fi
+done
 if [ "${#reqs[@]}" -gt 0 ]; then
-  if [ "${AGENT_NETWORK:-none}" = "host" ]; then
-    echo "installing test requirements: ${reqs[*]}"
-    python3 -m pip install --quiet --disable-pip-version-check --target /tmp/deps "${reqs[@]}" \
-      && export PYTHONPATH="/tmp/deps:$PYTHONPATH"
+  pip=(python3 -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-warn-script-location --target /tmp/deps)
+  if [ -n "$wheels" ]; then
+    echo "installing test requirements from $wheels (no index): ${reqs[*]}"
+    "${pip[@]}" --no-index --find-links "$wheels" "${reqs[@]}" || { echo "could not install the test requirements from $wheels" >&2; exit 3; }
+  elif [ "${AGENT_NETWORK:-none}" = "host" ]; then
+    echo "installing test requirements from the package index: ${reqs[*]}"
+    "${pip[@]}" "${reqs[@]}" || { echo "could not install the test requirements" >&2; exit 3; }
   else
-    echo "test requirements found (${reqs[*]}) but the sandbox has no network: using the toolchain" >&2
+    echo "test requirements found (${reqs[*]}) but the sandbox has no network and the workspace no .agent/wheels: running with the toolchain only" >&2
   fi
+  if [ -d /tmp/deps ]; then export PYTHONPATH="/tmp/deps:$PYTHONPATH"; fi
 fi
 exec python3 -m pytest -p no:cacheprovider -o addopts="" \
   --junitxml=/workspace/.agent/junit.xml -q "${args[@]}"
@@ -52,7 +62,9 @@ DEMO_AGENTS: list[dict[str, Any]] = [
         "kind": "command",
         "description": (
             "Runs the workspace project's test suite with pytest and reports passed/failed/"
-            "skipped counts from its JUnit XML. Extra pytest arguments go in `input.args`."
+            "skipped counts from its JUnit XML. Test requirements files are installed first "
+            "from wheels uploaded to `.agent/wheels` (or from the index when the agent's spec "
+            "grants network). Extra pytest arguments go in `input.args`."
         ),
         "spec": {
             "allow_input_command": False,

@@ -3,7 +3,7 @@
 Sandboxes run without network (``SANDBOX_NETWORK=none``) as an unprivileged uid, so code inside
 one cannot ``pip install pytest``; a ``command`` agent that runs a workspace's tests would find no
 test runner. The test runner therefore comes from here: this command installs the pinned packages
-of ``sandboxes/toolchain-requirements.txt`` (pytest and its pure-Python dependencies, no pip) into
+of ``sandboxes/toolchain-requirements.txt`` (pytest and its pure-Python dependencies, and pip) into
 ``settings.TOOLCHAIN_DIR``, for the interpreter the sandbox runs (``/usr/bin/python3``, else
 ``/usr/local/bin/python3``). The local sandbox backend binds that directory read-only at the same
 path and puts it on ``PYTHONPATH``, so ``python3 -m pytest`` works inside the sandbox.
