@@ -42,7 +42,7 @@ from websockets.sync.client import connect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.procs import free_port, wait_for_port  # noqa: E402
+from tests.procs import daphne_argv, free_port, wait_for_port  # noqa: E402
 from tests.transport.sse import iter_sse  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
@@ -95,16 +95,7 @@ class Server:
         ).stdout.strip()
         self.log = (self.tmp / "daphne.log").open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "runtime_project.asgi:application",
-            ],
+            daphne_argv(self.port),
             cwd=ROOT,
             env=self.env,
             stdout=self.log,

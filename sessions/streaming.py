@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -130,34 +130,40 @@ def _unauthenticated() -> JsonResponse:
     )
 
 
-@require_GET
-async def session_event_stream(request: HttpRequest, session_id: str) -> HttpResponseBase:
-    """GET /api/v1/sessions/{id}/events/stream — all events of the session, live."""
+async def _stream(
+    request: HttpRequest, resolve: Callable[[Any], tuple[Session, Task | None]]
+) -> HttpResponseBase:
+    """Authenticate, resolve the stream's object for the caller, read the cursor (the larger of
+    ``?after=`` and ``Last-Event-ID``), and answer with the SSE response or an error."""
     user = await authenticate(request)
     if user is None:
         return _unauthenticated()
     try:
-        session = await sync_to_async(session_get)(user=user, session_id=session_id)
+        session, task = await sync_to_async(resolve)(user)
         after = _non_negative_int(request.GET.get("after", "0") or "0", "after")
         after = max(after, _last_event_id(request))
     except ApplicationError as exc:
         return _error(exc)
-    return sse_response(request, session=session, after=after)
+    return sse_response(request, session=session, task=task, after=after)
+
+
+@require_GET
+async def session_event_stream(request: HttpRequest, session_id: str) -> HttpResponseBase:
+    """GET /api/v1/sessions/{id}/events/stream — all events of the session, live."""
+    return await _stream(
+        request, lambda user: (session_get(user=user, session_id=session_id), None)
+    )
 
 
 @require_GET
 async def task_event_stream(request: HttpRequest, task_id: str) -> HttpResponseBase:
     """GET /api/v1/tasks/{id}/stream — the task's events, ending after its terminal status."""
-    user = await authenticate(request)
-    if user is None:
-        return _unauthenticated()
-    try:
-        task = await sync_to_async(task_get)(user=user, task_id=task_id)
-        after = _non_negative_int(request.GET.get("after", "0") or "0", "after")
-        after = max(after, _last_event_id(request))
-    except ApplicationError as exc:
-        return _error(exc)
-    return sse_response(request, session=task.session, task=task, after=after)
+
+    def resolve(user: Any) -> tuple[Session, Task | None]:
+        task = task_get(user=user, task_id=task_id)
+        return task.session, task
+
+    return await _stream(request, resolve)
 
 
 # Names the URLconf uses.

@@ -61,18 +61,23 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30)
     raise RuntimeError(f"nothing listens on {port} after {timeout}s")
 
 
+def daphne_argv(port: int) -> list[str]:
+    """The command that serves the ASGI app (HTTP + WebSocket) on 127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "runtime_project.asgi:application",
+    ]
+
+
 def start_daphne(port: int, log: Path, **env: Any) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "runtime_project.asgi:application",
-        ],
+        daphne_argv(port),
         cwd=ROOT,
         env=child_env(**env),
         stdout=log.open("ab"),
