@@ -227,7 +227,7 @@ def test_make_targets_run_setup_then_the_right_commands():
     assert "scripts/setup.sh" in serve[0]
     assert serve[1:] == [
         ".venv/bin/python manage.py migrate --noinput",
-        ".venv/bin/python manage.py bootstrap",
+        ".venv/bin/python manage.py bootstrap --host 0.0.0.0 --port 9999",
         "exec .venv/bin/daphne -b 0.0.0.0 -p 9999 runtime_project.asgi:application",
     ]
     test = dry_run("test", "PYTEST_ARGS=-k events -x")

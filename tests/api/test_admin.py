@@ -93,3 +93,11 @@ def test_retry_action_queues_a_copy(admin_client, session):
     assert retry.status == "queued"
     assert retry.input == {"command": "echo again"}
     assert retry.created_by.username == "root"
+
+
+def test_the_admin_is_branded_and_links_to_the_api_docs_and_health(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    assert "Agent Runtime" in page
+    assert f'href="{reverse("swagger-ui")}"' in page
+    assert f'href="{reverse("health")}"' in page
