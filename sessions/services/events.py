@@ -129,7 +129,8 @@ def event_append(*, session: Session, type: str, data: dict[str, Any], task: Any
 
 
 class EventBuffer:
-    """Batches a runner's events and writes them every ``EVENT_FLUSH_INTERVAL_MS``.
+    """Batches a runner's events and writes them at most every ``EVENT_FLUSH_INTERVAL_MS``
+    (the first event after a quiet interval is written at once).
 
     ``emit()`` is synchronous and never blocks the runner; a background flusher writes batches
     through :func:`events_append` in a worker thread. ``flush()`` forces a write now (used before
@@ -223,13 +224,20 @@ class EventBuffer:
                 raise
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_flush = -self.interval
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if not self._closed:
-                # Collect a batch for one interval, unless close() asks to write now.
+            # Leading edge: after a quiet interval the first event is written at once (a
+            # command's first output line reaches subscribers without the batching delay);
+            # during a burst, writes happen at most once per interval.
+            wait = last_flush + self.interval - loop.time()
+            if not self._closed and wait > 0:
+                # Collect a batch until the interval is up, unless close() asks to write now.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), self.interval)
+                    await asyncio.wait_for(self._closing.wait(), wait)
+            last_flush = loop.time()
             try:
                 await self.flush()
             except Exception:
