@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -135,10 +136,19 @@ TEMPLATES = [
 # SQLite runs in WAL mode with IMMEDIATE transactions so concurrent writers queue on the write lock
 # instead of failing with "database is locked" on upgrade (research/stack.md §1).
 _sqlite_path = VAR_DIR / "db.sqlite3"
+_DB_URL_ERROR = (
+    "DATABASE_URL is not a valid database URL (expected e.g. postgres://user@host:5432/db)"
+)
 try:
-    DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{_sqlite_path}")}
-except (ValueError, KeyError, environ.ImproperlyConfigured) as exc:
-    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+    # django-environ warns with the parsed URL, password included, for an unknown scheme: make
+    # that an error, and never echo the URL back.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{_sqlite_path}")}
+except (ValueError, KeyError, UserWarning, environ.ImproperlyConfigured):
+    raise ImproperlyConfigured(_DB_URL_ERROR) from None
+if not DATABASES["default"].get("ENGINE"):
+    raise ImproperlyConfigured(_DB_URL_ERROR)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
