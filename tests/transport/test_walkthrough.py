@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,17 @@ pytestmark = [pytest.mark.transport, pytest.mark.sandbox]
 
 
 def _pip_download(dest: Path) -> Path:
-    pip = (
-        [shutil.which("pip3") or shutil.which("pip")]
-        if (shutil.which("pip3") or shutil.which("pip"))
-        else [sys.executable, "-m", "pip"]
-    )
-    subprocess.run(
-        [*pip, "download", "--no-binary", ":all:", "--no-deps", "--dest", str(dest), "six==1.17.0"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    """``pip download`` the sdist of six, as the README does (PyPI is reachable here; a
+    transient failure is retried twice, and the last one fails with pip's own message)."""
+    pip = shutil.which("pip3") or shutil.which("pip")
+    argv = [pip] if pip else [sys.executable, "-m", "pip"]
+    argv += ["download", "--no-binary", ":all:", "--no-deps", "--dest", str(dest), "six==1.17.0"]
+    for attempt in range(3):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if result.returncode == 0:
+            break
+        time.sleep(2 * (attempt + 1))
+    assert result.returncode == 0, result.stderr[-2000:]
     return next(dest.glob("six-*.tar.gz"))
 
 
