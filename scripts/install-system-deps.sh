@@ -3,6 +3,7 @@
 #
 # * bubblewrap: the `local` sandbox backend's isolation tier (sandboxes/backends/local.py).
 # * util-linux: prlimit and setpriv (rlimits, dropping to the sandbox uid).
+# * libseccomp2: the sandbox's seccomp filter is compiled with it (through pyseccomp).
 #
 # Idempotent: when every command is already present it exits without touching apt.
 # Runs as root, or re-executes itself through sudo when not root.
@@ -25,6 +26,11 @@ for cmd in "${!wanted[@]}"; do
     fi
   fi
 done
+
+# Libraries have no command to look for: ask the dynamic linker.
+if ! ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2'; then
+  missing+=(libseccomp2)
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install-system-deps: all system dependencies present (bwrap $(bwrap --version 2>/dev/null | awk '{print $2}'))"

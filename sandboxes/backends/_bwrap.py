@@ -48,6 +48,7 @@ class Setup:
     prlimit: str | None = None
     setpriv: str | None = None
     proc_args: tuple[str, ...] = ("--proc", "/proc")
+    seccomp: bytes | None = field(default=None, compare=False, repr=False)  # raw BPF program
     reachable: dict[str, bool] = field(default_factory=dict, compare=False)
 
 
@@ -114,8 +115,10 @@ def bwrap_argv(
     rel_cwd: str,
     env: Mapping[str, str],
     info_fd: int | None,
+    seccomp_fd: int | None = None,
 ) -> list[str]:
-    """The full ``prlimit → [setpriv →] bwrap → argv`` command line."""
+    """The full ``prlimit → [setpriv →] bwrap → argv`` command line. ``seccomp_fd`` is read by
+    bwrap for the BPF filter it installs just before exec (see ``_seccomp``)."""
     assert setup.bwrap is not None
     assert setup.prlimit is not None
     cmd = [setup.prlimit, *rlimit_args(spec, nproc=setup.dedicated_uid), "--"]
@@ -151,6 +154,8 @@ def bwrap_argv(
         cmd += ["--setenv", key, value]
     if info_fd is not None:
         cmd += ["--info-fd", str(info_fd)]
+    if seccomp_fd is not None:
+        cmd += ["--seccomp", str(seccomp_fd)]
     return [*cmd, "--", *argv]
 
 

@@ -4,8 +4,8 @@ Tiers (detected once per backend instance, cached, logged; see research note §5
 
 ``bubblewrap`` (preferred)
     Every ``exec`` runs ``prlimit`` (rlimits) → ``setpriv`` (only when the server is root: drop
-    to ``SANDBOX_UID``/its gid, no groups, no_new_privs) → ``bwrap`` (row 13 of the research
-    table, without seccomp and cgroups for now). Inside: own user/pid/net/ipc/uts/cgroup
+    to ``SANDBOX_UID``/its gid, no groups, no_new_privs) → ``bwrap --seccomp`` (row 13 of the
+    research table, without cgroups for now). Inside: own user/pid/net/ipc/uts/cgroup
     namespaces (``--unshare-all``, loopback-only network unless ``spec.network == "host"``),
     ``/usr`` and a few ``/etc`` files read-only, a sized tmpfs ``/tmp``, the workspace read-write
     at ``/workspace`` (cwd and ``HOME``), nothing of ``/root``, ``/home``, ``/var``, ``/work``.
@@ -45,7 +45,10 @@ command killed by its own RLIMIT_FSIZE shows 153, exactly as a shell would repor
 Zombies: the outer bwrap is our child (reaped by asyncio). bwrap leaves its namespace init
 behind on a normal exit, so the server becomes a child subreaper and reaps those inits by pidfd
 (never a blind ``waitpid(-1)``); see ``_local_exec``. In Docker, PID 1 is ``tini -s``.
-No seccomp filter yet: Debian's ``python3-seccomp``/``pyseccomp`` would be a new dependency.
+Seccomp: a deny list (``_seccomp.DENIED_SYSCALLS``: ptrace, mount, unshare, bpf, io_uring,
+keyrings, raw/vsock sockets, ...) built once with libseccomp and loaded by ``bwrap --seccomp``;
+``SANDBOX_SECCOMP=0`` turns it off. When libseccomp is missing the tier runs without it and
+``capabilities().details`` says why.
 No cgroup limits yet (memory is bounded by RLIMIT_AS, processes by RLIMIT_NPROC).
 """
 
@@ -86,6 +89,12 @@ from sandboxes.backends._local_exec import (
     ensure_subreaper,
     reap_adopted,
     sweep_orphans,
+)
+from sandboxes.backends._seccomp import (
+    DENIED_SYSCALLS,
+    cached_filter,
+    filter_fd,
+    unavailable_reason,
 )
 from sandboxes.base import (
     Capabilities,
@@ -216,22 +225,47 @@ class LocalBackend(SandboxBackend):
                     continue
                 if run.returncode == 0:
                     details["proc"] = proc_args[0].lstrip("-")
+                    setup = self._with_seccomp(setup, probe, details)
                     self._check_data_dir(setup, details)
                     return setup, ""
                 errors.append(run.stderr.strip()[-300:] or f"exit {run.returncode}")
         logger.warning("bubblewrap probe failed: %s", " | ".join(errors))
         return None, f"bubblewrap does not work here: {errors[0]}"
 
+    def _with_seccomp(self, setup: Setup, probe: SandboxSpec, details: dict[str, Any]) -> Setup:
+        """``setup`` with the seccomp filter when it can be built and bwrap accepts it."""
+        if not _setting("SANDBOX_SECCOMP", True):
+            details.update(seccomp=False, seccomp_unavailable="SANDBOX_SECCOMP is off")
+            return setup
+        program = cached_filter()
+        if program is None:
+            details.update(seccomp=False, seccomp_unavailable=unavailable_reason())
+            return setup
+        filtered = dataclasses.replace(setup, seccomp=program)
+        try:
+            run = self._run_probe(filtered, probe)
+        except subprocess.TimeoutExpired:
+            run = subprocess.CompletedProcess([], 1, "", "probe timed out")
+        if run.returncode != 0:
+            reason = run.stderr.strip()[-300:] or f"exit {run.returncode}"
+            logger.warning("bubblewrap refused the seccomp filter: %s", reason)
+            details.update(seccomp=False, seccomp_unavailable=reason)
+            return setup
+        details.update(seccomp=True, seccomp_denied_syscalls=len(DENIED_SYSCALLS))
+        return filtered
+
     def _run_probe(self, setup: Setup, probe: SandboxSpec) -> subprocess.CompletedProcess[str]:
         """Run ``true`` in a sandbox, then reap the init bwrap orphans (see ``_local_exec``)."""
         ensure_subreaper()
         read_fd, write_fd = os.pipe()
+        seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None
         try:
-            argv = bwrap_argv(setup, probe, ["true"], "", {}, write_fd)
+            argv = bwrap_argv(setup, probe, ["true"], "", {}, write_fd, seccomp_fd)
+            pass_fds = (write_fd,) if seccomp_fd is None else (write_fd, seccomp_fd)
             with os.fdopen(read_fd, "rb") as info:
                 proc = subprocess.Popen(
                     argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                    cwd="/", pass_fds=(write_fd,),
+                    cwd="/", pass_fds=pass_fds,
                 )  # fmt: skip
                 os.close(write_fd)
                 write_fd = -1
@@ -245,6 +279,8 @@ class LocalBackend(SandboxBackend):
         finally:
             if write_fd != -1:
                 os.close(write_fd)
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
         init_pid = parse_init_pid(raw)
         if init_pid is not None:
             reap_adopted(init_pid, timeout_s=1.0)
@@ -429,17 +465,21 @@ class LocalBackend(SandboxBackend):
         ensure_subreaper()  # so we can reap the namespace init bwrap leaves behind
         sweep_orphans()
         read_fd, write_fd = os.pipe()
+        seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None
         try:
-            cmd = bwrap_argv(setup, spec, argv, rel_cwd, env, write_fd)
+            cmd = bwrap_argv(setup, spec, argv, rel_cwd, env, write_fd, seccomp_fd)
+            pass_fds = (write_fd,) if seccomp_fd is None else (write_fd, seccomp_fd)
             # cwd="/": bwrap runs as the sandbox uid, which may not be able to stat our cwd.
             transport, protocol = await self._spawn(
-                cmd, stdin, cwd="/", env={"PATH": SANDBOX_PATH}, pass_fds=(write_fd,)
+                cmd, stdin, cwd="/", env={"PATH": SANDBOX_PATH}, pass_fds=pass_fds
             )
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
         try:
             init_pid = await read_init_pid(read_fd)
         finally:

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 
 if not settings.configured:  # pragma: no cover - only when run without pytest-django settings
     settings.configure(SANDBOX_BACKEND="local")
 
+from sandboxes.backends.local import LocalBackend
 from sandboxes.registry import reset_backends
 
 
@@ -85,3 +87,13 @@ def host_pids_with(marker: str) -> list[int]:
         if marker in cmdline:
             found.append(int(entry.name))
     return found
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[LocalBackend]:
+    with override_settings(SANDBOX_FORCE_TIER=None, SANDBOX_ALLOW_UNISOLATED=False):
+        b = LocalBackend()
+        caps = b.capabilities()
+        # bubblewrap is a hard requirement (scripts/install-system-deps.sh): never skip.
+        assert caps.available and caps.tier == "bubblewrap", caps.reason
+        yield b

@@ -9,7 +9,7 @@ import signal
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,48 +18,13 @@ from django.test import override_settings
 from sandboxes import paths
 from sandboxes.backends import _local_exec
 from sandboxes.backends.local import LocalBackend
-from sandboxes.base import ExecEvent, Execution, Limits, SandboxSpec, SandboxUnavailable
+from sandboxes.base import ExecEvent, SandboxSpec, SandboxUnavailable
+from tests.sandboxes.helpers import collect, run, spec_for
 
 pytestmark = pytest.mark.sandbox
 
 ROOT = os.geteuid() == 0
 SANDBOX_UID = 65534
-
-
-@pytest.fixture(scope="module")
-def backend() -> Iterator[LocalBackend]:
-    with override_settings(SANDBOX_FORCE_TIER=None, SANDBOX_ALLOW_UNISOLATED=False):
-        b = LocalBackend()
-        caps = b.capabilities()
-        # bubblewrap is a hard requirement (scripts/install-system-deps.sh): never skip.
-        assert caps.available and caps.tier == "bubblewrap", caps.reason
-        yield b
-
-
-def spec_for(workspace: Path, **limits: float) -> SandboxSpec:
-    return SandboxSpec(sandbox_id="t", workspace=workspace, limits=Limits(**limits))  # type: ignore[arg-type]
-
-
-async def collect(execution: Execution) -> tuple[bytes, bytes, ExecEvent]:
-    out, err = b"", b""
-    async for event in execution:
-        if event.stream == "stdout":
-            out += event.data
-        elif event.stream == "stderr":
-            err += event.data
-        else:
-            return out, err, event
-    raise AssertionError("no exit event")
-
-
-async def run(
-    backend: LocalBackend, workspace: Path, script: str, **kwargs: object
-) -> tuple[str, str, ExecEvent]:
-    ex = await backend.exec(
-        spec_for(workspace), ["python3", "-c", textwrap.dedent(script)], **kwargs
-    )  # type: ignore[arg-type]
-    out, err, exit_event = await collect(ex)
-    return out.decode(), err.decode(), exit_event
 
 
 async def test_output_is_streamed_before_exit(backend: LocalBackend, workspace: Path) -> None:
