@@ -13,7 +13,7 @@ from django.db import close_old_connections
 from sessions.broadcast import EXECUTOR_GROUP
 from sessions.execution import TaskControl, run_claimed_task, worker_name
 from sessions.models import Task
-from sessions.services.tasks import task_claim_next, task_recover_expired
+from sessions.services.tasks import task_claim_next, task_recover_expired, task_unclaim
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +151,17 @@ class Executor:
             free = self.concurrency - len(self.running)
             if free <= 0:
                 continue
+            claim = asyncio.ensure_future(_db(task_claim_next)(worker=self.worker, limit=free))
             try:
-                claimed = await _db(task_claim_next)(worker=self.worker, limit=free)
+                claimed = await asyncio.shield(claim)
+            except asyncio.CancelledError:
+                # stop() cancelled us mid-claim. The claim commits in its thread anyway: give
+                # back what it took, so nothing sits "running" on a stopped executor until its
+                # lease expires.
+                with contextlib.suppress(Exception):
+                    for task in await claim:
+                        await _db(task_unclaim)(task=task, worker=self.worker)
+                raise
             except Exception:
                 logger.exception("claiming tasks failed")
                 await asyncio.sleep(1)

@@ -246,6 +246,23 @@ def _claim_one(pk: int, session_id: int, worker: str) -> Task | None:
         return task
 
 
+def task_unclaim(*, task: Task, worker: str) -> bool:
+    """Give back a task ``worker`` claimed but never started (its executor stopped in between):
+    ``queued`` again at the same attempt, with a ``task.status`` event saying so. Returns
+    whether it was given back (``False`` when it is no longer this worker's claim)."""
+    with transaction.atomic():
+        locked = Task.objects.select_for_update().select_related("session").get(pk=task.pk)
+        if locked.status != TaskStatus.RUNNING or locked.worker != worker:
+            return False
+        fields = locked.transition(TaskStatus.QUEUED, phase="requeued")
+        locked.attempt = max(locked.attempt - 1, 0)
+        locked.lease_expires_at = None
+        locked.save(update_fields=[*fields, "attempt", "lease_expires_at"])
+        _status_event(locked, reason="worker_stopped")
+        transaction.on_commit(partial(notify_executor, "task.queued", locked.uuid))
+    return True
+
+
 def task_renew_lease(*, task: Task, worker: str) -> bool:
     """Extend the lease; returns whether cancellation was requested meanwhile (a safety net
     for a lost ``task.cancel`` notification)."""
