@@ -257,6 +257,7 @@ ONESHOT_MAX_WAIT_S = _typed("ONESHOT_MAX_WAIT_S", float, 600.0)
 SANDBOX_BACKEND = _choice("SANDBOX_BACKEND", "local", {"local"})
 SANDBOX_ALLOW_UNISOLATED = _bool("SANDBOX_ALLOW_UNISOLATED", False)
 SANDBOX_SECCOMP = _bool("SANDBOX_SECCOMP", True)  # the bubblewrap tier's syscall deny list
+SANDBOX_CGROUPS = _bool("SANDBOX_CGROUPS", True)  # per-exec memory/pids cgroups when writable
 SANDBOX_FORCE_TIER = os.environ.get("SANDBOX_FORCE_TIER") or None
 SANDBOX_UID = _typed("SANDBOX_UID", int, 65534)
 SANDBOX_NETWORK = _choice("SANDBOX_NETWORK", "none", {"none", "host"})

@@ -91,7 +91,9 @@ class ExecEvent:
 
     ``stream`` is ``"stdout"`` or ``"stderr"`` with ``data`` bytes, or ``"exit"`` (always last,
     exactly once) with ``exit_code`` (``-N`` when killed by signal N), ``timed_out`` and
-    ``killed`` (terminated on request).
+    ``killed`` (terminated on request), and ``limit``: the resource limit that ended the
+    command, if one did (``"memory"``: the cgroup's OOM killer; ``"cpu"``: RLIMIT_CPU's
+    SIGXCPU; ``"file_size"``: RLIMIT_FSIZE's SIGXFSZ).
     """
 
     stream: Literal["stdout", "stderr", "exit"]
@@ -99,6 +101,7 @@ class ExecEvent:
     exit_code: int | None = None
     timed_out: bool = False
     killed: bool = False
+    limit: Literal["memory", "cpu", "file_size"] | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandboxes import paths
+from sandboxes.backends._cgroup import JOIN_SCRIPT, CgroupSupport, ExecCgroup
 from sandboxes.base import SandboxSpec
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Setup:
     setpriv: str | None = None
     proc_args: tuple[str, ...] = ("--proc", "/proc")
     seccomp: bytes | None = field(default=None, compare=False, repr=False)  # raw BPF program
+    cgroup: CgroupSupport | None = field(default=None, compare=False)
     reachable: dict[str, bool] = field(default_factory=dict, compare=False)
 
 
@@ -58,22 +60,37 @@ def hard_limit(res: int) -> int:
     return hard if hard != resource.RLIM_INFINITY else 1 << 62  # "unlimited" for prlimit
 
 
-def rlimit_args(spec: SandboxSpec, *, nproc: bool) -> list[str]:
+def rlimit_args(spec: SandboxSpec, *, nproc: bool, cgroup: bool = False) -> list[str]:
     """``prlimit`` options (soft = hard) clamped to our own hard limits.
 
     We may lack CAP_SYS_RESOURCE (research note §1), in which case raising a hard limit fails.
     """
     lim = spec.limits
+    # With a cgroup bounding real memory, RLIMIT_AS is only a backstop: it counts reserved
+    # address space, which runtimes such as the JVM, Go and Node take far more of than they use.
+    address_space = lim.memory_mb * (4 if cgroup else 1)
     wanted = [
-        ("--as", resource.RLIMIT_AS, lim.memory_mb * MIB),
-        ("--cpu", resource.RLIMIT_CPU, lim.cpu_s),
+        ("--as", resource.RLIMIT_AS, address_space * MIB),
         ("--fsize", resource.RLIMIT_FSIZE, lim.file_size_mb * MIB),
         ("--nofile", resource.RLIMIT_NOFILE, lim.open_files),
         ("--core", resource.RLIMIT_CORE, 0),
     ]
     if nproc:  # per real uid system-wide: only meaningful for a dedicated sandbox uid
         wanted.append(("--nproc", resource.RLIMIT_NPROC, lim.pids))
-    return [f"{opt}={min(value, hard_limit(res))}" for opt, res, value in wanted]
+    args = [f"{opt}={min(value, hard_limit(res))}" for opt, res, value in wanted]
+    # CPU: the soft limit sends SIGXCPU (reported as ExecEvent.limit "cpu"); the hard limit, a
+    # second later, SIGKILLs a process that ignores it. Equal limits would SIGKILL at once.
+    cpu_hard = min(lim.cpu_s + 1, hard_limit(resource.RLIMIT_CPU))
+    args.append(f"--cpu={min(lim.cpu_s, cpu_hard)}:{cpu_hard}")
+    return args
+
+
+def spawn_env(cgroup: ExecCgroup | None) -> dict[str, str]:
+    """Environment of the spawn line (bwrap clears it for the sandbox itself)."""
+    env = {"PATH": SANDBOX_PATH}
+    if cgroup is not None:
+        env["AGENT_CGROUP_PROCS"] = cgroup.procs_files
+    return env
 
 
 def root_links() -> list[str]:
@@ -117,11 +134,14 @@ def bwrap_argv(
     info_fd: int | None,
     seccomp_fd: int | None = None,
 ) -> list[str]:
-    """The full ``prlimit → [setpriv →] bwrap → argv`` command line. ``seccomp_fd`` is read by
-    bwrap for the BPF filter it installs just before exec (see ``_seccomp``)."""
+    """The full ``[sh (join cgroup) →] prlimit → [setpriv →] bwrap → argv`` command line.
+    ``seccomp_fd`` is read by bwrap for the BPF filter it installs just before exec (see
+    ``_seccomp``); the cgroup join reads ``AGENT_CGROUP_PROCS`` from the spawn environment."""
     assert setup.bwrap is not None
     assert setup.prlimit is not None
-    cmd = [setup.prlimit, *rlimit_args(spec, nproc=setup.dedicated_uid), "--"]
+    cmd = ["/bin/sh", "-c", JOIN_SCRIPT, "sh"] if setup.cgroup else []
+    rlimits = rlimit_args(spec, nproc=setup.dedicated_uid, cgroup=setup.cgroup is not None)
+    cmd += [setup.prlimit, *rlimits, "--"]
     if setup.dedicated_uid:
         assert setup.setpriv is not None
         cmd += [

@@ -38,6 +38,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Literal
 
+from sandboxes.backends._cgroup import ExecCgroup
 from sandboxes.base import ExecEvent, Execution
 
 logger = logging.getLogger(__name__)
@@ -330,8 +331,10 @@ class LocalExecution(Execution):
         *,
         wall_timeout_s: float | None,
         map_exit_code: bool,
+        cgroup: ExecCgroup | None = None,
     ) -> None:
         self._transport = transport
+        self._cgroup = cgroup
         self._proto = protocol
         self._killer = killer
         protocol.killer = killer
@@ -389,6 +392,8 @@ class LocalExecution(Execution):
         if grace_s > 0 and await self._wait_exited(grace_s):
             return
         self._killer.kill()
+        if self._cgroup is not None:
+            self._cgroup.kill()
         if await self._wait_exited(KILL_WAIT_S):
             return
         logger.error("sandbox process %s survived SIGKILL of its tree; killing it", self.pid)
@@ -446,17 +451,30 @@ class LocalExecution(Execution):
             if self._term_task is not None:
                 await asyncio.shield(self._term_task)
             finished = True
+            code = self._exit_code()
             yield ExecEvent(
                 stream="exit",
-                exit_code=self._exit_code(),
+                exit_code=code,
                 timed_out=self._timed_out,
                 killed=self._killed,
+                limit=None if self._killed or self._timed_out else self._limit(code),
             )
         finally:
             if not finished and not proto.exited:
                 # The consumer abandoned the stream: never leave a sandboxed tree running.
                 self._killer.kill()
             self._finish()
+
+    def _limit(self, code: int | None) -> Literal["memory", "cpu", "file_size"] | None:
+        """Which resource limit ended the command (see ``ExecEvent.limit``)."""
+        if self._cgroup is not None and self._cgroup.oom_kills() > 0:
+            return "memory"
+        # The shell convention (and bwrap's): killed by signal N -> 128+N.
+        if code in (128 + signal.SIGXCPU, -signal.SIGXCPU):
+            return "cpu"
+        if code in (128 + signal.SIGXFSZ, -signal.SIGXFSZ):
+            return "file_size"
+        return None
 
     def _close_pipes(self) -> None:
         for fd in (1, 2):
@@ -484,5 +502,10 @@ class LocalExecution(Execution):
 
     def _close(self) -> None:
         self._killer.close()
+        if self._cgroup is not None and not self._cgroup.remove():
+            # The namespace init is still exiting or awaits its reaping (see sweep_orphans):
+            # try again shortly; failing that, the next execution retries (remove_pending).
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_later(1.0, self._cgroup.remove)
         # Closes the pipes; kills the outer process only if it is somehow still running.
         self._transport.close()

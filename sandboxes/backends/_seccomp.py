@@ -29,10 +29,17 @@ process (libseccomp's bad-arch default).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
+import subprocess
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandboxes.backends._bwrap import Setup
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +137,36 @@ def filter_fd(program: bytes) -> int:
     return fd
 
 
+def with_seccomp(
+    setup: Setup,
+    probe: Callable[[Setup], subprocess.CompletedProcess[str]],
+    details: dict[str, Any],
+    *,
+    enabled: bool,
+) -> Setup:
+    """``setup`` with the filter when it is enabled, can be built, and bwrap accepts it (checked
+    by running ``probe`` with it); ``details`` records the outcome for ``/health``."""
+    if not enabled:
+        details.update(seccomp=False, seccomp_unavailable="SANDBOX_SECCOMP is off")
+        return setup
+    program = cached_filter()
+    if program is None:
+        details.update(seccomp=False, seccomp_unavailable=unavailable_reason())
+        return setup
+    filtered = dataclasses.replace(setup, seccomp=program)
+    try:
+        run = probe(filtered)
+    except subprocess.TimeoutExpired:
+        run = subprocess.CompletedProcess([], 1, "", "probe timed out")
+    if run.returncode != 0:
+        reason = run.stderr.strip()[-300:] or f"exit {run.returncode}"
+        logger.warning("bubblewrap refused the seccomp filter: %s", reason)
+        details.update(seccomp=False, seccomp_unavailable=reason)
+        return setup
+    details.update(seccomp=True, seccomp_denied_syscalls=len(DENIED_SYSCALLS))
+    return filtered
+
+
 __all__ = [
     "DENIED_SOCKET_FAMILIES",
     "DENIED_SYSCALLS",
@@ -137,4 +174,5 @@ __all__ = [
     "cached_filter",
     "filter_fd",
     "unavailable_reason",
+    "with_seccomp",
 ]

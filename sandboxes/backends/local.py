@@ -49,7 +49,9 @@ Seccomp: a deny list (``_seccomp.DENIED_SYSCALLS``: ptrace, mount, unshare, bpf,
 keyrings, raw/vsock sockets, ...) built once with libseccomp and loaded by ``bwrap --seccomp``;
 ``SANDBOX_SECCOMP=0`` turns it off. When libseccomp is missing the tier runs without it and
 ``capabilities().details`` says why.
-No cgroup limits yet (memory is bounded by RLIMIT_AS, processes by RLIMIT_NPROC).
+Cgroups (``_cgroup``): when a hierarchy is writable, each exec gets its own cgroup with
+``limits.memory_mb`` (no swap) and ``limits.pids``, so an OOM kill is reported as
+``limit="memory"``; ``SANDBOX_CGROUPS=0`` turns it off. Otherwise rlimits alone bound it.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from django.conf import settings
 
 from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
+from sandboxes.backends import _cgroup as cgroups
 from sandboxes.backends._bwrap import (
     SANDBOX_PATH,
     WORKSPACE,
@@ -79,6 +82,7 @@ from sandboxes.backends._bwrap import (
     parse_init_pid,
     read_init_pid,
     rlimit_args,
+    spawn_env,
 )
 from sandboxes.backends._local_exec import (
     LocalExecution,
@@ -90,12 +94,7 @@ from sandboxes.backends._local_exec import (
     reap_adopted,
     sweep_orphans,
 )
-from sandboxes.backends._seccomp import (
-    DENIED_SYSCALLS,
-    cached_filter,
-    filter_fd,
-    unavailable_reason,
-)
+from sandboxes.backends._seccomp import filter_fd, with_seccomp
 from sandboxes.base import (
     Capabilities,
     Execution,
@@ -225,36 +224,43 @@ class LocalBackend(SandboxBackend):
                     continue
                 if run.returncode == 0:
                     details["proc"] = proc_args[0].lstrip("-")
-                    setup = self._with_seccomp(setup, probe, details)
+                    setup = with_seccomp(
+                        setup, lambda s: self._run_probe(s, probe), details,
+                        enabled=bool(_setting("SANDBOX_SECCOMP", True)),
+                    )  # fmt: skip
+                    setup = self._with_cgroup(setup, probe, details)
                     self._check_data_dir(setup, details)
                     return setup, ""
                 errors.append(run.stderr.strip()[-300:] or f"exit {run.returncode}")
         logger.warning("bubblewrap probe failed: %s", " | ".join(errors))
         return None, f"bubblewrap does not work here: {errors[0]}"
 
-    def _with_seccomp(self, setup: Setup, probe: SandboxSpec, details: dict[str, Any]) -> Setup:
-        """``setup`` with the seccomp filter when it can be built and bwrap accepts it."""
-        if not _setting("SANDBOX_SECCOMP", True):
-            details.update(seccomp=False, seccomp_unavailable="SANDBOX_SECCOMP is off")
+    def _with_cgroup(self, setup: Setup, probe: SandboxSpec, details: dict[str, Any]) -> Setup:
+        """``setup`` with per-execution cgroups when a hierarchy is writable and joining works."""
+        support = cgroups.detect() if _setting("SANDBOX_CGROUPS", True) else None
+        if support is None:
+            details["cgroup"] = False
             return setup
-        program = cached_filter()
-        if program is None:
-            details.update(seccomp=False, seccomp_unavailable=unavailable_reason())
-            return setup
-        filtered = dataclasses.replace(setup, seccomp=program)
+        cgroups.sweep(support)
+        limited = dataclasses.replace(setup, cgroup=support)
+        cg = cgroups.ExecCgroup(support, memory_mb=probe.limits.memory_mb, pids=probe.limits.pids)
         try:
-            run = self._run_probe(filtered, probe)
+            run = self._run_probe(limited, probe, cgroup=cg)
         except subprocess.TimeoutExpired:
             run = subprocess.CompletedProcess([], 1, "", "probe timed out")
+        finally:
+            cg.kill()
+            cg.remove()
         if run.returncode != 0:
-            reason = run.stderr.strip()[-300:] or f"exit {run.returncode}"
-            logger.warning("bubblewrap refused the seccomp filter: %s", reason)
-            details.update(seccomp=False, seccomp_unavailable=reason)
+            logger.warning("cannot run sandboxes in a cgroup: %s", run.stderr.strip()[-300:])
+            details["cgroup"] = False
             return setup
-        details.update(seccomp=True, seccomp_denied_syscalls=len(DENIED_SYSCALLS))
-        return filtered
+        details["cgroup"] = f"v{support.version}"
+        return limited
 
-    def _run_probe(self, setup: Setup, probe: SandboxSpec) -> subprocess.CompletedProcess[str]:
+    def _run_probe(
+        self, setup: Setup, probe: SandboxSpec, *, cgroup: cgroups.ExecCgroup | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``true`` in a sandbox, then reap the init bwrap orphans (see ``_local_exec``)."""
         ensure_subreaper()
         read_fd, write_fd = os.pipe()
@@ -265,7 +271,7 @@ class LocalBackend(SandboxBackend):
             with os.fdopen(read_fd, "rb") as info:
                 proc = subprocess.Popen(
                     argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                    cwd="/", pass_fds=pass_fds,
+                    cwd="/", pass_fds=pass_fds, env=spawn_env(cgroup),
                 )  # fmt: skip
                 os.close(write_fd)
                 write_fd = -1
@@ -464,6 +470,11 @@ class LocalBackend(SandboxBackend):
     ) -> Execution:
         ensure_subreaper()  # so we can reap the namespace init bwrap leaves behind
         sweep_orphans()
+        cgroup = None
+        if setup.cgroup is not None:
+            cgroups.remove_pending()
+            limits = spec.limits
+            cgroup = cgroups.ExecCgroup(setup.cgroup, memory_mb=limits.memory_mb, pids=limits.pids)
         read_fd, write_fd = os.pipe()
         seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None
         try:
@@ -471,10 +482,12 @@ class LocalBackend(SandboxBackend):
             pass_fds = (write_fd,) if seccomp_fd is None else (write_fd, seccomp_fd)
             # cwd="/": bwrap runs as the sandbox uid, which may not be able to stat our cwd.
             transport, protocol = await self._spawn(
-                cmd, stdin, cwd="/", env={"PATH": SANDBOX_PATH}, pass_fds=pass_fds
+                cmd, stdin, cwd="/", env=spawn_env(cgroup), pass_fds=pass_fds
             )
         except BaseException:
             os.close(read_fd)
+            if cgroup is not None:
+                cgroup.remove()
             raise
         finally:
             os.close(write_fd)
@@ -492,6 +505,7 @@ class LocalBackend(SandboxBackend):
             killer,
             wall_timeout_s=spec.limits.wall_timeout_s,
             map_exit_code=True,
+            cgroup=cgroup,
         )
 
     async def _start_unisolated(

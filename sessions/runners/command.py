@@ -46,6 +46,14 @@ _COMMAND = {
 }
 
 
+# ExecEvent.limit -> the task's error code and message.
+LIMIT_ERRORS = {
+    "memory": ("memory_limit", "The command was killed for using more memory than its limit."),
+    "cpu": ("cpu_limit", "The command used more CPU time than its limit."),
+    "file_size": ("file_size_limit", "The command tried to write a file larger than its limit."),
+}
+
+
 class CommandRunner(Runner):
     kind = "command"
     spec_schema: ClassVar[dict[str, Any]] = {
@@ -196,6 +204,7 @@ class CommandRunner(Runner):
                 "exit_code": code,
                 "timed_out": exit_event.timed_out,
                 "killed": exit_event.killed,
+                "limit": exit_event.limit,
                 "duration_ms": duration_ms,
             },
         )
@@ -212,6 +221,20 @@ class CommandRunner(Runner):
                 ctx.emit("log", {"level": "info", "message": "test summary", "tests": summary})
         if code == 0:
             return TaskResult(status="succeeded", result=result)
+        if exit_event.limit is not None:
+            code_name, message = LIMIT_ERRORS[exit_event.limit]
+            details = {"exit_code": code, "limit": exit_event.limit}
+            if exit_event.limit == "memory":
+                details["memory_mb"] = sandbox.limits.memory_mb
+            elif exit_event.limit == "cpu":
+                details["cpu_s"] = sandbox.limits.cpu_s
+            else:
+                details["file_size_mb"] = sandbox.limits.file_size_mb
+            return TaskResult(
+                status="failed",
+                result=result,
+                error={"code": code_name, "message": message, "details": details},
+            )
         return TaskResult(
             status="failed",
             result=result,

@@ -11,6 +11,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from sessions.models import Artifact, Event, Session
+from sessions.services.agents import agent_create
+from sessions.services.sessions import session_create
 from sessions.services.tasks import task_cancel
 from sessions.subscriptions import EventSubscription
 from tests.helpers import events_of, stdout_of, wait_terminal
@@ -209,3 +211,31 @@ async def test_sandbox_has_no_network_and_cannot_read_host_secrets(
     assert "NET-BLOCKED" in out and "NET-OPEN" not in out
     assert "SHADOW-BLOCKED" in out and "ROOT-BLOCKED" in out
     assert out.strip().splitlines()[-1] != "0"
+
+
+@pytest.mark.parametrize(
+    ("limits", "command", "code"),
+    [
+        ({"memory_mb": 128}, "python3 -c \"b = b'x' * (300 * 1024 * 1024)\"", "memory_limit"),
+        ({"cpu_s": 1}, 'python3 -c "while True: pass"', "cpu_limit"),
+        ({"file_size_mb": 1}, "head -c 3000000 /dev/zero > big", "file_size_limit"),
+    ],
+)
+async def test_exceeding_a_limit_fails_with_its_own_error_code(
+    executor: Any, owner: Any, make_task: Any, limits: dict[str, int], command: str, code: str
+) -> None:
+    def setup() -> Any:
+        agent = agent_create(
+            owner=owner, slug=f"limited-{code}", name="limited", kind="command",
+            spec={"limits": limits},
+        )  # fmt: skip
+        return make_task(command, session=session_create(owner=owner, agent=agent))
+
+    task = await sync_to_async(setup)()
+    executor.kick()
+    task = await wait_terminal(task)
+    assert task.status == "failed"
+    assert task.error["code"] == code
+    assert task.error["details"]["limit"] == code.removesuffix("_limit")
+    exit_event = next(e for e in await sync_to_async(events_of)(task) if e.type == "process.exit")
+    assert exit_event.data["limit"] == task.error["details"]["limit"]

@@ -337,17 +337,83 @@ async def test_file_size_limit(backend: LocalBackend, workspace: Path) -> None:
     )
     _, _, exit_event = await collect(ex)
     assert exit_event.exit_code != 0
+    assert exit_event.limit == "file_size"
     assert (workspace / "big").stat().st_size == 1024 * 1024
 
 
-async def test_memory_limit(backend: LocalBackend, workspace: Path) -> None:
-    script = "b = bytearray(300 * 1024 * 1024); print('allocated')"
-    ex = await backend.exec(spec_for(workspace, memory_mb=128), ["python3", "-c", script])
-    out, err, exit_event = await collect(ex)
-    assert b"MemoryError" in err and exit_event.exit_code == 1, (out, err)
-    ex = await backend.exec(spec_for(workspace, memory_mb=1024), ["python3", "-c", script])
-    out, _, _ = await collect(ex)
+async def test_cpu_limit(backend: LocalBackend, workspace: Path) -> None:
+    ex = await backend.exec(spec_for(workspace, cpu_s=1), ["python3", "-c", "while True: pass"])
+    _, _, exit_event = await collect(ex)
+    assert exit_event.limit == "cpu"
+    assert not exit_event.timed_out
+
+
+# Touches every page (b"x" * n), so the memory is really used, not only reserved.
+MEMORY_HOG = "b = b'x' * (300 * 1024 * 1024); print('allocated')"
+
+
+async def test_memory_limit_is_a_cgroup_oom_kill(backend: LocalBackend, workspace: Path) -> None:
+    """With a cgroup (this machine has a writable hierarchy), the kernel's OOM killer ends the
+    sandbox at its memory limit and the exit event says so."""
+    assert backend.capabilities().details["cgroup"] in ("v1", "v2")
+    ex = await backend.exec(spec_for(workspace, memory_mb=128), ["python3", "-c", MEMORY_HOG])
+    out, _, exit_event = await collect(ex)
+    assert out == b""
+    assert exit_event.limit == "memory"
+    assert exit_event.exit_code == 128 + signal.SIGKILL
+    ex = await backend.exec(spec_for(workspace, memory_mb=1024), ["python3", "-c", MEMORY_HOG])
+    out, _, exit_event = await collect(ex)
     assert out == b"allocated\n"  # control: the same script fits a bigger limit
+    assert exit_event.limit is None
+
+
+async def test_without_cgroups_rlimit_as_bounds_memory(workspace: Path) -> None:
+    with override_settings(SANDBOX_FORCE_TIER=None, SANDBOX_CGROUPS=False):
+        plain = LocalBackend()
+        assert plain.capabilities().details["cgroup"] is False
+        ex = await plain.exec(spec_for(workspace, memory_mb=128), ["python3", "-c", MEMORY_HOG])
+        _, err, exit_event = await collect(ex)
+    assert b"MemoryError" in err
+    assert exit_event.exit_code == 1
+    assert exit_event.limit is None
+
+
+async def test_pids_limit_stops_a_fork_bomb(backend: LocalBackend, workspace: Path) -> None:
+    script = textwrap.dedent("""
+        import os, time
+        made = 0
+        try:
+            for _ in range(200):
+                if os.fork() == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                made += 1
+        except BlockingIOError:
+            pass
+        print(made, flush=True)
+    """)
+    started = time.monotonic()
+    ex = await backend.exec(spec_for(workspace, pids=32), ["python3", "-c", script])
+    out, _, exit_event = await collect(ex)
+    assert 0 < int(out) < 32
+    # The sleeping children die with the sandbox when the main process exits (pid namespace).
+    assert exit_event.exit_code == 0
+    assert time.monotonic() - started < 20
+
+
+async def test_an_execution_leaves_no_cgroup_behind(backend: LocalBackend, workspace: Path) -> None:
+    support = backend._setup.cgroup  # type: ignore[union-attr]
+    assert support is not None
+    ex = await backend.exec(spec_for(workspace), ["true"])
+    await collect(ex)
+
+    async def leftovers() -> list[str]:
+        return [c.name for p in support.parents.values() for c in p.iterdir() if c.is_dir()]
+
+    deadline = time.monotonic() + 5
+    while await leftovers() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert await leftovers() == []
 
 
 async def test_readonly_paths(backend: LocalBackend, workspace: Path, outside: Path) -> None:
