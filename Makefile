@@ -40,6 +40,7 @@ fmt: setup ## apply ruff's fixes and formatting
 
 bench: setup ## run the benchmarks and record them in bench/RESULTS.md (BENCH_ARGS='--tasks 50')
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/sandbox.py --record
 
 # Start `make serve` first (it applies migrations); the worker runs tasks when TASK_EXECUTOR=worker.
 worker: setup ## run a standalone task worker

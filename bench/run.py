@@ -366,6 +366,16 @@ def report(
     )
 
 
+def prepend_results(text: str) -> None:
+    """Put ``text`` (one Markdown section) at the top of bench/RESULTS.md, newest first."""
+    results = ROOT / "bench" / "RESULTS.md"
+    head = "# Benchmark results\n\nNewest first. Each section names the command that "
+    head += "produced it; ratios compare with a baseline from the same run.\n\n"
+    old = results.read_text() if results.exists() else head
+    body = old[len(head) :] if old.startswith(head) else old
+    results.write_text(head + text + "\n" + body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=50, help="tasks for the latency figures")
@@ -385,12 +395,7 @@ def main() -> None:
     text = report(args, lat, bare, thr, bare_mb)
     print(text)
     if args.record:
-        results = ROOT / "bench" / "RESULTS.md"
-        head = "# Benchmark results\n\nNewest first. Each section names the command that "
-        head += "produced it; ratios compare with a baseline from the same run.\n\n"
-        old = results.read_text() if results.exists() else head
-        body = old[len(head) :] if old.startswith(head) else old
-        results.write_text(head + text + "\n" + body)
+        prepend_results(text)
 
 
 if __name__ == "__main__":
