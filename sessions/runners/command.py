@@ -164,6 +164,7 @@ class CommandRunner(Runner):
         exit_event = None
         emitted = 0
         dropped = 0
+        stopper: asyncio.Future[None] | None = None
         try:
             async for event in execution:
                 if event.stream == "exit":
@@ -172,13 +173,13 @@ class CommandRunner(Runner):
                 text = decoders[event.stream].decode(event.data)
                 if emitted + len(event.data) > max_output:
                     if not dropped:
+                        # The marker event, then stop the producer: a runaway loop would
+                        # otherwise burn CPU until the timeout with nobody reading its output.
                         ctx.emit(
-                            "log",
-                            {
-                                "level": "warning",
-                                "message": f"output over {max_output} bytes; rest not streamed",
-                            },
+                            "process.output_truncated",
+                            {"process_id": process_id, "limit_bytes": max_output},
                         )
+                        stopper = asyncio.ensure_future(execution.terminate(grace_s=1.0))
                     dropped += len(event.data)
                     continue
                 emitted += len(event.data)
@@ -186,6 +187,9 @@ class CommandRunner(Runner):
                     ctx.emit(f"process.{event.stream}", {"process_id": process_id, "text": text})
         finally:
             watcher.cancel()
+            if stopper is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(stopper)
             if exit_event is None:
                 # Cancelled hard (or the stream broke): never leave the process tree behind.
                 with contextlib.suppress(Exception):
@@ -219,6 +223,17 @@ class CommandRunner(Runner):
             if summary is not None:
                 result["tests"] = summary
                 ctx.emit("log", {"level": "info", "message": "test summary", "tests": summary})
+        if dropped:
+            result["output_truncated"] = True
+            return TaskResult(
+                status="failed",
+                result=result,
+                error={
+                    "code": "output_limit",
+                    "message": f"The command wrote more than {max_output} bytes of output.",
+                    "details": {"limit": "output", "limit_bytes": max_output, "exit_code": code},
+                },
+            )
         if code == 0:
             return TaskResult(status="succeeded", result=result)
         if exit_event.limit is not None:

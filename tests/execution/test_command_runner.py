@@ -239,3 +239,29 @@ async def test_exceeding_a_limit_fails_with_its_own_error_code(
     assert task.error["details"]["limit"] == code.removesuffix("_limit")
     exit_event = next(e for e in await sync_to_async(events_of)(task) if e.type == "process.exit")
     assert exit_event.data["limit"] == task.error["details"]["limit"]
+
+
+async def test_runaway_output_is_truncated_and_stopped_with_output_limit(
+    executor: Any, owner: Any, make_task: Any
+) -> None:
+    def setup() -> Any:
+        agent = agent_create(
+            owner=owner, slug="chatty", name="chatty", kind="command",
+            spec={"limits": {"output_bytes": 200_000}},
+        )  # fmt: skip
+        return make_task("yes", session=session_create(owner=owner, agent=agent))
+
+    started = time.monotonic()
+    task = await sync_to_async(setup)()
+    executor.kick()
+    task = await wait_terminal(task)
+    assert time.monotonic() - started < 30  # stopped, not left to the task timeout
+    assert task.status == "failed"
+    assert task.error["code"] == "output_limit"
+    assert task.result["output_truncated"] is True
+    events = await sync_to_async(events_of)(task)
+    streamed = sum(len(e.data["text"]) for e in events if e.type == "process.stdout")
+    assert 0 < streamed <= 200_000
+    marker = [e for e in events if e.type == "process.output_truncated"]
+    assert [m.data["limit_bytes"] for m in marker] == [200_000]
+    assert next(e for e in events if e.type == "process.exit").data["killed"] is True
