@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,14 +201,23 @@ def remove_pending() -> None:
         cgroup.remove()
 
 
+SWEEP_MIN_AGE_S = 60.0
+"""Only cgroups older than this are swept: another server process sharing the parent (daphne
+and a worker) may have just created one it is about to join."""
+
+
 def sweep(support: CgroupSupport) -> int:
-    """Remove empty per-execution cgroups left by a crashed server; returns how many."""
+    """Remove empty per-execution cgroups left by a crashed server; returns how many. A
+    non-empty cgroup cannot be removed (rmdir fails), so running sandboxes are never touched."""
     removed = 0
+    now = time.time()
     for parent in support.parents.values():
         with contextlib.suppress(OSError):
             for child in parent.iterdir():
-                if child.is_dir() and child.name.startswith("x-"):
-                    with contextlib.suppress(OSError):
+                if not (child.is_dir() and child.name.startswith("x-")):
+                    continue
+                with contextlib.suppress(OSError):
+                    if now - child.stat().st_mtime >= SWEEP_MIN_AGE_S:
                         child.rmdir()
                         removed += 1
     return removed

@@ -495,3 +495,26 @@ async def test_unisolated_runs_and_terminates(workspace: Path, tcp_listener: int
         ex = await b.exec(spec_for(workspace, wall_timeout_s=0.3), ["sleep", "30"])
         _, _, exit_event = await collect(ex)
         assert exit_event.timed_out
+
+
+def test_sweep_removes_stale_empty_cgroups_only(backend: LocalBackend) -> None:
+    """Start-up sweeps cgroups a crashed server left behind, but not a fresh one that another
+    server process may be about to join."""
+    from sandboxes.backends import _cgroup
+
+    support = backend._setup.cgroup  # type: ignore[union-attr]
+    assert support is not None
+    parent = support.parents[next(iter(support.parents))]
+    stale, fresh = parent / "x-stale-test", parent / "x-fresh-test"
+    stale.mkdir()
+    fresh.mkdir()
+    try:
+        old = time.time() - 2 * _cgroup.SWEEP_MIN_AGE_S
+        os.utime(stale, (old, old))
+        _cgroup.sweep(support)
+        assert not stale.exists()
+        assert fresh.exists()
+    finally:
+        for path in (stale, fresh):
+            if path.exists():
+                path.rmdir()
