@@ -392,11 +392,13 @@ class LocalExecution(Execution):
         if grace_s > 0 and await self._wait_exited(grace_s):
             return
         self._killer.kill()
-        if self._cgroup is not None:
-            self._cgroup.kill()
         if await self._wait_exited(KILL_WAIT_S):
             return
         logger.error("sandbox process %s survived SIGKILL of its tree; killing it", self.pid)
+        # Not earlier: killing the outer bwrap before it reaps its namespace init would orphan
+        # that init to us outside the reaping bookkeeping (a zombie until the server exits).
+        if self._cgroup is not None:
+            self._cgroup.kill()
         self._killer.last_resort()
         await self._wait_exited(KILL_WAIT_S)
 
