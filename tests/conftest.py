@@ -3,11 +3,18 @@ authenticated with a Bearer token, and a ``command`` agent with a session on it.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from rest_framework.test import APIClient
 
+from sandboxes.backends import _cgroup as cgroups
+from sandboxes.backends._local_exec import descendants
 from sessions.models import Agent, Session
 from tests import factories
 
@@ -60,3 +67,56 @@ def agent(user: Any) -> Agent:
 @pytest.fixture
 def session(user: Any, agent: Agent) -> Session:
     return factories.make_session(user, agent, name="first")
+
+
+def _leftovers() -> list[str]:
+    """Sandboxes and servers this test run started that are still alive: our descendants
+    (daphne, run_worker, bwrap) and any bubblewrap running as the sandbox uid, wherever it was
+    re-parented to."""
+    me = os.getpid()
+    found = []
+    for pid in set(descendants(me)) | set(_sandbox_bwraps()):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if stat[stat.rfind(")") + 2] != "Z":  # zombies are reaped lazily; they run nothing
+            found.append(f"{pid}: {cmdline[:120]}")
+    return found
+
+
+def _sandbox_bwraps() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
+            if comm == "bwrap" and uid_line.split()[1:2] == [str(settings.SANDBOX_UID)]:
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_running() -> Iterator[None]:
+    """After the whole run, no sandbox, server or worker process and no per-run cgroup is left
+    (issue: "nothing is left running after the test suite")."""
+    yield
+    deadline = time.monotonic() + 15
+    while (left := _leftovers()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == [], f"processes left running after the tests: {left}"
+    support = cgroups.detect()
+    if support is not None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            cgroups.remove_pending()
+            stale = [c for p in support.parents.values() for c in p.glob("x-*") if c.is_dir()]
+            if not stale:
+                break
+            time.sleep(0.2)
+        assert stale == [], f"cgroups left behind: {stale}"
