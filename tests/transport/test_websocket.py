@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -186,3 +191,37 @@ def test_a_foreign_browser_origin_is_refused(
     assert refused.value.response.status_code == 403
     with connect(url, additional_headers=headers, origin="http://127.0.0.1:8000") as ws:  # type: ignore[arg-type]
         assert _recv(ws)["type"] == "session.created"
+
+
+def test_the_readme_websocket_client_works_as_written(
+    daphne_server: Any, api_token: str, http: httpx.Client, tmp_path: Path
+) -> None:
+    """The README's Python client, run as a user would (its URL pointed at this server, and a
+    command in its task.create frame because the `shell` agent needs one)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert code is not None
+    source = code.group(1).replace("ws://127.0.0.1:8000", daphne_server.ws_url)
+    frame = '"task_type": "run"}'
+    assert frame in source
+    source = source.replace(frame, '"task_type": "run", "input": {"command": "echo readme-ok"}}')
+    client = tmp_path / "ws_client.py"
+    client.write_text(source)
+    session = _session(http)
+    http.post(
+        f"/api/v1/sessions/{session['id']}/tasks", json={"input": {"command": "echo earlier"}}
+    )
+    result = subprocess.run(
+        [sys.executable, str(client), session["id"]],
+        env={**os.environ, "TOKEN": api_token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "readme-ok" in lines
+    assert "earlier" not in lines  # only the task it created
+    statuses = [line.split()[1] for line in lines if line.startswith("[")]
+    assert statuses[0] == "queued"
+    assert statuses[-1] == "succeeded"
