@@ -42,8 +42,10 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _db(fn: Any) -> Any:
-    # Each call gets a thread from the default pool; close stale connections there first.
+def db_call(fn: Any) -> Any:
+    """``fn`` (sync, ORM) as an awaitable run in a pool thread, after closing that thread's
+    connection if it is stale or broken (what Django does at each request's start)."""
+
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         close_old_connections()
         return fn(*args, **kwargs)
@@ -75,7 +77,7 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
     outcome: TaskResult
     started = time.monotonic()
     try:
-        spec = await _db(agent_spec_at)(agent=task.agent, version=task.agent_version)
+        spec = await db_call(agent_spec_at)(agent=task.agent, version=task.agent_version)
         runner = get_runner_class(task.agent.kind)()
         ctx = TaskContext(
             task_uuid=str(task.uuid),
@@ -112,8 +114,8 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
     except Exception:
         logger.exception("could not write the last events of task %s", task.uuid)
     if control.reason == "shutdown":
-        return await _db(task_release_on_shutdown)(task=task, worker=worker)
-    return await _db(task_finish)(
+        return await db_call(task_release_on_shutdown)(task=task, worker=worker)
+    return await db_call(task_finish)(
         task=task, status=status, result=outcome.result, error=outcome.error, usage=usage
     )
 
@@ -158,7 +160,7 @@ async def _renew_lease(task: Task, worker: str, control: TaskControl) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            if await _db(task_renew_lease)(task=task, worker=worker):
+            if await db_call(task_renew_lease)(task=task, worker=worker):
                 control.request("cancelled")
         except Exception:
             logger.warning("lease renewal for task %s failed", task.uuid, exc_info=True)
@@ -182,8 +184,8 @@ async def execute_task_async(task_id: Any) -> Task | None:
     or another task of its session runs).
     """
     worker = worker_name()
-    task = await _db(Task.objects.select_related("session").get)(uuid=task_id)
-    claimed = await _db(task_claim_next)(worker=worker, limit=1, session_id=task.session_id)
+    task = await db_call(Task.objects.select_related("session").get)(uuid=task_id)
+    claimed = await db_call(task_claim_next)(worker=worker, limit=1, session_id=task.session_id)
     if not claimed or claimed[0].pk != task.pk:
         for other in claimed:  # not ours: give it back to the queue's normal flow by running it
             await run_claimed_task(other, worker=worker)

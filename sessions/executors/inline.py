@@ -5,25 +5,15 @@ import contextlib
 import logging
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections
 
 from sessions.broadcast import EXECUTOR_GROUP
-from sessions.execution import TaskControl, run_claimed_task, worker_name
+from sessions.execution import TaskControl, db_call, run_claimed_task, worker_name
 from sessions.models import Task
 from sessions.services.tasks import task_claim_next, task_recover_expired, task_unclaim
 
 logger = logging.getLogger(__name__)
-
-
-def _db(fn: Any) -> Any:
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        close_old_connections()
-        return fn(*args, **kwargs)
-
-    return sync_to_async(wrapped, thread_sensitive=False)
 
 
 class Executor:
@@ -55,7 +45,7 @@ class Executor:
         # An asyncio.Event binds to the loop that first waits on it; a restart may be on a new one.
         self._fill_requested = asyncio.Event()
         try:
-            await _db(task_recover_expired)()
+            await db_call(task_recover_expired)()
         except Exception:
             logger.exception("could not recover expired tasks at start-up")
         loop = self.loop
@@ -135,8 +125,8 @@ class Executor:
         while True:
             await asyncio.sleep(interval)
             try:
-                await _db(task_recover_expired)()
-                for task_uuid in await _db(_cancel_requested_among)(list(self.running)):
+                await db_call(task_recover_expired)()
+                for task_uuid in await db_call(_cancel_requested_among)(list(self.running)):
                     self.cancel_local(task_uuid)
             except Exception:
                 logger.warning("executor sweep failed", exc_info=True)
@@ -151,7 +141,7 @@ class Executor:
             free = self.concurrency - len(self.running)
             if free <= 0:
                 continue
-            claim = asyncio.ensure_future(_db(task_claim_next)(worker=self.worker, limit=free))
+            claim = asyncio.ensure_future(db_call(task_claim_next)(worker=self.worker, limit=free))
             try:
                 claimed = await asyncio.shield(claim)
             except asyncio.CancelledError:
@@ -160,7 +150,7 @@ class Executor:
                 # lease expires.
                 with contextlib.suppress(Exception):
                     for task in await claim:
-                        await _db(task_unclaim)(task=task, worker=self.worker)
+                        await db_call(task_unclaim)(task=task, worker=self.worker)
                 raise
             except Exception:
                 logger.exception("claiming tasks failed")
