@@ -3,6 +3,7 @@ authenticated with a Bearer token, and a ``command`` agent with a session on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -115,8 +116,17 @@ def _nothing_left_running() -> Iterator[None]:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             cgroups.remove_pending()
-            stale = [c for p in support.parents.values() for c in p.glob("x-*") if c.is_dir()]
-            if not stale:
+            occupied = [
+                c
+                for p in support.parents.values()
+                for c in p.glob("x-*")
+                if c.is_dir() and (c / "cgroup.procs").read_text().strip()
+            ]
+            if not occupied:
                 break
             time.sleep(0.2)
-        assert stale == [], f"cgroups left behind: {stale}"
+        assert occupied == [], f"cgroups with processes left behind: {occupied}"
+        for parent in support.parents.values():  # empty ones: a start-up sweep's job; tidy up
+            for child in parent.glob("x-*"):
+                with contextlib.suppress(OSError):
+                    child.rmdir()

@@ -24,6 +24,7 @@ Without a writable hierarchy (not root, read-only cgroupfs) the tier runs with r
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -191,6 +192,9 @@ class ExecCgroup:
 
 _pending: set[ExecCgroup] = set()
 _pending_lock = threading.Lock()
+# A server that exits (SIGTERM, deploy) removes what it can on the way out; the next start's
+# sweep takes the rest.
+atexit.register(lambda: remove_pending())
 
 
 def remove_pending() -> None:
