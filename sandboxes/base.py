@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from runtime_project.exceptions import ApplicationError, ServiceUnavailable
+from runtime_project.exceptions import ApplicationError, NotFound, ServiceUnavailable
 
 
 class SandboxError(ApplicationError):
@@ -32,6 +32,12 @@ class SandboxError(ApplicationError):
 
     status_code = 500
     code = "sandbox_error"
+
+
+class SandboxProcessNotFound(NotFound):
+    """A background process id does not name a process of that (running) sandbox."""
+
+    code = "process_not_found"
 
 
 class SandboxUnavailable(ServiceUnavailable):
@@ -75,6 +81,14 @@ class SandboxSpec:
         network: ``"none"`` (default: loopback only, in its own network namespace) or ``"host"``.
         limits: resource limits applied to every execution.
         readonly_paths: extra host paths bound read-only at the same path (toolchains).
+        labels: ownership labels (``session``, ``agent``, ``owner``), kept by the backend and
+            used by :meth:`SandboxBackend.list` and the reapers (docker: container labels).
+        image: container image (``docker`` backend; ``None`` = ``SANDBOX_DOCKER_IMAGE``). The
+            ``local`` backend always uses the host's ``/usr`` read-only.
+        allow_hosts: egress allow-list (``"host:port"`` items) used when ``network`` is
+            ``"none"`` and the backend supports it; empty = no network at all.
+        idle_timeout_s: a running sandbox with no activity (exec, file operation, attached
+            client) for this many seconds is stopped; ``None`` = never (idle policy ``keep``).
     """
 
     sandbox_id: str
@@ -83,6 +97,58 @@ class SandboxSpec:
     network: Literal["none", "host"] = "none"
     limits: Limits = field(default_factory=Limits)
     readonly_paths: tuple[Path, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None
+    allow_hosts: tuple[str, ...] = ()
+    idle_timeout_s: float | None = 900.0
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A background process of a sandbox (E2B ``commands.list`` / OpenHands background cmds).
+
+    Attributes:
+        process_id: backend-assigned id, stable for the life of the sandbox.
+        argv: the command.
+        started_at: epoch seconds.
+        running: whether it is still alive.
+        exit_code: ``-N`` when killed by signal N; ``None`` while running.
+        output_bytes: stdout+stderr bytes produced so far (the backend retains the last
+            ``SANDBOX_PROCESS_RETAIN_BYTES`` of it for re-attaching clients).
+    """
+
+    process_id: str
+    argv: tuple[str, ...]
+    started_at: float
+    running: bool
+    exit_code: int | None = None
+    output_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """Live state of one sandbox, as the backend sees it.
+
+    Attributes:
+        sandbox_id: the spec's id.
+        backend / tier: which backend and isolation tier run it.
+        state: ``running`` or ``stopped`` (a stopped sandbox keeps its workspace; using it
+            again starts it).
+        labels: the spec's labels.
+        started_at / last_active_at: epoch seconds, ``None`` when stopped.
+        usage: ``memory_bytes``, ``pids``, ``cpu_s`` where the backend can measure them.
+        processes: background processes (running and recently exited).
+    """
+
+    sandbox_id: str
+    backend: str
+    tier: str
+    state: Literal["running", "stopped"]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    started_at: float | None = None
+    last_active_at: float | None = None
+    usage: Mapping[str, float] = field(default_factory=dict)
+    processes: tuple[ProcessInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,5 +241,84 @@ class SandboxBackend(abc.ABC):
             SandboxError: the command could not be started.
         """
 
-    async def destroy(self, spec: SandboxSpec) -> None:  # noqa: B027 - optional hook
-        """Kill everything still running for ``spec.sandbox_id`` (no-op for per-exec backends)."""
+    async def create(self, spec: SandboxSpec) -> SandboxInfo:
+        """Start the sandbox for ``spec`` if it is not running (idempotent); ``exec`` and the
+        process methods call it implicitly, so calling it is only needed to pre-warm.
+
+        Raises:
+            SandboxUnavailable / SandboxError: as for :meth:`exec`.
+        """
+        raise SandboxError(f"The {self.name} backend cannot create long-lived sandboxes.")
+
+    async def stop(self, sandbox_id: str) -> bool:
+        """Stop the sandbox's processes (background ones included); keep its workspace.
+
+        Returns whether it was running. Idempotent; afterwards no process of it is alive.
+        """
+        return False
+
+    async def destroy(self, spec: SandboxSpec) -> None:
+        """Stop the sandbox and release everything the backend holds for it (container,
+        cgroup, state dir). The workspace directory itself belongs to the caller."""
+        await self.stop(spec.sandbox_id)
+
+    async def info(self, sandbox_id: str) -> SandboxInfo | None:
+        """Live state and usage of one sandbox this backend knows, else ``None``."""
+        return None
+
+    async def list_sandboxes(self, labels: Mapping[str, str] | None = None) -> list[SandboxInfo]:
+        """Sandboxes of this backend whose labels include every item of ``labels``."""
+        return []
+
+    async def reap_idle(self) -> list[str]:
+        """Stop running sandboxes idle for longer than their ``idle_timeout_s``; returns their
+        ids. Called periodically by the executor."""
+        return []
+
+    # ---------------------------------------------------------------- background processes
+
+    async def start_process(
+        self,
+        spec: SandboxSpec,
+        argv: list[str],
+        *,
+        cwd: str = "",
+        env: Mapping[str, str] | None = None,
+    ) -> ProcessInfo:
+        """Start ``argv`` in the background (stdin kept open for :meth:`write_stdin`).
+
+        Raises:
+            SandboxError: the backend has no background processes, or the start failed.
+        """
+        raise SandboxError(f"The {self.name} backend has no background processes.")
+
+    async def processes(self, sandbox_id: str) -> list[ProcessInfo]:
+        """Background processes of a running sandbox (``[]`` when it is stopped)."""
+        return []
+
+    async def attach(self, sandbox_id: str, process_id: str) -> Execution:
+        """Re-attach to a background process: its retained output from the start, then live
+        output, then one ``exit`` event. ``terminate()`` on the result kills the process.
+
+        Raises:
+            SandboxProcessNotFound: no such process (or the sandbox is stopped).
+        """
+        raise SandboxProcessNotFound("No such process.")
+
+    async def write_stdin(
+        self, sandbox_id: str, process_id: str, data: bytes, *, eof: bool = False
+    ) -> None:
+        """Send ``data`` to a background process's stdin (``eof`` closes it afterwards).
+
+        Raises:
+            SandboxProcessNotFound: no such running process.
+        """
+        raise SandboxProcessNotFound("No such process.")
+
+    async def kill_process(self, sandbox_id: str, process_id: str, *, signal: int = 9) -> None:
+        """Signal a background process's whole tree.
+
+        Raises:
+            SandboxProcessNotFound: no such process.
+        """
+        raise SandboxProcessNotFound("No such process.")

@@ -98,7 +98,12 @@ def _sandbox_bwraps() -> list[int]:
                 continue
             uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
             if comm == "bwrap" and uid_line.split()[1:2] == [str(settings.SANDBOX_UID)]:
-                pids.append(int(entry.name))
+                with contextlib.suppress(OSError):  # only ours: another checkout may be testing
+                    if (
+                        os.fsencode(str(settings.SANDBOX_DATA_DIR))
+                        in (entry / "environ").read_bytes()
+                    ):
+                        pids.append(int(entry.name))
     return pids
 
 
@@ -112,6 +117,7 @@ def _nothing_left_running() -> Iterator[None]:
         time.sleep(0.2)
     assert left == [], f"processes left running after the tests: {left}"
     support = cgroups.detect()
+    mine = f"x-{cgroups.owner_tag(settings.SANDBOX_DATA_DIR)}*"
     if support is not None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -119,7 +125,7 @@ def _nothing_left_running() -> Iterator[None]:
             occupied = [
                 c
                 for p in support.parents.values()
-                for c in p.glob("x-*")
+                for c in p.glob(mine)
                 if c.is_dir() and (c / "cgroup.procs").read_text().strip()
             ]
             if not occupied:
@@ -127,6 +133,6 @@ def _nothing_left_running() -> Iterator[None]:
             time.sleep(0.2)
         assert occupied == [], f"cgroups with processes left behind: {occupied}"
         for parent in support.parents.values():  # empty ones: a start-up sweep's job; tidy up
-            for child in parent.glob("x-*"):
+            for child in parent.glob(mine):
                 with contextlib.suppress(OSError):
                     child.rmdir()

@@ -86,11 +86,20 @@ def rlimit_args(spec: SandboxSpec, *, nproc: bool, cgroup: bool = False) -> list
 
 
 def spawn_env(cgroup: ExecCgroup | None) -> dict[str, str]:
-    """Environment of the spawn line (bwrap clears it for the sandbox itself)."""
-    env = {"PATH": SANDBOX_PATH}
+    """Environment of the spawn line (bwrap clears it for the sandbox itself).
+
+    ``AGENT_RUNTIME_DATA_DIR`` marks the outer processes with the server's data dir, so a
+    leftover check (and an operator's ``ps e``) can tell which deployment started them."""
+    env = {"PATH": SANDBOX_PATH, "AGENT_RUNTIME_DATA_DIR": str(_data_dir())}
     if cgroup is not None:
         env["AGENT_CGROUP_PROCS"] = cgroup.procs_files
     return env
+
+
+def _data_dir() -> object:
+    from django.conf import settings
+
+    return getattr(settings, "SANDBOX_DATA_DIR", "")
 
 
 def root_links() -> list[str]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -106,9 +107,9 @@ def detect() -> CgroupSupport | None:
 class ExecCgroup:
     """The cgroup(s) of one execution: create with limits, join, read OOM kills, kill, remove."""
 
-    def __init__(self, support: CgroupSupport, *, memory_mb: int, pids: int) -> None:
+    def __init__(self, support: CgroupSupport, *, memory_mb: int, pids: int, tag: str = "") -> None:
         self.support = support
-        name = f"x-{uuid.uuid4().hex[:12]}"
+        name = f"x-{tag}{uuid.uuid4().hex[:12]}"
         self.dirs = {c: parent / name for c, parent in support.parents.items()}
         created: list[Path] = []
         try:
@@ -195,6 +196,12 @@ _pending_lock = threading.Lock()
 # A server that exits (SIGTERM, deploy) removes what it can on the way out; the next start's
 # sweep takes the rest.
 atexit.register(lambda: remove_pending())
+
+
+def owner_tag(data_dir: object) -> str:
+    """Name prefix (after ``x-``) for the cgroups of servers using ``data_dir``, so two
+    deployments (or test runs) on one host can tell their cgroups apart: 6 hex digits + ``-``."""
+    return hashlib.sha256(os.fsencode(str(data_dir))).hexdigest()[:6] + "-"
 
 
 def remove_pending() -> None:

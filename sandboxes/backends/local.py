@@ -474,7 +474,12 @@ class LocalBackend(SandboxBackend):
         if setup.cgroup is not None:
             cgroups.remove_pending()
             limits = spec.limits
-            cgroup = cgroups.ExecCgroup(setup.cgroup, memory_mb=limits.memory_mb, pids=limits.pids)
+            cgroup = cgroups.ExecCgroup(
+                setup.cgroup,
+                memory_mb=limits.memory_mb,
+                pids=limits.pids,
+                tag=cgroups.owner_tag(_setting("SANDBOX_DATA_DIR", "")),
+            )
         read_fd, write_fd = os.pipe()
         seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None
         try:

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 from sandboxes import paths
+from sandboxes.backends import _cgroup as cgroups
 from sandboxes.backends import _local_exec
 from sandboxes.backends.local import LocalBackend
 from sandboxes.base import ExecEvent, SandboxSpec, SandboxUnavailable
@@ -407,8 +409,10 @@ async def test_an_execution_leaves_no_cgroup_behind(backend: LocalBackend, works
     ex = await backend.exec(spec_for(workspace), ["true"])
     await collect(ex)
 
+    mine = "x-" + cgroups.owner_tag(settings.SANDBOX_DATA_DIR)  # not another checkout's
+
     async def leftovers() -> list[str]:
-        return [c.name for p in support.parents.values() for c in p.iterdir() if c.is_dir()]
+        return [c.name for p in support.parents.values() for c in p.glob(f"{mine}*")]
 
     deadline = time.monotonic() + 5
     while await leftovers() and time.monotonic() < deadline:
