@@ -1,4 +1,4 @@
-"""Django app config for the sandbox layer (no models; the backend is built lazily)."""
+"""Django app config for the sandbox layer (the Sandbox model; the backend is built lazily)."""
 
 from __future__ import annotations
 

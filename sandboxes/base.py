@@ -262,6 +262,11 @@ class SandboxBackend(abc.ABC):
         cgroup, state dir). The workspace directory itself belongs to the caller."""
         await self.stop(spec.sandbox_id)
 
+    async def is_running(self, sandbox_id: str) -> bool:
+        """Whether the sandbox is running now (cheap; ``exec`` starts it when it is not)."""
+        info = await self.info(sandbox_id)
+        return info is not None and info.state == "running"
+
     async def info(self, sandbox_id: str) -> SandboxInfo | None:
         """Live state and usage of one sandbox this backend knows, else ``None``."""
         return None

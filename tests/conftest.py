@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from sandboxes.backends import _cgroup as cgroups
 from sandboxes.backends._local_exec import descendants
+from sandboxes.backends._local_lifecycle import stop_owned
 from sessions.models import Agent, Session
 from tests import factories
 
@@ -112,6 +113,7 @@ def _nothing_left_running() -> Iterator[None]:
     """After the whole run, no sandbox, server or worker process and no per-run cgroup is left
     (issue: "nothing is left running after the test suite")."""
     yield
+    stop_owned()  # what the server does at exit (atexit): its sandboxes stop with it
     deadline = time.monotonic() + 15
     while (left := _leftovers()) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -60,8 +60,13 @@ def hard_limit(res: int) -> int:
     return hard if hard != resource.RLIM_INFINITY else 1 << 62  # "unlimited" for prlimit
 
 
-def rlimit_args(spec: SandboxSpec, *, nproc: bool, cgroup: bool = False) -> list[str]:
+def rlimit_args(
+    spec: SandboxSpec, *, nproc: bool, cgroup: bool = False, cpu: bool = True
+) -> list[str]:
     """``prlimit`` options (soft = hard) clamped to our own hard limits.
+
+    ``cpu=False`` leaves RLIMIT_CPU alone: for a long-lived supervisor, whose own CPU time
+    accumulates over the sandbox's life, the limit is applied per command instead.
 
     We may lack CAP_SYS_RESOURCE (research note §1), in which case raising a hard limit fails.
     """
@@ -78,6 +83,8 @@ def rlimit_args(spec: SandboxSpec, *, nproc: bool, cgroup: bool = False) -> list
     if nproc:  # per real uid system-wide: only meaningful for a dedicated sandbox uid
         wanted.append(("--nproc", resource.RLIMIT_NPROC, lim.pids))
     args = [f"{opt}={min(value, hard_limit(res))}" for opt, res, value in wanted]
+    if not cpu:
+        return args
     # CPU: the soft limit sends SIGXCPU (reported as ExecEvent.limit "cpu"); the hard limit, a
     # second later, SIGKILLs a process that ignores it. Equal limits would SIGKILL at once.
     cpu_hard = min(lim.cpu_s + 1, hard_limit(resource.RLIMIT_CPU))
@@ -142,6 +149,9 @@ def bwrap_argv(
     env: Mapping[str, str],
     info_fd: int | None,
     seccomp_fd: int | None = None,
+    *,
+    per_exec_cpu: bool = True,
+    extra_ro_binds: tuple[tuple[str, str], ...] = (),
 ) -> list[str]:
     """The full ``[sh (join cgroup) →] prlimit → [setpriv →] bwrap → argv`` command line.
     ``seccomp_fd`` is read by bwrap for the BPF filter it installs just before exec (see
@@ -149,7 +159,9 @@ def bwrap_argv(
     assert setup.bwrap is not None
     assert setup.prlimit is not None
     cmd = ["/bin/sh", "-c", JOIN_SCRIPT, "sh"] if setup.cgroup else []
-    rlimits = rlimit_args(spec, nproc=setup.dedicated_uid, cgroup=setup.cgroup is not None)
+    rlimits = rlimit_args(
+        spec, nproc=setup.dedicated_uid, cgroup=setup.cgroup is not None, cpu=per_exec_cpu
+    )
     cmd += [setup.prlimit, *rlimits, "--"]
     if setup.dedicated_uid:
         assert setup.setpriv is not None
@@ -167,6 +179,8 @@ def bwrap_argv(
     cmd += ["--bind", os.fspath(spec.workspace), WORKSPACE]
     for ro in spec.readonly_paths:
         cmd += ["--ro-bind", os.fspath(ro), os.fspath(ro)]
+    for source, dest in extra_ro_binds:
+        cmd += ["--ro-bind", source, dest]
     # The root is bwrap's private tmpfs; make it read-only so nothing but the workspace and
     # /tmp is writable.
     cmd += ["--remount-ro", "/"]

@@ -133,6 +133,25 @@ class ExecCgroup:
                     path.rmdir()
             raise
 
+    @classmethod
+    def existing(cls, support: CgroupSupport, dirs: dict[str, Path]) -> ExecCgroup:
+        """A handle on cgroups another server process created (read usage, kill)."""
+        cgroup = cls.__new__(cls)
+        cgroup.support = support
+        cgroup.dirs = dirs
+        return cgroup
+
+    def memory_bytes(self) -> int | None:
+        """Current memory use of the cgroup in bytes (``None`` if unreadable)."""
+        if self.support.version == 2:
+            path = self.dirs["unified"] / "memory.current"
+        else:
+            path = self.dirs["memory"] / "memory.usage_in_bytes"
+        try:
+            return int(path.read_text())
+        except (OSError, ValueError):
+            return None
+
     @property
     def procs_files(self) -> str:
         """Space-separated ``cgroup.procs`` paths for ``JOIN_SCRIPT``."""

@@ -64,6 +64,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -74,32 +75,26 @@ from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
 from sandboxes.backends import _cgroup as cgroups
 from sandboxes.backends._bwrap import (
-    SANDBOX_PATH,
     WORKSPACE,
     Setup,
     bwrap_argv,
     chown_tree,
     parse_init_pid,
-    read_init_pid,
-    rlimit_args,
     spawn_env,
 )
 from sandboxes.backends._local_exec import (
-    LocalExecution,
-    NamespaceKiller,
-    SessionKiller,
-    TreeKiller,
-    _StreamProtocol,
     ensure_subreaper,
     reap_adopted,
-    sweep_orphans,
 )
+from sandboxes.backends._local_lifecycle import SupervisedSandboxes
 from sandboxes.backends._seccomp import filter_fd, with_seccomp
 from sandboxes.base import (
     Capabilities,
     Execution,
+    ProcessInfo,
     SandboxBackend,
     SandboxError,
+    SandboxInfo,
     SandboxSpec,
     SandboxUnavailable,
 )
@@ -122,7 +117,7 @@ def _check_env(env: Mapping[str, str]) -> None:
 
 
 @register_backend("local")
-class LocalBackend(SandboxBackend):
+class LocalBackend(SupervisedSandboxes, SandboxBackend):
     """Per-exec bubblewrap sandboxes on this host (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -404,6 +399,15 @@ class LocalBackend(SandboxBackend):
             WorkspacePathError / WorkspaceFileNotFound: ``cwd`` is invalid or not a directory.
             InvalidInput: an environment variable name/value is invalid.
         """
+        setup, spec, rel_cwd, merged = await self._checked(spec, argv, cwd, env)
+        execution = await self._exec_supervised(setup, spec, argv, rel_cwd, merged, stdin)
+        assert isinstance(execution, Execution)
+        return execution
+
+    async def _checked(
+        self, spec: SandboxSpec, argv: list[str] | None, cwd: str, env: Mapping[str, str] | None
+    ) -> tuple[Setup, SandboxSpec, str, dict[str, str]]:
+        """Validate a request; returns ``(setup, spec with absolute workspace, cwd, env)``."""
         caps = self._caps if self._caps is not None else await asyncio.to_thread(self.capabilities)
         setup = self._setup
         if not caps.available or setup is None:
@@ -412,7 +416,7 @@ class LocalBackend(SandboxBackend):
                 "or set SANDBOX_ALLOW_UNISOLATED=1 to run commands without isolation.",
                 details={"reason": caps.reason},
             )
-        if not argv or any("\x00" in a for a in argv):
+        if argv is not None and (not argv or any("\x00" in a for a in argv)):
             raise SandboxError("The command must be a non-empty list of strings without NUL.")
         rel_cwd = paths.normalize(cwd)
         if not spec.workspace.is_absolute():  # bwrap runs with cwd "/"
@@ -421,121 +425,32 @@ class LocalBackend(SandboxBackend):
         merged = {**spec.env, **(env or {})}
         _check_env(merged)
         await asyncio.to_thread(self._prepare_workspace, setup, spec, rel_cwd)
-        if setup.tier == "bubblewrap":
-            return await self._start_bwrap(setup, spec, argv, rel_cwd, merged, stdin)
-        return await self._start_unisolated(setup, spec, argv, rel_cwd, merged, stdin)
+        return setup, spec, rel_cwd, merged
 
-    async def _spawn(
+    async def create(self, spec: SandboxSpec) -> SandboxInfo:
+        """Start the sandbox now (see :meth:`SandboxBackend.create`)."""
+        setup, spec, _, _ = await self._checked(spec, None, "", None)
+        await self._ensure(setup, spec)
+        info = await self.info(spec.sandbox_id)
+        if info is None:
+            raise SandboxError("The sandbox stopped right after it started.")
+        return info
+
+    async def start_process(
         self,
-        cmd: list[str],
-        stdin: bytes | None,
+        spec: SandboxSpec,
+        argv: list[str],
         *,
-        cwd: str,
-        env: dict[str, str],
-        pass_fds: tuple[int, ...] = (),
-    ) -> tuple[asyncio.SubprocessTransport, _StreamProtocol]:
-        loop = asyncio.get_running_loop()
-        protocol = _StreamProtocol()
-        try:
-            transport, _ = await loop.subprocess_exec(
-                lambda: protocol,
-                *cmd,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=env,
-                pass_fds=pass_fds,
-                # Its own session: terminal signals aimed at the server never reach sandboxes.
-                start_new_session=True,
-            )
-        except (OSError, ValueError) as exc:
-            logger.exception("sandbox spawn of %s failed", cmd[0])
-            raise SandboxError("The command could not be started.") from exc
-        if stdin is not None:
-            pipe = transport.get_pipe_transport(0)
-            assert isinstance(pipe, asyncio.WriteTransport)
-            pipe.write(stdin)
-            pipe.close()  # flushes the buffer, then EOF (a BrokenPipe is handled by asyncio)
-        return transport, protocol
-
-    async def _start_bwrap(
-        self,
-        setup: Setup,
-        spec: SandboxSpec,
-        argv: list[str],
-        rel_cwd: str,
-        env: dict[str, str],
-        stdin: bytes | None,
-    ) -> Execution:
-        ensure_subreaper()  # so we can reap the namespace init bwrap leaves behind
-        sweep_orphans()
-        cgroup = None
-        if setup.cgroup is not None:
-            cgroups.remove_pending()
-            limits = spec.limits
-            cgroup = cgroups.ExecCgroup(
-                setup.cgroup,
-                memory_mb=limits.memory_mb,
-                pids=limits.pids,
-                tag=cgroups.owner_tag(_setting("SANDBOX_DATA_DIR", "")),
-            )
-        read_fd, write_fd = os.pipe()
-        seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None
-        try:
-            cmd = bwrap_argv(setup, spec, argv, rel_cwd, env, write_fd, seccomp_fd)
-            pass_fds = (write_fd,) if seccomp_fd is None else (write_fd, seccomp_fd)
-            # cwd="/": bwrap runs as the sandbox uid, which may not be able to stat our cwd.
-            transport, protocol = await self._spawn(
-                cmd, stdin, cwd="/", env=spawn_env(cgroup), pass_fds=pass_fds
-            )
-        except BaseException:
-            os.close(read_fd)
-            if cgroup is not None:
-                cgroup.remove()
-            raise
-        finally:
-            os.close(write_fd)
-            if seccomp_fd is not None:
-                os.close(seccomp_fd)
-        try:
-            init_pid = await read_init_pid(read_fd)
-        finally:
-            os.close(read_fd)
-        pid = transport.get_pid()
-        killer: TreeKiller = NamespaceKiller(pid, init_pid)
-        return LocalExecution(
-            transport,
-            protocol,
-            killer,
-            wall_timeout_s=spec.limits.wall_timeout_s,
-            map_exit_code=True,
-            cgroup=cgroup,
+        cwd: str = "",
+        env: Mapping[str, str] | None = None,
+    ) -> ProcessInfo:
+        """Start a background process (see :meth:`SandboxBackend.start_process`)."""
+        setup, spec, rel_cwd, merged = await self._checked(spec, argv, cwd, env)
+        process_id = await self._exec_supervised(
+            setup, spec, argv, rel_cwd, merged, None, background=True
         )
-
-    async def _start_unisolated(
-        self,
-        setup: Setup,
-        spec: SandboxSpec,
-        argv: list[str],
-        rel_cwd: str,
-        env: dict[str, str],
-        stdin: bytes | None,
-    ) -> Execution:
-        workspace = os.fspath(spec.workspace)
-        full_env = {
-            "PATH": SANDBOX_PATH, "HOME": workspace, "LANG": "C.UTF-8", **env,
-        }  # fmt: skip
-        cmd = list(argv)
-        if setup.prlimit is not None:
-            cmd = [setup.prlimit, *rlimit_args(spec, nproc=False), "--", *argv]
-        transport, protocol = await self._spawn(
-            cmd, stdin, cwd=os.path.join(workspace, rel_cwd), env=full_env
-        )
-        return LocalExecution(
-            transport,
-            protocol,
-            SessionKiller(transport.get_pid()),
-            wall_timeout_s=spec.limits.wall_timeout_s,
-            map_exit_code=False,
-        )
+        assert isinstance(process_id, str)
+        for process in await self.processes(spec.sandbox_id):
+            if process.process_id == process_id:
+                return process
+        return ProcessInfo(process_id, tuple(argv), time.time(), running=False)

@@ -1,0 +1,518 @@
+"""Long-lived sandboxes for the ``local`` backend: start, reuse, stop, inspect, processes.
+
+Mixed into :class:`sandboxes.backends.local.LocalBackend`. A sandbox is one ``sbxd``
+supervisor (see ``sbxd.py``) started lazily by the first ``exec`` for a ``sandbox_id`` and
+reused by the following ones; ``_supervised`` holds the host-side plumbing.
+
+Reuse rule: a running sandbox is reused when its *fingerprint* (workspace, network,
+read-only paths, memory/pids/tmp limits) equals the new spec's; otherwise it is stopped and a
+new one started on the same workspace (e.g. the agent's limits changed). Per-command limits
+(CPU seconds, file size, address space, open files, wall time) are applied per exec.
+
+State files: ``SANDBOX_DATA_DIR/run/sandboxes/<key>.{json,log,lock}`` and the socket
+``<key>.<random>.sock`` (a new name per start; directory mode 0700). ``<key>`` is a hash of
+the sandbox id, so ids of any length fit the 108-byte limit of unix socket paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from sandboxes.backends import _cgroup as cgroups
+from sandboxes.backends._bwrap import (
+    MIB,
+    SANDBOX_PATH,
+    SANDBOX_TMP,
+    WORKSPACE,
+    Setup,
+    bwrap_argv,
+    parse_init_pid,
+    rlimit_args,
+    spawn_env,
+)
+from sandboxes.backends._local_exec import ensure_subreaper, reap_adopted
+from sandboxes.backends._seccomp import filter_fd
+from sandboxes.backends._supervised import (
+    HEADER,
+    SupervisedExecution,
+    Supervisor,
+    _answers,
+    read_state,
+    spawn,
+    write_state,
+)
+from sandboxes.base import (
+    Execution,
+    ProcessInfo,
+    SandboxError,
+    SandboxInfo,
+    SandboxProcessNotFound,
+    SandboxSpec,
+)
+
+logger = logging.getLogger("sandboxes.backends.local")
+
+SBXD_SOURCE = Path(__file__).with_name("sbxd.py")
+SBXD_IN_SANDBOX = "/.sbxd.py"  # bound read-only; binding it at its host path would create the
+# host's directory names (/work/...) as empty mount points inside the sandbox
+START_TIMEOUT_S = 10.0
+STOP_WAIT_S = 5.0
+
+# Sandboxes this process started, by socket path (process-wide: backend instances come and go
+# in tests, the sandboxes and the spawner thread stay).
+_owned: dict[str, Supervisor] = {}
+_owned_lock = threading.Lock()
+_start_locks: dict[str, threading.Lock] = {}
+
+
+def fingerprint(spec: SandboxSpec, setup: Setup) -> str:
+    """What a running sandbox must share with a spec (and the backend's detected set-up) to be
+    reused for it."""
+    lim = spec.limits
+    parts = (
+        setup.tier, setup.uid, setup.seccomp is not None, setup.cgroup is not None,
+        os.fspath(spec.workspace), spec.network, tuple(map(os.fspath, spec.readonly_paths)),
+        spec.allow_hosts, lim.memory_mb, lim.pids, lim.tmp_mb, lim.open_files,
+    )  # fmt: skip
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def stop_owned(timeout_s: float = STOP_WAIT_S) -> None:
+    """Stop every sandbox this process started (blocking); used at exit and by the tests."""
+    with _owned_lock:
+        owned = list(_owned.values())
+    for sup in owned:
+        _shutdown_blocking(sup, timeout_s)
+
+
+atexit.register(stop_owned, 2.0)
+
+
+def _call_blocking(sup: Supervisor, request: Mapping[str, Any]) -> None:
+    """Send one request to sbxd and wait (at most 2 s) for its reply; errors are ignored (a
+    sandbox that does not answer is stopped by the caller's fallback)."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2.0)
+        s.connect(os.fspath(sup.socket_path))
+        body = json.dumps(request).encode()
+        s.sendall(HEADER.pack(b"J", len(body)) + body)
+        s.recv(4096)
+
+
+def _shutdown_blocking(sup: Supervisor, timeout_s: float) -> None:
+    _call_blocking(sup, {"op": "shutdown"})
+    if sup.process is not None:
+        try:
+            sup.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            logger.exception("sandbox %s ignored shutdown; killing it", sup.sandbox_id)
+            if sup.cgroup is not None:
+                sup.cgroup.kill()
+            sup.process.kill()
+            sup.process.wait(timeout_s)
+    else:
+        deadline = time.monotonic() + timeout_s
+        while _answers(sup.socket_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+class SupervisedSandboxes:
+    """The long-lived-sandbox half of ``LocalBackend`` (see the module docstring)."""
+
+    name: str
+    _setup: Setup | None
+
+    # ---------------------------------------------------------------- locations
+
+    def _run_dir(self) -> Path:
+        run = Path(getattr(settings, "SANDBOX_DATA_DIR", "var")) / "run" / "sandboxes"
+        run.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return run
+
+    def _paths(self, sandbox_id: str) -> dict[str, Path]:
+        key = hashlib.sha256(sandbox_id.encode()).hexdigest()[:24]
+        run = self._run_dir()
+        return {ext: run / f"{key}.{ext}" for ext in ("json", "log", "lock")}
+
+    def _sbxd_file(self) -> Path:
+        """sbxd.py copied under the data dir (the sandbox uid must reach it; the checkout may
+        live under /root), named by content hash so a new version never replaces a running
+        one's file."""
+        source = SBXD_SOURCE.read_bytes()
+        folder = Path(getattr(settings, "SANDBOX_DATA_DIR", "var")) / "sbxd"
+        target = folder / f"sbxd-{hashlib.sha256(source).hexdigest()[:12]}.py"
+        if not target.exists():
+            folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(source)
+            tmp.chmod(0o644)
+            tmp.replace(target)
+        return target
+
+    # ---------------------------------------------------------------- find / start
+
+    def _find(self, sandbox_id: str) -> Supervisor | None:
+        """The running sandbox ``sandbox_id`` (ours or another server process's), if any."""
+        paths = self._paths(sandbox_id)
+        with _owned_lock:
+            sup = _owned.get(os.fspath(paths["json"]))
+            if sup is not None and not sup.alive:
+                del _owned[os.fspath(paths["json"])]
+                sup = None
+        if sup is not None:
+            return sup
+        state = read_state(paths["json"])
+        if state is None or not _answers(Path(state.get("socket", ""))):
+            return None
+        cgroup = None
+        if state.get("cgroup") and self._setup is not None and self._setup.cgroup is not None:
+            dirs = {k: Path(v) for k, v in state["cgroup"].items()}
+            cgroup = cgroups.ExecCgroup.existing(self._setup.cgroup, dirs)
+        return Supervisor(
+            sandbox_id=sandbox_id, socket_path=Path(state["socket"]), tier=state.get("tier", ""),
+            workspace_in=state.get("workspace_in", WORKSPACE),
+            started_at=float(state.get("started_at", 0)), labels=state.get("labels") or {},
+            cgroup=cgroup, fingerprint=state.get("fingerprint", ""),
+            idle_timeout_s=state.get("idle_timeout_s"),
+        )  # fmt: skip
+
+    @contextlib.contextmanager
+    def _start_lock(self, sandbox_id: str) -> Iterator[None]:
+        """One starter per sandbox: a thread lock in this process, ``flock`` across processes."""
+        lock_path = self._paths(sandbox_id)["lock"]
+        with _owned_lock:
+            lock = _start_locks.setdefault(os.fspath(lock_path), threading.Lock())
+        with lock, open(lock_path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _ensure_blocking(self, setup: Setup, spec: SandboxSpec) -> tuple[Supervisor, bool]:
+        """The running sandbox for ``spec``, started if needed; ``(supervisor, started)``."""
+        with self._start_lock(spec.sandbox_id):
+            sup = self._find(spec.sandbox_id)
+            if sup is not None and sup.fingerprint == fingerprint(spec, setup):
+                if sup.idle_timeout_s != spec.idle_timeout_s:  # policy changed: tell sbxd
+                    _call_blocking(sup, {"op": "configure", "idle_s": spec.idle_timeout_s})
+                    sup.idle_timeout_s = spec.idle_timeout_s
+                    write_state(self._paths(spec.sandbox_id)["json"], sup)
+                return sup, False
+            if sup is not None:
+                logger.info("sandbox %s: spec changed, restarting it", spec.sandbox_id)
+                _shutdown_blocking(sup, STOP_WAIT_S)
+            return self._start(setup, spec), True
+
+    def _start(self, setup: Setup, spec: SandboxSpec) -> Supervisor:
+        paths = self._paths(spec.sandbox_id)
+        stale = read_state(paths["json"])
+        if stale is not None:  # left by a crashed server: nobody answers on it (see _find)
+            with contextlib.suppress(OSError):
+                Path(stale["socket"]).unlink()
+        # A new name per start: the stopped one's reaper may still be tidying its own files.
+        paths["sock"] = paths["json"].with_suffix(f".{uuid.uuid4().hex[:8]}.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        cgroup: cgroups.ExecCgroup | None = None
+        try:
+            listener.bind(os.fspath(paths["sock"]))
+            os.chmod(paths["sock"], 0o600)
+            listener.listen(128)
+            if setup.cgroup is not None:
+                cgroups.remove_pending()
+                cgroup = cgroups.ExecCgroup(
+                    setup.cgroup, memory_mb=spec.limits.memory_mb, pids=spec.limits.pids,
+                    tag=cgroups.owner_tag(getattr(settings, "SANDBOX_DATA_DIR", "")),
+                )  # fmt: skip
+            sup = self._spawn_sbxd(setup, spec, listener, cgroup, paths)
+        except BaseException:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+        finally:
+            listener.close()  # sbxd holds its own copy
+        sup.fingerprint = fingerprint(spec, setup)
+        write_state(paths["json"], sup)
+        with _owned_lock:
+            _owned[os.fspath(paths["json"])] = sup
+        logger.info("sandbox %s started (%s)", spec.sandbox_id, setup.tier)
+        return sup
+
+    def _spawn_sbxd(
+        self,
+        setup: Setup,
+        spec: SandboxSpec,
+        listener: socket.socket,
+        cgroup: cgroups.ExecCgroup | None,
+        paths: dict[str, Path],
+    ) -> Supervisor:
+        sbxd = self._sbxd_file()
+        python = str(getattr(settings, "SANDBOX_PYTHON", "") or "/usr/bin/python3")
+        env = {
+            "SBXD_FD": str(listener.fileno()),
+            "SBXD_PIDNS": "0",
+            "SBXD_RETAIN_BYTES": str(getattr(settings, "SANDBOX_PROCESS_RETAIN_BYTES", 1 << 20)),
+        }
+        if spec.idle_timeout_s is not None:
+            env["SBXD_IDLE_S"] = str(spec.idle_timeout_s)
+        fds = [listener.fileno()]
+        info_r = info_w = seccomp_fd = None
+        bubblewrap = setup.tier == "bubblewrap"
+        if bubblewrap:
+            ensure_subreaper()
+            env["SBXD_PIDNS"] = "1"
+            info_r, info_w = os.pipe()
+            seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None
+            cmd = bwrap_argv(
+                setup, spec, [python, "-I", "-S", SBXD_IN_SANDBOX], "", env, info_w, seccomp_fd,
+                per_exec_cpu=False, extra_ro_binds=((os.fspath(sbxd), SBXD_IN_SANDBOX),),
+            )  # fmt: skip
+            fds += [info_w] + ([seccomp_fd] if seccomp_fd is not None else [])
+            spawn_environ, cwd, workspace_in = spawn_env(cgroup), "/", WORKSPACE
+        else:
+            cmd = [python, "-I", "-S", os.fspath(sbxd)]
+            if setup.prlimit is not None:
+                rl = rlimit_args(spec, nproc=False, cpu=False)
+                cmd = [setup.prlimit, *rl, "--", *cmd]
+            workspace_in = os.fspath(spec.workspace)
+            spawn_environ = {**base_env(workspace_in, host_tmp=True), **env}
+            cwd = workspace_in
+        log = open(paths["log"], "ab")  # noqa: SIM115 - handed to the child
+        try:
+            process: subprocess.Popen[bytes] = spawn(
+                lambda: subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    cwd=cwd,
+                    env=spawn_environ,
+                    pass_fds=tuple(fds),
+                    start_new_session=True,
+                )
+            )
+        except OSError as exc:
+            raise SandboxError("The sandbox could not be started.") from exc
+        finally:
+            log.close()
+            for fd in (info_w, seccomp_fd):
+                if fd is not None:
+                    os.close(fd)
+        init_pid = _read_info(info_r) if info_r is not None else None
+        sup = Supervisor(
+            sandbox_id=spec.sandbox_id, socket_path=paths["sock"], tier=setup.tier,
+            workspace_in=workspace_in, started_at=time.time(), labels=dict(spec.labels),
+            cgroup=cgroup, process=process, idle_timeout_s=spec.idle_timeout_s,
+        )  # fmt: skip
+        threading.Thread(
+            target=_reap_when_done, args=(sup, init_pid, paths), daemon=True,
+            name=f"sandbox-reaper-{spec.sandbox_id[:12]}",
+        ).start()  # fmt: skip
+        return sup
+
+    async def _ensure(self, setup: Setup, spec: SandboxSpec) -> tuple[Supervisor, bool]:
+        return await asyncio.to_thread(self._ensure_blocking, setup, spec)
+
+    # ---------------------------------------------------------------- exec
+
+    async def _exec_supervised(
+        self,
+        setup: Setup,
+        spec: SandboxSpec,
+        argv: list[str],
+        rel_cwd: str,
+        env: Mapping[str, str],
+        stdin: bytes | None,
+        *,
+        background: bool = False,
+    ) -> SupervisedExecution | str:
+        for attempt in (1, 2):
+            sup, _ = await self._ensure(setup, spec)
+            cwd = f"{sup.workspace_in}/{rel_cwd}" if rel_cwd else sup.workspace_in
+            full_env = {**base_env(sup.workspace_in, host_tmp=sup.tier != "bubblewrap"), **env}
+            try:
+                return await sup.run(
+                    argv, cwd=cwd, env=full_env, rlimits=exec_rlimits(spec, setup),
+                    stdin=stdin, background=background, wall_timeout_s=spec.limits.wall_timeout_s,
+                )  # fmt: skip
+            except SandboxError:
+                if attempt == 2 or sup.alive:
+                    raise
+                logger.info("sandbox %s stopped under us; starting it again", spec.sandbox_id)
+        raise AssertionError("unreachable")
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def is_running(self, sandbox_id: str) -> bool:
+        """Whether the sandbox is running (a cheap check before ``create``/``exec``)."""
+        return await asyncio.to_thread(self._find, sandbox_id) is not None
+
+    async def stop(self, sandbox_id: str) -> bool:
+        sup = await asyncio.to_thread(self._find, sandbox_id)
+        if sup is None:
+            return False
+        await asyncio.to_thread(_shutdown_blocking, sup, STOP_WAIT_S)
+        return True
+
+    async def info(self, sandbox_id: str) -> SandboxInfo | None:
+        sup = await asyncio.to_thread(self._find, sandbox_id)
+        if sup is None:
+            return None
+        processes: list[ProcessInfo] = []
+        with contextlib.suppress(SandboxError):
+            processes = [_process_info(p) for p in await sup.processes()]
+        return SandboxInfo(
+            sandbox_id=sandbox_id, backend=self.name, tier=sup.tier, state="running",
+            labels=sup.labels, started_at=sup.started_at, last_active_at=sup.last_active,
+            usage=_usage(sup), processes=tuple(processes),
+        )  # fmt: skip
+
+    async def list_sandboxes(self, labels: Mapping[str, str] | None = None) -> list[SandboxInfo]:
+        found = []
+        for state_file in sorted(self._run_dir().glob("*.json")):
+            state = read_state(state_file) or {}
+            have = state.get("labels") or {}
+            if labels and any(have.get(k) != v for k, v in labels.items()):
+                continue
+            info = await self.info(str(state.get("sandbox_id", "")))
+            if info is not None:
+                found.append(info)
+        return found
+
+    async def reap_idle(self) -> list[str]:
+        """sbxd stops itself after its idle timeout; here we only forget the ones that ended."""
+        gone = []
+        with _owned_lock:
+            for key, sup in list(_owned.items()):
+                if not sup.alive:
+                    gone.append(sup.sandbox_id)
+                    _owned.pop(key, None)
+        return gone
+
+    # ---------------------------------------------------------------- processes
+
+    async def _running(self, sandbox_id: str) -> Supervisor:
+        sup = await asyncio.to_thread(self._find, sandbox_id)
+        if sup is None:
+            raise SandboxProcessNotFound("The sandbox is not running.")
+        return sup
+
+    async def processes(self, sandbox_id: str) -> list[ProcessInfo]:
+        sup = await asyncio.to_thread(self._find, sandbox_id)
+        return [] if sup is None else [_process_info(p) for p in await sup.processes()]
+
+    async def attach(self, sandbox_id: str, process_id: str) -> Execution:
+        return await (await self._running(sandbox_id)).attach(process_id)
+
+    async def write_stdin(
+        self, sandbox_id: str, process_id: str, data: bytes, *, eof: bool = False
+    ) -> None:
+        await (await self._running(sandbox_id)).write_stdin(process_id, data, eof=eof)
+
+    async def kill_process(self, sandbox_id: str, process_id: str, *, signal: int = 9) -> None:
+        await (await self._running(sandbox_id)).call(
+            {"op": "kill", "id": process_id, "sig": signal}
+        )
+
+
+def base_env(workspace_in: str, *, host_tmp: bool) -> dict[str, str]:
+    """The environment every command starts from (the spec's and the call's env go on top)."""
+    env = {"PATH": SANDBOX_PATH, "HOME": workspace_in, "LANG": "C.UTF-8"}
+    if not host_tmp:
+        env["TMPDIR"] = SANDBOX_TMP
+    return env
+
+
+def exec_rlimits(spec: SandboxSpec, setup: Setup) -> dict[str, int]:
+    """Per-command rlimits applied by sbxd (bytes / seconds / count)."""
+    lim = spec.limits
+    address_space = lim.memory_mb * (4 if setup.cgroup is not None else 1)
+    return {
+        "cpu": lim.cpu_s, "as": address_space * MIB, "fsize": lim.file_size_mb * MIB,
+        "nofile": lim.open_files,
+    }  # fmt: skip
+
+
+def _usage(sup: Supervisor) -> dict[str, float]:
+    cgroup = sup.cgroup
+    if cgroup is None:
+        return {}
+    usage: dict[str, float] = {"pids": float(len(cgroup.pids()))}
+    memory = cgroup.memory_bytes()
+    if memory is not None:
+        usage["memory_bytes"] = float(memory)
+    return usage
+
+
+def _process_info(p: Mapping[str, Any]) -> ProcessInfo:
+    return ProcessInfo(
+        process_id=str(p["id"]), argv=tuple(p["argv"]), started_at=float(p["started_at"]),
+        running=bool(p["running"]), exit_code=p.get("exit_code"),
+        output_bytes=int(p.get("output_bytes", 0)),
+    )  # fmt: skip
+
+
+def _read_info(fd: int) -> int | None:
+    """bwrap's ``--info-fd`` JSON (blocking, bounded), then the namespace init's host pid."""
+    chunks = []
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            data = os.read(fd, 4096)
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(fd)
+    return parse_init_pid(b"".join(chunks))
+
+
+def _reap_when_done(sup: Supervisor, init_pid: int | None, paths: dict[str, Path]) -> None:
+    """Reaper thread: wait for the wrapper, reap the namespace init bwrap orphans (we are the
+    subreaper), then remove the cgroup and the state files."""
+    assert sup.process is not None
+    sup.process.wait()
+    if init_pid is not None:
+        reap_adopted(init_pid)
+    if sup.cgroup is not None:
+        deadline = time.monotonic() + STOP_WAIT_S
+        while not sup.cgroup.remove() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    with _owned_lock:
+        if _owned.get(os.fspath(paths["json"])) is sup:
+            del _owned[os.fspath(paths["json"])]
+        with contextlib.suppress(OSError):
+            sup.socket_path.unlink()  # its own name (see _start)
+        # The state file only if it is still ours: a new sandbox with the same id may own it.
+        state = read_state(paths["json"])
+        if state is not None and state.get("socket") == os.fspath(sup.socket_path):
+            with contextlib.suppress(FileNotFoundError):
+                paths["json"].unlink()
+    code = sup.process.returncode
+    log = logger.info if code in (0, -9, 137) else logger.warning
+    log("sandbox %s stopped (exit %s)", sup.sandbox_id, code)
+    if code not in (0, -9, 137):
+        with contextlib.suppress(OSError):
+            tail = paths["log"].read_bytes()[-2000:].decode(errors="replace")
+            logger.warning("sandbox %s supervisor log tail: %s", sup.sandbox_id, tail)
