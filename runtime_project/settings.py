@@ -264,6 +264,11 @@ SANDBOX_NETWORK = _choice("SANDBOX_NETWORK", "none", {"none", "host"})
 SANDBOX_MEMORY_MB = _typed("SANDBOX_MEMORY_MB", int, 4096)
 SANDBOX_PIDS = _typed("SANDBOX_PIDS", int, 512)
 SANDBOX_CPU_S = _typed("SANDBOX_CPU_S", int, 1800)
+# A session's sandbox stops after this many idle seconds (idle policy "stop", the default).
+SANDBOX_IDLE_TIMEOUT_S = _typed("SANDBOX_IDLE_TIMEOUT_S", int, 900)
+SANDBOX_PYTHON = os.environ.get("SANDBOX_PYTHON", "/usr/bin/python3")  # runs sbxd in a sandbox
+# Output bytes kept per background process for clients that re-attach.
+SANDBOX_PROCESS_RETAIN_BYTES = _typed("SANDBOX_PROCESS_RETAIN_BYTES", int, 1024 * 1024)
 
 
 def _sandbox_data_dir() -> Path:

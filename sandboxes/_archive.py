@@ -1,4 +1,5 @@
-"""Safe extraction of uploaded tar/zip archives into a workspace (see ``paths.extract_archive``).
+"""Safe extraction of uploaded tar/zip archives into a workspace (see ``paths.extract_archive``),
+and packing a workspace into a ``.tar.gz`` (:func:`pack`, for snapshots).
 
 Two phases: *plan* reads every member header, validates names, link targets, types and the
 declared sizes/count against the limits, and writes nothing; *write* then creates the members
@@ -16,6 +17,7 @@ import lzma
 import os
 import posixpath
 import shutil
+import stat
 import tarfile
 import tempfile
 import zipfile
@@ -295,3 +297,46 @@ def extract(
     finally:
         if owned:
             src.close()
+
+
+def pack(root: Path, out: BinaryIO, *, max_bytes: int) -> int:
+    """Write the tree below ``root`` to ``out`` as a ``.tar.gz``; returns the member count.
+
+    Raises:
+        PayloadTooLarge: the files add up to more than ``max_bytes`` (details ``limit_bytes``).
+
+    Walks with :func:`sandboxes.paths.iter_tree` (descriptor-relative, ``O_NOFOLLOW``), so a
+    symlink is stored as a link and never followed; files are opened with ``O_NOFOLLOW`` too.
+    Sockets, FIFOs and devices are skipped: they are not workspace content.
+    """
+    count = total = 0
+    with tarfile.open(fileobj=out, mode="w:gz") as tar, paths._dir_fd(root, []) as top:
+        for parent_fd, entry, rel, st in paths.iter_tree(top):
+            info = tarfile.TarInfo(rel)
+            info.mtime = int(st.st_mtime)
+            info.mode = st.st_mode & 0o7777
+            if stat.S_ISDIR(st.st_mode):
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif stat.S_ISLNK(st.st_mode):
+                info.type = tarfile.SYMTYPE
+                info.linkname = os.readlink(entry, dir_fd=parent_fd)
+                tar.addfile(info)
+            elif stat.S_ISREG(st.st_mode):
+                try:
+                    fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=parent_fd)
+                except OSError:
+                    continue  # removed or swapped for a link meanwhile
+                with os.fdopen(fd, "rb") as fh:
+                    info.size = os.fstat(fh.fileno()).st_size
+                    total += info.size
+                    if total > max_bytes:
+                        raise PayloadTooLarge(
+                            "The workspace is too large to archive.",
+                            details={"limit_bytes": max_bytes},
+                        )
+                    tar.addfile(info, fh)
+            else:
+                continue
+            count += 1
+    return count

@@ -90,6 +90,7 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
             events=buffer,
             cancel_requested=control.stop,
             cancel_grace_s=settings.TASK_CANCEL_GRACE_S,
+            session=task.session,
         )
         if task.cancel_requested_at is not None:
             control.request("cancelled")

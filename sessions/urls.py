@@ -8,6 +8,17 @@ from __future__ import annotations
 
 from django.urls import path
 
+from sandboxes.apis import (
+    ProcessKillApi,
+    ProcessListApi,
+    ProcessOutputApi,
+    ProcessStdinApi,
+    SandboxDetailApi,
+    SandboxExecApi,
+    SandboxStartApi,
+    SandboxStopApi,
+)
+from sandboxes.apis_snapshots import SnapshotListApi, SnapshotRestoreApi
 from sessions.apis.agents import (
     AgentCreateApi,
     AgentDeleteApi,
@@ -100,6 +111,49 @@ session_patterns = [
     ),
 ]
 
+sandbox_patterns = [
+    path(
+        "sessions/<str:session_id>/sandbox",
+        SandboxDetailApi.as_view(),
+        name="sandbox",
+    ),
+    path(
+        "sessions/<str:session_id>/sandbox/start", SandboxStartApi.as_view(), name="sandbox-start"
+    ),
+    path("sessions/<str:session_id>/sandbox/stop", SandboxStopApi.as_view(), name="sandbox-stop"),
+    path("sessions/<str:session_id>/sandbox/exec", SandboxExecApi.as_view(), name="sandbox-exec"),
+    path(
+        "sessions/<str:session_id>/sandbox/processes",
+        ProcessListApi.as_view(),
+        name="sandbox-processes",
+    ),
+    path(
+        "sessions/<str:session_id>/sandbox/snapshots",
+        SnapshotListApi.as_view(),
+        name="sandbox-snapshots",
+    ),
+    path(
+        "sessions/<str:session_id>/sandbox/snapshots/<str:name>/restore",
+        SnapshotRestoreApi.as_view(),
+        name="sandbox-snapshot-restore",
+    ),
+    path(
+        "sessions/<str:session_id>/sandbox/processes/<str:process_id>/output",
+        ProcessOutputApi.as_view(),
+        name="sandbox-process-output",
+    ),
+    path(
+        "sessions/<str:session_id>/sandbox/processes/<str:process_id>/stdin",
+        ProcessStdinApi.as_view(),
+        name="sandbox-process-stdin",
+    ),
+    path(
+        "sessions/<str:session_id>/sandbox/processes/<str:process_id>/kill",
+        ProcessKillApi.as_view(),
+        name="sandbox-process-kill",
+    ),
+]
+
 task_patterns = [
     path("tasks/<str:task_id>", TaskDetailApi.as_view(), name="task-detail"),
     path("tasks/<str:task_id>/cancel", TaskCancelApi.as_view(), name="task-cancel"),
@@ -109,4 +163,4 @@ task_patterns = [
     path("oneshot", oneshot_view, name="oneshot"),
 ]
 
-urlpatterns = [*agent_patterns, *session_patterns, *task_patterns]
+urlpatterns = [*agent_patterns, *session_patterns, *sandbox_patterns, *task_patterns]

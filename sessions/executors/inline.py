@@ -3,15 +3,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from sandboxes.services import sandbox_reap
 from sessions.broadcast import EXECUTOR_GROUP
 from sessions.execution import TaskControl, db_call, run_claimed_task, worker_name
 from sessions.models import Task
 from sessions.services.tasks import task_claim_next, task_recover_expired, task_unclaim
+
+SANDBOX_REAP_INTERVAL_S = 30.0
+"""Seconds between sweeps for sandboxes whose session was deleted."""
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +127,16 @@ class Executor:
     async def _sweeper(self) -> None:
         # Safety net only: lost notifications (pub/sub is at-most-once) and dead workers.
         interval = max(settings.TASK_LEASE_S / 2, 1.0)
+        last_reap = 0.0
         while True:
             await asyncio.sleep(interval)
             try:
                 await db_call(task_recover_expired)()
                 for task_uuid in await db_call(_cancel_requested_among)(list(self.running)):
                     self.cancel_local(task_uuid)
+                if time.monotonic() - last_reap >= SANDBOX_REAP_INTERVAL_S:
+                    last_reap = time.monotonic()
+                    await sandbox_reap()  # sandboxes of deleted sessions, idle-stopped ones
             except Exception:
                 logger.warning("executor sweep failed", exc_info=True)
             self.kick()

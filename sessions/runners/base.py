@@ -42,6 +42,7 @@ class TaskContext:
         events: the buffered event writer (``ctx.emit`` is a shortcut).
         cancel_requested: set when the task should stop; runners stop cooperatively.
         cancel_grace_s: seconds a runner gets to stop before it is cancelled hard.
+        session: the ``Session`` model instance (its agent loaded).
     """
 
     task_uuid: str
@@ -55,6 +56,7 @@ class TaskContext:
     cancel_requested: asyncio.Event
     cancel_grace_s: float
     phase: str = "running"
+    session: Any = None  # the Session row (agent loaded), for services that need it
 
     def emit(self, type: str, data: dict[str, Any]) -> None:
         """Append an event to the task's stream (buffered, ordered)."""

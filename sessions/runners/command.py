@@ -28,12 +28,13 @@ import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
-from sandboxes.base import Limits, SandboxSpec
 from sandboxes.registry import get_backend
+from sandboxes.services import sandbox_ensure, sandbox_spec
 from sessions.runners.base import Runner, TaskContext, TaskResult
 from sessions.runners.junit import junit_summary
 
@@ -117,32 +118,18 @@ class CommandRunner(Runner):
             "AGENT_INSTRUCTIONS_FILE": "/workspace/.agent/instructions.md",
             "AGENT_NETWORK": spec.get("network", settings.SANDBOX_NETWORK),
         }
-        toolchain = Path(settings.TOOLCHAIN_DIR)
-        readonly: tuple[Path, ...] = ()
         if has_toolchain:
-            readonly = (toolchain,)
-            env["AGENT_TOOLCHAIN"] = str(toolchain)
-            env["PYTHONPATH"] = str(toolchain)
+            env["AGENT_TOOLCHAIN"] = str(settings.TOOLCHAIN_DIR)
+            env["PYTHONPATH"] = str(settings.TOOLCHAIN_DIR)
         limits = spec.get("limits", {})
-        sandbox = SandboxSpec(
-            sandbox_id=ctx.session_uuid,
-            workspace=ctx.workspace,
-            network=spec.get("network", settings.SANDBOX_NETWORK),
-            limits=Limits(
-                memory_mb=limits.get("memory_mb", settings.SANDBOX_MEMORY_MB),
-                cpu_s=limits.get("cpu_s", settings.SANDBOX_CPU_S),
-                pids=limits.get("pids", settings.SANDBOX_PIDS),
-                file_size_mb=limits.get("file_size_mb", 1024),
-                tmp_mb=limits.get("tmp_mb", 512),
-            ),
-            readonly_paths=readonly,
-        )
+        sandbox = await sync_to_async(sandbox_spec)(session=ctx.session, agent_spec=spec)
         max_output = int(limits.get("output_bytes", 64 * 1024 * 1024))
         stdin = ctx.input.get("stdin")
 
         process_id = uuid.uuid4().hex[:12]
         ctx.set_phase("starting_sandbox")
         backend = get_backend()
+        await sandbox_ensure(session=ctx.session, spec=sandbox, emit=ctx.emit)
         started = time.monotonic()
         execution = await backend.exec(
             sandbox, argv, cwd=cwd, env=env, stdin=stdin.encode() if stdin is not None else None

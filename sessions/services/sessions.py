@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from typing import Any
 
@@ -11,6 +12,8 @@ from django.utils import timezone
 from sessions.choices import SessionStatus
 from sessions.models import Agent, Session
 from sessions.services.events import event_append
+
+logger = logging.getLogger(__name__)
 
 
 def session_create(
@@ -51,6 +54,16 @@ def session_delete(*, session: Session) -> None:
     session.deleted_at = timezone.now()
     session.status = SessionStatus.CLOSED
     session.save(update_fields=["deleted_at", "status", "updated_at"])
+    # Its sandbox goes with it (the workspace stays, for restore); the periodic reap catches a
+    # sandbox another machine runs.
+    from sandboxes.services import sandbox_stop_sync
+
+    try:
+        sandbox_stop_sync(session=session)
+    except Exception:
+        logger.warning(
+            "could not stop the sandbox of deleted session %s", session.uuid, exc_info=True
+        )
 
 
 def session_restore(*, session: Session) -> Session:
