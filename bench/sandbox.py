@@ -1,9 +1,12 @@
-"""Sandbox exec latency per local tier, against a plain subprocess measured in the same run.
+"""Sandbox cold start and exec latency per local tier, against a plain subprocess measured in
+the same run.
 
-For each configuration, ``--runs`` executions of ``true`` and of ``python3 -c pass`` through
-``LocalBackend.exec`` (spawn, stream, exit event), in ms, p50/p95, after 3 warm-up runs. The
-configurations differ only in what each run pays for: the full bubblewrap tier (seccomp filter +
-per-run cgroup), without the cgroup, without seccomp, and a plain ``asyncio`` subprocess.
+For each configuration: cold create (stop the sandbox, then ``create`` + the first ``true``:
+bubblewrap, cgroup, the supervisor's start), ``--runs // 5`` times; then ``--runs`` executions
+of ``true`` and of ``python3 -c pass`` through ``LocalBackend.exec`` in the running sandbox
+(request, fork in the sandbox, stream, exit event), in ms, p50/p95, after 3 warm-up runs. The
+configurations differ in what the sandbox has: the full bubblewrap tier (seccomp filter +
+cgroup), without the cgroup, without seccomp; the baseline is a plain ``asyncio`` subprocess.
 
 Usage: ``.venv/bin/python bench/sandbox.py [--runs 50] [--record]`` (as root, for the cgroup).
 """
@@ -55,6 +58,19 @@ async def time_backend(backend: LocalBackend, spec: SandboxSpec, argv: list[str]
     return out
 
 
+async def time_cold(backend: LocalBackend, spec: SandboxSpec, runs: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    out = []
+    for _ in range(max(3, runs // 5)):
+        await backend.stop(spec.sandbox_id)
+        started = loop.time()
+        await backend.create(spec)
+        _, _, exit_event = await collect(await backend.exec(spec, ["true"]))
+        assert exit_event.exit_code == 0, exit_event
+        out.append((loop.time() - started) * 1000)
+    return out
+
+
 async def time_plain(argv: list[str], runs: int) -> list[float]:
     # The same binaries the sandbox runs (its PATH), not whatever shims the caller's PATH has.
     argv = [shutil.which(argv[0], path=SANDBOX_PATH) or argv[0], *argv[1:]]
@@ -79,20 +95,24 @@ async def main(runs: int) -> tuple[list[str], str]:
     rows = []
     baseline = {name: await time_plain(argv, runs) for name, argv in COMMANDS.items()}
     rows.append(("plain subprocess (baseline)", baseline, "-"))
+    cold: dict[str, list[float]] = {}
     for label, overrides in CONFIGS.items():
         with override_settings(**overrides):
             backend = LocalBackend()
             details = backend.capabilities().details
+            cold[label] = await time_cold(backend, spec, runs)
             got = {n: await time_backend(backend, spec, a, runs) for n, a in COMMANDS.items()}
+            await backend.stop(spec.sandbox_id)
         rows.append((label, got, f"seccomp={details['seccomp']}, cgroup={details['cgroup']}"))
     header = [
-        "| configuration | `true` p50 / p95 ms | ratio | `python3 -c pass` p50 / p95 ms | ratio "
-        "| detected |",
-        "|---|---|---|---|---|---|",
+        "| configuration | cold create + first `true` p50 / p95 ms | `true` p50 / p95 ms | ratio "
+        "| `python3 -c pass` p50 / p95 ms | ratio | detected |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines = []
     for label, got, detected in rows:
-        cells = []
+        c = cold.get(label)
+        cells = [f"{pct(c, 0.5):.1f} / {pct(c, 0.95):.1f}" if c else "-"]
         for name in COMMANDS:
             values = got[name]
             ratio = pct(values, 0.5) / pct(baseline[name], 0.5)
@@ -109,11 +129,12 @@ if __name__ == "__main__":
     table, _ = asyncio.run(main(args.runs))
     text = "\n".join(
         [
-            f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: sandbox exec latency per local tier",
+            f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: sandbox cold start and exec latency",
             "",
             f"Command: `.venv/bin/python bench/sandbox.py --runs {args.runs}` ({os.cpu_count()} "
-            f"cores, as uid {os.geteuid()}). One `LocalBackend.exec` per run (spawn, stream, exit);"
-            " ratios against the plain subprocess measured in the same run.",
+            f"cores, as uid {os.geteuid()}). Cold: stop, `create`, first `true`."
+            " Exec: one `LocalBackend.exec` in the running sandbox (request to its supervisor,"
+            " fork, stream, exit); ratios against the plain subprocess measured in the same run.",
             "",
             *table,
             "",

@@ -260,6 +260,10 @@ SANDBOX_SECCOMP = _bool("SANDBOX_SECCOMP", True)  # the bubblewrap tier's syscal
 SANDBOX_CGROUPS = _bool("SANDBOX_CGROUPS", True)  # per-exec memory/pids cgroups when writable
 SANDBOX_FORCE_TIER = os.environ.get("SANDBOX_FORCE_TIER") or None
 SANDBOX_UID = _typed("SANDBOX_UID", int, 65534)
+# Root servers give each sandbox its own uid in [BASE, BASE + COUNT) (a hash of its id), so
+# RLIMIT_NPROC and file permissions are per sandbox; COUNT 0: every sandbox runs as SANDBOX_UID.
+SANDBOX_UID_BASE = _typed("SANDBOX_UID_BASE", int, 200000)
+SANDBOX_UID_COUNT = _typed("SANDBOX_UID_COUNT", int, 65536)
 SANDBOX_NETWORK = _choice("SANDBOX_NETWORK", "none", {"none", "host"})
 SANDBOX_MEMORY_MB = _typed("SANDBOX_MEMORY_MB", int, 4096)
 SANDBOX_PIDS = _typed("SANDBOX_PIDS", int, 512)

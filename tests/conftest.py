@@ -88,6 +88,15 @@ def _leftovers() -> list[str]:
     return found
 
 
+def _sandbox_uid(field: list[str]) -> bool:
+    """Is the (real) uid of a ``Uid:`` line one the local backend runs sandboxes as?"""
+    if not field:
+        return False
+    uid = int(field[0])
+    base = settings.SANDBOX_UID_BASE
+    return uid == settings.SANDBOX_UID or base <= uid < base + settings.SANDBOX_UID_COUNT
+
+
 def _sandbox_bwraps() -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -98,7 +107,7 @@ def _sandbox_bwraps() -> list[int]:
             except OSError:
                 continue
             uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
-            if comm == "bwrap" and uid_line.split()[1:2] == [str(settings.SANDBOX_UID)]:
+            if comm == "bwrap" and _sandbox_uid(uid_line.split()[1:2]):
                 with contextlib.suppress(OSError):  # only ours: another checkout may be testing
                     if (
                         os.fsencode(str(settings.SANDBOX_DATA_DIR))

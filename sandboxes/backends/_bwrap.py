@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -58,6 +59,44 @@ def hard_limit(res: int) -> int:
     """Our own hard limit for resource ``res`` (a large number when unlimited)."""
     hard = resource.getrlimit(res)[1]
     return hard if hard != resource.RLIM_INFINITY else 1 << 62  # "unlimited" for prlimit
+
+
+def sandbox_uid(sandbox_id: str, *, base: int, count: int) -> int:
+    """The uid (and gid) a root server runs sandbox ``sandbox_id`` as: ``base`` plus a hash of
+    the id modulo ``count``, so it is stable across restarts (the workspace keeps its owner)
+    and different sandboxes almost always differ (research note §5.2 "uids": RLIMIT_NPROC,
+    DAC and ``kill`` then act per sandbox; a shared uid would let one sandbox's processes use
+    up another's process limit)."""
+    digest = hashlib.sha256(sandbox_id.encode()).digest()
+    return base + int.from_bytes(digest[:8], "big") % count
+
+
+def identity_files(data_dir: Path, uid: int, gid: int) -> tuple[tuple[str, str], ...]:
+    """``/etc/passwd`` and ``/etc/group`` for a sandbox running as ``uid``: root, nobody and
+    ``sandbox`` (home ``/workspace``), so ``whoami``, ``id`` and tools that look the user up
+    work, and the host's accounts stay hidden. Written once per uid under
+    ``data_dir/etc`` (0755/0644: bwrap reads them as the sandbox uid). Returns the
+    ``(host path, sandbox path)`` pairs to bind read-only."""
+    folder = data_dir / "etc"
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    files = {
+        "passwd": (
+            "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+            f"sandbox:x:{uid}:{gid}:sandbox:{WORKSPACE}:/bin/sh\n"
+        ),
+        "group": f"root:x:0:\nnogroup:x:65534:\nsandbox:x:{gid}:\n",
+    }
+    out = []
+    for name, text in files.items():
+        host = folder / f"{name}-{uid}"
+        if not host.exists():
+            tmp = folder / f".{name}-{uid}.{os.getpid()}"
+            tmp.write_text(text)
+            tmp.chmod(0o644)
+            os.replace(tmp, host)  # atomic: a concurrent reader never sees half a file
+        out.append((os.fspath(host), f"/etc/{name}"))
+    return tuple(out)
 
 
 def rlimit_args(

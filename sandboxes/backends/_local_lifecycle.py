@@ -44,11 +44,12 @@ from sandboxes.backends._bwrap import (
     WORKSPACE,
     Setup,
     bwrap_argv,
+    identity_files,
     parse_init_pid,
     rlimit_args,
     spawn_env,
 )
-from sandboxes.backends._local_exec import ensure_subreaper, reap_adopted
+from sandboxes.backends._local_exec import ensure_subreaper
 from sandboxes.backends._seccomp import filter_fd
 from sandboxes.backends._supervised import (
     HEADER,
@@ -280,10 +281,13 @@ class SupervisedSandboxes:
             ensure_subreaper()
             env["SBXD_PIDNS"] = "1"
             info_r, info_w = os.pipe()
+            binds: tuple[tuple[str, str], ...] = ((os.fspath(sbxd), SBXD_IN_SANDBOX),)
+            if setup.dedicated_uid:
+                binds += identity_files(Path(settings.SANDBOX_DATA_DIR), setup.uid, setup.gid)
             seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None
             cmd = bwrap_argv(
                 setup, spec, [python, "-I", "-S", SBXD_IN_SANDBOX], "", env, info_w, seccomp_fd,
-                per_exec_cpu=False, extra_ro_binds=((os.fspath(sbxd), SBXD_IN_SANDBOX),),
+                per_exec_cpu=False, extra_ro_binds=binds,
             )  # fmt: skip
             fds += [info_w] + ([seccomp_fd] if seccomp_fd is not None else [])
             spawn_environ, cwd, workspace_in = spawn_env(cgroup), "/", WORKSPACE
@@ -317,13 +321,19 @@ class SupervisedSandboxes:
                 if fd is not None:
                     os.close(fd)
         init_pid = _read_info(info_r) if info_r is not None else None
+        init_fd = None
+        if init_pid is not None:
+            # Pin the namespace init's identity now: once bwrap is gone it is our (subreaper's)
+            # child to reap, and a pid number alone could meanwhile name another process.
+            with contextlib.suppress(ProcessLookupError):
+                init_fd = os.pidfd_open(init_pid)
         sup = Supervisor(
             sandbox_id=spec.sandbox_id, socket_path=paths["sock"], tier=setup.tier,
             workspace_in=workspace_in, started_at=time.time(), labels=dict(spec.labels),
             cgroup=cgroup, process=process, idle_timeout_s=spec.idle_timeout_s,
         )  # fmt: skip
         threading.Thread(
-            target=_reap_when_done, args=(sup, init_pid, paths), daemon=True,
+            target=_reap_when_done, args=(sup, init_fd, paths), daemon=True,
             name=f"sandbox-reaper-{spec.sandbox_id[:12]}",
         ).start()  # fmt: skip
         return sup
@@ -488,13 +498,18 @@ def _read_info(fd: int) -> int | None:
     return parse_init_pid(b"".join(chunks))
 
 
-def _reap_when_done(sup: Supervisor, init_pid: int | None, paths: dict[str, Path]) -> None:
+def _reap_when_done(sup: Supervisor, init_fd: int | None, paths: dict[str, Path]) -> None:
     """Reaper thread: wait for the wrapper, reap the namespace init bwrap orphans (we are the
-    subreaper), then remove the cgroup and the state files."""
+    subreaper; ``init_fd`` is its pidfd), then remove the cgroup and the state files."""
     assert sup.process is not None
     sup.process.wait()
-    if init_pid is not None:
-        reap_adopted(init_pid)
+    if init_fd is not None:
+        # Blocking is fine on this thread, and needed: under load the init (killed with its
+        # parent through PR_SET_PDEATHSIG) can take longer than any fixed poll to exit, and an
+        # unreaped one stays a zombie of the server. ECHILD: bwrap reaped it itself.
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PIDFD, init_fd, os.WEXITED)
+        os.close(init_fd)
     if sup.cgroup is not None:
         deadline = time.monotonic() + STOP_WAIT_S
         while not sup.cgroup.remove() and time.monotonic() < deadline:

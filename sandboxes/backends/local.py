@@ -80,6 +80,7 @@ from sandboxes.backends._bwrap import (
     bwrap_argv,
     chown_tree,
     parse_init_pid,
+    sandbox_uid,
     spawn_env,
 )
 from sandboxes.backends._local_exec import (
@@ -419,6 +420,7 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
         if argv is not None and (not argv or any("\x00" in a for a in argv)):
             raise SandboxError("The command must be a non-empty list of strings without NUL.")
         rel_cwd = paths.normalize(cwd)
+        setup = self._for_sandbox(setup, spec.sandbox_id)
         if not spec.workspace.is_absolute():  # bwrap runs with cwd "/"
             absolute = Path(os.path.abspath(spec.workspace))  # noqa: ASYNC240 - no disk I/O
             spec = dataclasses.replace(spec, workspace=absolute)
@@ -426,6 +428,15 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
         _check_env(merged)
         await asyncio.to_thread(self._prepare_workspace, setup, spec, rel_cwd)
         return setup, spec, rel_cwd, merged
+
+    @staticmethod
+    def _for_sandbox(setup: Setup, sandbox_id: str) -> Setup:
+        """The setup with this sandbox's own uid/gid (root servers, ``SANDBOX_UID_COUNT`` > 0)."""
+        count = int(_setting("SANDBOX_UID_COUNT", 0))
+        if not setup.dedicated_uid or count <= 0 or setup.tier != "bubblewrap":
+            return setup
+        uid = sandbox_uid(sandbox_id, base=int(_setting("SANDBOX_UID_BASE", 200000)), count=count)
+        return dataclasses.replace(setup, uid=uid, gid=uid)
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
         """Start the sandbox now (see :meth:`SandboxBackend.create`)."""

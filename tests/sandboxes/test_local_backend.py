@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import signal
@@ -19,6 +20,7 @@ from django.test import override_settings
 from sandboxes import paths
 from sandboxes.backends import _cgroup as cgroups
 from sandboxes.backends import _local_exec
+from sandboxes.backends._bwrap import sandbox_uid
 from sandboxes.backends.local import LocalBackend
 from sandboxes.base import ExecEvent, SandboxSpec, SandboxUnavailable
 from tests.sandboxes.helpers import collect, run, spec_for
@@ -26,7 +28,7 @@ from tests.sandboxes.helpers import collect, run, spec_for
 pytestmark = pytest.mark.sandbox
 
 ROOT = os.geteuid() == 0
-SANDBOX_UID = 65534
+SANDBOX_UID = sandbox_uid("t", base=settings.SANDBOX_UID_BASE, count=settings.SANDBOX_UID_COUNT)
 
 
 async def test_output_is_streamed_before_exit(backend: LocalBackend, workspace: Path) -> None:
@@ -154,15 +156,17 @@ async def test_writes_outside_workspace_fail(backend: LocalBackend, workspace: P
 async def test_uid_and_file_owner(backend: LocalBackend, workspace: Path) -> None:
     (workspace / "from-host.txt").write_text("host wrote this")  # root-owned until exec
     ex = await backend.exec(
-        spec_for(workspace), ["sh", "-c", "id -u; echo more >> from-host.txt; echo new > made.txt"]
+        spec_for(workspace),
+        ["sh", "-c", "id -u; whoami; echo more >> from-host.txt; echo new > made.txt"],
     )
     out, err, exit_event = await collect(ex)
     assert exit_event.exit_code == 0, err
-    uid = int(out)
+    uid = int(out.split()[0])
     assert uid != 0
     made = (workspace / "made.txt").stat()
     if ROOT:
-        assert uid == SANDBOX_UID
+        assert uid == SANDBOX_UID and SANDBOX_UID >= settings.SANDBOX_UID_BASE  # its own uid
+        assert out.split()[1] == b"sandbox"  # a name in the sandbox's own /etc/passwd
         assert (made.st_uid, made.st_gid) == (SANDBOX_UID, SANDBOX_UID)
     else:
         assert made.st_uid == os.geteuid()
@@ -535,3 +539,29 @@ def test_sweep_removes_stale_empty_cgroups_only(backend: LocalBackend) -> None:
         for path in (stale, fresh):
             if path.exists():
                 path.rmdir()
+
+
+@pytest.mark.skipif(not ROOT, reason="per-sandbox uids need root")
+async def test_each_sandbox_has_its_own_uid_and_process_limit(
+    backend: LocalBackend, sandbox_root: Path
+) -> None:
+    """RLIMIT_NPROC counts every process of a uid on the host: with one shared uid, a busy
+    sandbox would use up a neighbour's process limit."""
+    (sandbox_root / "a").mkdir(mode=0o755)
+    (sandbox_root / "b").mkdir(mode=0o755)
+    busy = dataclasses.replace(spec_for(sandbox_root / "b", pids=64), sandbox_id="busy")
+    small = dataclasses.replace(spec_for(sandbox_root / "a", pids=16), sandbox_id="small")
+    try:
+        for _ in range(24):  # more processes than the small sandbox may have
+            await backend.start_process(busy, ["sleep", "600"])
+        out, err, exit_event = await collect(
+            await backend.exec(small, ["sh", "-c", "id -u; sleep 0 & sleep 0 & wait; echo ok"])
+        )
+        assert exit_event.exit_code == 0, err
+        uid, ok = out.decode().split()
+        assert ok == "ok"
+        busy_uid = (sandbox_root / "b").stat().st_uid
+        assert int(uid) == (sandbox_root / "a").stat().st_uid != busy_uid
+    finally:
+        await backend.stop("busy")
+        await backend.stop("small")
