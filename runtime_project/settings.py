@@ -265,6 +265,9 @@ SANDBOX_UID = _typed("SANDBOX_UID", int, 65534)
 SANDBOX_UID_BASE = _typed("SANDBOX_UID_BASE", int, 200000)
 SANDBOX_UID_COUNT = _typed("SANDBOX_UID_COUNT", int, 65536)
 SANDBOX_NETWORK = _choice("SANDBOX_NETWORK", "none", {"none", "host"})
+# The egress proxy of sandboxes with allow_hosts refuses private, loopback and link-local
+# addresses unless this is set (e.g. a package mirror on the LAN).
+SANDBOX_EGRESS_ALLOW_PRIVATE = _bool("SANDBOX_EGRESS_ALLOW_PRIVATE", False)
 SANDBOX_MEMORY_MB = _typed("SANDBOX_MEMORY_MB", int, 4096)
 SANDBOX_PIDS = _typed("SANDBOX_PIDS", int, 512)
 SANDBOX_CPU_S = _typed("SANDBOX_CPU_S", int, 1800)

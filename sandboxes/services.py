@@ -66,7 +66,8 @@ def sandbox_update(
 
 
 def sandbox_spec(*, session: Session, agent_spec: Mapping[str, Any] | None = None) -> SandboxSpec:
-    """The sandbox a session's commands run in, from the agent spec (``network``, ``limits``;
+    """The sandbox a session's commands run in, from the agent spec (``network``,
+    ``allow_hosts``, ``limits``;
     default: the agent's current spec, a task passes its pinned version's) and the session's
     ``Sandbox`` row (idle policy). The sandbox toolchain, when installed, is bound read-only."""
     sandbox = sandbox_get_or_create(session=session)
@@ -77,6 +78,7 @@ def sandbox_spec(*, session: Session, agent_spec: Mapping[str, Any] | None = Non
         sandbox_id=str(session.uuid),
         workspace=session.workspace_path,
         network=spec.get("network", settings.SANDBOX_NETWORK),
+        allow_hosts=tuple(spec.get("allow_hosts", ())),
         limits=Limits(
             memory_mb=limits.get("memory_mb", settings.SANDBOX_MEMORY_MB),
             cpu_s=limits.get("cpu_s", settings.SANDBOX_CPU_S),

@@ -37,6 +37,7 @@ from typing import Any
 from django.conf import settings
 
 from sandboxes.backends import _cgroup as cgroups
+from sandboxes.backends import _egress
 from sandboxes.backends._bwrap import (
     MIB,
     SANDBOX_PATH,
@@ -276,6 +277,7 @@ class SupervisedSandboxes:
             env["SBXD_IDLE_S"] = str(spec.idle_timeout_s)
         fds = [listener.fileno()]
         info_r = info_w = seccomp_fd = None
+        egress: tuple[socket.socket, socket.socket] | None = None
         bubblewrap = setup.tier == "bubblewrap"
         if bubblewrap:
             ensure_subreaper()
@@ -285,6 +287,10 @@ class SupervisedSandboxes:
             if setup.dedicated_uid:
                 binds += identity_files(Path(settings.SANDBOX_DATA_DIR), setup.uid, setup.gid)
             seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None
+            if egress_on(spec):
+                egress = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                env["SBXD_EGRESS_FD"] = str(egress[1].fileno())
+                fds.append(egress[1].fileno())
             cmd = bwrap_argv(
                 setup, spec, [python, "-I", "-S", SBXD_IN_SANDBOX], "", env, info_w, seccomp_fd,
                 per_exec_cpu=False, extra_ro_binds=binds,
@@ -314,12 +320,21 @@ class SupervisedSandboxes:
                 )
             )
         except OSError as exc:
+            if egress is not None:
+                egress[0].close()
             raise SandboxError("The sandbox could not be started.") from exc
         finally:
             log.close()
+            if egress is not None:
+                egress[1].close()  # sbxd holds it now
             for fd in (info_w, seccomp_fd):
                 if fd is not None:
                     os.close(fd)
+        if egress is not None:
+            _egress.serve(
+                egress[0], sandbox_id=spec.sandbox_id, rules=_egress.parse_rules(spec.allow_hosts),
+                allow_private=bool(getattr(settings, "SANDBOX_EGRESS_ALLOW_PRIVATE", False)),
+            )  # fmt: skip
         init_pid = _read_info(info_r) if info_r is not None else None
         init_fd = None
         if init_pid is not None:
@@ -357,7 +372,10 @@ class SupervisedSandboxes:
         for attempt in (1, 2):
             sup, _ = await self._ensure(setup, spec)
             cwd = f"{sup.workspace_in}/{rel_cwd}" if rel_cwd else sup.workspace_in
-            full_env = {**base_env(sup.workspace_in, host_tmp=sup.tier != "bubblewrap"), **env}
+            full_env = base_env(sup.workspace_in, host_tmp=sup.tier != "bubblewrap")
+            if egress_on(spec) and sup.tier == "bubblewrap":
+                full_env.update(_egress.proxy_env())
+            full_env.update(env)
             try:
                 return await sup.run(
                     argv, cwd=cwd, env=full_env, rlimits=exec_rlimits(spec, setup),
@@ -496,6 +514,11 @@ def _read_info(fd: int) -> int | None:
     finally:
         os.close(fd)
     return parse_init_pid(b"".join(chunks))
+
+
+def egress_on(spec: SandboxSpec) -> bool:
+    """Does the sandbox get the egress allow-list proxy (``_egress``)?"""
+    return bool(spec.allow_hosts) and spec.network == "none"
 
 
 def _reap_when_done(sup: Supervisor, init_fd: int | None, paths: dict[str, Path]) -> None:

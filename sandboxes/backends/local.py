@@ -74,6 +74,7 @@ from django.conf import settings
 from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
 from sandboxes.backends import _cgroup as cgroups
+from sandboxes.backends import _egress
 from sandboxes.backends._bwrap import (
     WORKSPACE,
     Setup,
@@ -199,6 +200,7 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
             bwrap_version=version.stdout.strip().rpartition(" ")[2],
             pid_namespace=True,
             network="none (own network namespace, loopback only) unless network='host'",
+            egress_allow_list="HTTP(S) proxy for allow_hosts (HTTP_PROXY in the sandbox)",
             rlimits=True,
             cgroup=False,
         )
@@ -426,6 +428,7 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
             spec = dataclasses.replace(spec, workspace=absolute)
         merged = {**spec.env, **(env or {})}
         _check_env(merged)
+        _egress.parse_rules(spec.allow_hosts)  # InvalidInput before anything starts
         await asyncio.to_thread(self._prepare_workspace, setup, spec, rel_cwd)
         return setup, spec, rel_cwd, merged
 

@@ -170,6 +170,20 @@ class Supervisor:
         self.last_active = _now()
         self.stopping = False
         self.own_pidns = os.environ.get("SBXD_PIDNS") == "1"
+        self.egress: socket.socket | None = None
+        if os.environ.get("SBXD_EGRESS_FD"):
+            # Egress allow-list: a proxy port on our loopback whose connections we hand to the
+            # server (SCM_RIGHTS), which forwards only to allowed hosts (see _egress.py).
+            self.egress = socket.socket(fileno=int(os.environ["SBXD_EGRESS_FD"]))
+            self.egress.settimeout(5)
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", int(os.environ.get("SBXD_EGRESS_PORT", "3128"))))
+            listener.listen(64)
+            listener.setblocking(False)
+            for s in (self.egress, listener):
+                os.set_inheritable(s.fileno(), False)
+            self.sel.register(listener, selectors.EVENT_READ, ("egress", listener))
 
     # ------------------------------------------------------------------ loop
 
@@ -180,6 +194,8 @@ class Supervisor:
                 kind, obj = key.data
                 if kind == "accept":
                     self._accept()
+                elif kind == "egress":
+                    self._egress(obj)
                 elif kind == "wake":
                     with contextlib.suppress(BlockingIOError):
                         self.wake_r.recv(4096)
@@ -192,6 +208,16 @@ class Supervisor:
                     if mask & selectors.EVENT_WRITE and not obj.closing:
                         self._flush(obj)
             self._tick()
+
+    def _egress(self, listener: socket.socket) -> None:
+        """Hand one proxy connection to the server; it answers the client itself."""
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn, contextlib.suppress(OSError):  # server gone: the client sees a close
+            assert self.egress is not None
+            socket.send_fds(self.egress, [b"c"], [conn.fileno()])
 
     def _next_timeout(self) -> float | None:
         deadlines = []
@@ -640,7 +666,10 @@ def main() -> int:
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to us, not to init
     idle = os.environ.get("SBXD_IDLE_S")
     sup = Supervisor(int(os.environ.get("SBXD_FD", "3")), float(idle) if idle else None)
-    for key in ("SBXD_FD", "SBXD_IDLE_S", "SBXD_RETAIN_BYTES", "SBXD_PIDNS"):
+    for key in (
+        "SBXD_FD", "SBXD_IDLE_S", "SBXD_RETAIN_BYTES", "SBXD_PIDNS", "SBXD_EGRESS_FD",
+        "SBXD_EGRESS_PORT",
+    ):  # fmt: skip
         os.environ.pop(key, None)
     sup.serve()
     return 0

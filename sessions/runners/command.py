@@ -68,6 +68,16 @@ class CommandRunner(Runner):
             "allow_input_command": {"type": "boolean"},
             "env": _STRING_MAP,
             "network": {"enum": ["none", "host"]},
+            "allow_hosts": {
+                "description": "With network none: hosts reachable through the sandbox's HTTP "
+                "proxy (host, host:port, *.domain[:port], ip[:port]).",
+                "type": "array",
+                "maxItems": 100,
+                "items": {
+                    "type": "string",
+                    "pattern": r"^((\*\.)?[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?$",
+                },
+            },
             "retry_safe": {"type": "boolean"},
             "limits": {
                 "type": "object",

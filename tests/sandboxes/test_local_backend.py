@@ -422,19 +422,21 @@ async def test_a_stopped_sandbox_leaves_no_cgroup_behind(
     assert support is not None
     mine = "x-" + cgroups.owner_tag(settings.SANDBOX_DATA_DIR)  # not another checkout's
 
-    async def leftovers() -> list[str]:
-        return [c.name for p in support.parents.values() for c in p.glob(f"{mine}*")]
+    def cgroups_now() -> set[Path]:
+        return {c for p in support.parents.values() for c in p.glob(f"{mine}*")}
 
     await backend.stop("t")
+    before = cgroups_now()  # other sandboxes of this test run may be running
     ex = await backend.exec(spec_for(workspace), ["true"])
     await collect(ex)
-    assert len(await leftovers()) == len(support.parents)  # the running sandbox's own cgroup
+    mine_now = cgroups_now() - before
+    assert len(mine_now) == len(support.parents)  # the running sandbox's own cgroup
     assert await backend.stop("t") is True
 
     deadline = time.monotonic() + 5
-    while await leftovers() and time.monotonic() < deadline:
+    while mine_now & cgroups_now() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    assert await leftovers() == []
+    assert mine_now & cgroups_now() == set()
 
 
 async def test_readonly_paths(backend: LocalBackend, workspace: Path, outside: Path) -> None:
