@@ -19,12 +19,20 @@ Contract every backend keeps:
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from runtime_project.exceptions import ApplicationError, NotFound, ServiceUnavailable
+from runtime_project.exceptions import (
+    ApplicationError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
+from sandboxes import paths
+from sandboxes.paths import FileEntry
 
 
 class SandboxError(ApplicationError):
@@ -279,6 +287,53 @@ class SandboxBackend(abc.ABC):
         """Stop running sandboxes idle for longer than their ``idle_timeout_s``; returns their
         ids. Called periodically by the executor."""
         return []
+
+    # ---------------------------------------------------------------- files
+
+    async def read_file(self, spec: SandboxSpec, path: str, *, max_bytes: int) -> bytes:
+        """The file at ``path`` (relative to the workspace) as the sandbox sees it.
+
+        The default reads the host side of the workspace through :mod:`sandboxes.paths`
+        (symlinks never followed out of it), which is the sandbox's ``/workspace`` for every
+        backend that bind-mounts it; a backend whose workspace lives elsewhere (a remote
+        docker engine) overrides these with its own transfer (``get_archive``).
+
+        Raises:
+            WorkspacePathError: a path that leaves the workspace. WorkspaceFileNotFound: no
+                such file. PayloadTooLarge: larger than ``max_bytes``.
+        """
+
+        def read() -> bytes:
+            with paths.open_read(spec.workspace, path) as fh:
+                data = fh.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise PayloadTooLarge(
+                    "The file is too large to read.", details={"limit_bytes": max_bytes}
+                )
+            return data
+
+        return await asyncio.to_thread(read)
+
+    async def write_file(self, spec: SandboxSpec, path: str, data: bytes) -> None:
+        """Create or replace the file at ``path`` (parents created), owned like its parent.
+
+        Raises:
+            WorkspacePathError: a path that leaves the workspace or crosses a symlink.
+        """
+
+        def write() -> None:
+            with paths.open_write(spec.workspace, path) as fh:
+                fh.write(data)
+
+        await asyncio.to_thread(write)
+
+    async def list_files(self, spec: SandboxSpec, path: str = "") -> list[FileEntry]:
+        """The entries of the directory ``path`` (``""``: the workspace root).
+
+        Raises:
+            WorkspacePathError / WorkspaceFileNotFound: as for :meth:`read_file`.
+        """
+        return await asyncio.to_thread(paths.list_dir, spec.workspace, path)
 
     # ---------------------------------------------------------------- background processes
 

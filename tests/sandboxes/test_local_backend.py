@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from runtime_project.exceptions import PayloadTooLarge
 from sandboxes import paths
 from sandboxes.backends import _cgroup as cgroups
 from sandboxes.backends import _local_exec
@@ -567,3 +568,28 @@ async def test_each_sandbox_has_its_own_uid_and_process_limit(
     finally:
         await backend.stop("busy")
         await backend.stop("small")
+
+
+async def test_file_operations_see_what_the_sandbox_sees(
+    backend: LocalBackend, workspace: Path, outside: Path
+) -> None:
+    spec = spec_for(workspace)
+    await backend.write_file(spec, "notes/in.txt", b"from the host\n")
+    out, err, exit_event = await collect(
+        await backend.exec(spec, ["sh", "-c", "cat notes/in.txt; echo made > notes/out.txt"])
+    )
+    assert (out, exit_event.exit_code) == (b"from the host\n", 0), err
+    assert await backend.read_file(spec, "notes/out.txt", max_bytes=100) == b"made\n"
+    listed = await backend.list_files(spec, "notes")
+    assert [(e.path, e.type) for e in listed] == [
+        ("notes/in.txt", "file"), ("notes/out.txt", "file"),
+    ]  # fmt: skip
+    await collect(await backend.exec(spec, ["ln", "-s", str(outside), "escape"]))
+    with pytest.raises(paths.WorkspaceFileNotFound):  # a symlink is never followed
+        await backend.read_file(spec, "escape/secret.txt", max_bytes=100)
+    with pytest.raises(paths.WorkspacePathError):
+        await backend.write_file(spec, "../outside/x", b"no")
+    with pytest.raises(PayloadTooLarge):
+        await backend.read_file(spec, "notes/in.txt", max_bytes=4)
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    await backend.stop("t")
