@@ -79,19 +79,26 @@ class Runner(abc.ABC):
     @classmethod
     def validate_spec(cls, spec: dict[str, Any]) -> None:
         """Raises InvalidInput (400) listing the schema violations."""
-        _validate(spec, cls.spec_schema, "spec")
+        validate_schema(spec, cls.spec_schema, "spec")
 
     @classmethod
     def validate_input(cls, data: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
         """Raises InvalidInput (400) listing the schema violations."""
-        _validate(data, schema or cls.input_schema, "input")
+        validate_schema(data, schema or cls.input_schema, "input")
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> None:
+        """Check the kind-specific keys of a task's ``config`` (raises InvalidInput, 400)."""
+        return None  # kinds without config keys of their own accept any
 
     @abc.abstractmethod
     async def run(self, ctx: TaskContext) -> TaskResult:
         """Do the work, streaming events through ``ctx``; honour ``ctx.cancel_requested``."""
 
 
-def _validate(data: Any, schema: dict[str, Any], field_name: str) -> None:
+def validate_schema(data: Any, schema: dict[str, Any], field_name: str) -> None:
+    """Raise InvalidInput (400) listing where ``data`` breaks ``schema`` (at most 20 places,
+    under ``details.fields[field_name]``)."""
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:

@@ -35,7 +35,7 @@ from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
 from sandboxes.registry import get_backend
 from sandboxes.services import sandbox_ensure, sandbox_spec
-from sessions.runners.base import Runner, TaskContext, TaskResult
+from sessions.runners.base import Runner, TaskContext, TaskResult, validate_schema
 from sessions.runners.junit import junit_summary
 
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -46,6 +46,16 @@ _COMMAND = {
     ]
 }
 
+
+# Limits a task's config may tighten (never loosen): they apply per command. memory_mb and pids
+# bound the whole session sandbox (its cgroup), so only the agent spec sets them.
+_TASK_LIMITS = {
+    "cpu_s": {"type": "integer", "minimum": 1},
+    "file_size_mb": {"type": "integer", "minimum": 1},
+    "output_bytes": {"type": "integer", "minimum": 1024},
+    "workspace_mb": {"type": "integer", "minimum": 1},
+}
+WORKSPACE_CHECK_S = 2.0  # how often a running command's workspace size is measured
 
 # ExecEvent.limit -> the task's error code and message.
 LIMIT_ERRORS = {
@@ -88,6 +98,7 @@ class CommandRunner(Runner):
                     "file_size_mb": {"type": "integer", "minimum": 1},
                     "tmp_mb": {"type": "integer", "minimum": 1},
                     "output_bytes": {"type": "integer", "minimum": 1024},
+                    "workspace_mb": {"type": "integer", "minimum": 1},
                 },
                 "additionalProperties": False,
             },
@@ -113,9 +124,16 @@ class CommandRunner(Runner):
         "not": {"required": ["command", "argv"]},
     }
 
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> None:
+        """``config.limits`` may tighten the agent's per-command limits (see ``_TASK_LIMITS``)."""
+        if "limits" in config:
+            schema = {"type": "object", "properties": _TASK_LIMITS, "additionalProperties": False}
+            validate_schema(config["limits"], schema, "config.limits")
+
     async def run(self, ctx: TaskContext) -> TaskResult:
         argv = self.argv_for(ctx)
-        spec = ctx.spec
+        spec = _with_task_limits(ctx.spec, ctx.config.get("limits") or {})
         cwd = paths.normalize(ctx.input.get("cwd", ""))
         has_toolchain = await asyncio.to_thread(self._prepare_workspace, ctx)
 
@@ -155,6 +173,20 @@ class CommandRunner(Runner):
             await execution.terminate(grace_s=ctx.cancel_grace_s)
 
         watcher = asyncio.ensure_future(stop_on_request())
+        workspace_limit = int(limits.get("workspace_mb", 0)) * 1024 * 1024
+        workspace_limit = workspace_limit or settings.WORKSPACE_MAX_BYTES
+        over: list[int] = []  # the size that broke the limit, once seen
+
+        async def watch_workspace() -> None:
+            while True:
+                await asyncio.sleep(WORKSPACE_CHECK_S)
+                size = await asyncio.to_thread(paths.workspace_size, ctx.workspace)
+                if size > workspace_limit:
+                    over.append(size)
+                    await execution.terminate(grace_s=1.0)
+                    return
+
+        size_watcher = asyncio.ensure_future(watch_workspace())
         decoders = {
             s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in ("stdout", "stderr")
         }
@@ -184,6 +216,7 @@ class CommandRunner(Runner):
                     ctx.emit(f"process.{event.stream}", {"process_id": process_id, "text": text})
         finally:
             watcher.cancel()
+            size_watcher.cancel()
             if stopper is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(stopper)
@@ -220,6 +253,23 @@ class CommandRunner(Runner):
             if summary is not None:
                 result["tests"] = summary
                 ctx.emit("log", {"level": "info", "message": "test summary", "tests": summary})
+        if not over:
+            size = await asyncio.to_thread(paths.workspace_size, ctx.workspace)
+            if size > workspace_limit:
+                over.append(size)
+        if over:
+            return TaskResult(
+                status="failed",
+                result=result,
+                error={
+                    "code": "workspace_limit",
+                    "message": f"The workspace grew past its limit of {workspace_limit} bytes.",
+                    "details": {
+                        "limit": "workspace", "limit_bytes": workspace_limit,
+                        "size_bytes": over[0], "exit_code": code,
+                    },
+                },
+            )  # fmt: skip
         if dropped:
             result["output_truncated"] = True
             return TaskResult(
@@ -297,6 +347,20 @@ class CommandRunner(Runner):
         with paths.open_write(ctx.workspace, ".agent/instructions.md") as fh:
             fh.write(str(ctx.input.get("instructions", "")).encode())
         return Path(settings.TOOLCHAIN_DIR).is_dir()
+
+
+def _with_task_limits(spec: dict[str, Any], task_limits: dict[str, Any]) -> dict[str, Any]:
+    """The agent spec with the task's ``config.limits`` applied: each the smaller value."""
+    if not task_limits:
+        return spec
+    limits = dict(spec.get("limits") or {})
+    defaults = {
+        "cpu_s": settings.SANDBOX_CPU_S, "file_size_mb": 1024, "output_bytes": 64 * 1024 * 1024,
+        "workspace_mb": settings.WORKSPACE_MAX_BYTES // (1024 * 1024),
+    }  # fmt: skip
+    for key, value in task_limits.items():
+        limits[key] = min(int(value), int(limits.get(key, defaults[key])))
+    return {**spec, "limits": limits}
 
 
 def _redact_argv(argv: list[str]) -> list[str]:

@@ -74,6 +74,7 @@ def task_create(
     agent = session.agent
     runner_cls = get_runner_class(agent.kind)
     runner_cls.validate_input(input, agent.input_schema or None)
+    runner_cls.validate_config(config)
     timeout_s = config.get("timeout_s", settings.TASK_DEFAULT_TIMEOUT_S)
     if not isinstance(timeout_s, int | float) or not 0 < timeout_s <= settings.TASK_MAX_TIMEOUT_S:
         raise InvalidInput(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
+from runtime_project.exceptions import InvalidInput
 from sessions.models import Artifact, Event, Session
 from sessions.services.agents import agent_create
 from sessions.services.sessions import session_create
@@ -265,3 +266,39 @@ async def test_runaway_output_is_truncated_and_stopped_with_output_limit(
     marker = [e for e in events if e.type == "process.output_truncated"]
     assert [m.data["limit_bytes"] for m in marker] == [200_000]
     assert next(e for e in events if e.type == "process.exit").data["killed"] is True
+
+
+async def test_a_growing_workspace_is_stopped_with_workspace_limit(
+    executor: Any, make_task: Any
+) -> None:
+    # Many files, each under the file-size limit, that add up past the workspace limit.
+    script = "i=0; while true; do head -c 300000 /dev/zero > f$i; i=$((i+1)); sleep 0.05; done"
+    started = time.monotonic()
+    task = await sync_to_async(make_task)(script, config={"limits": {"workspace_mb": 2}})
+    executor.kick()
+    task = await wait_terminal(task)
+    assert time.monotonic() - started < 30  # stopped by the watchdog, not the task timeout
+    assert (task.status, task.error["code"]) == ("failed", "workspace_limit")
+    details = task.error["details"]
+    assert details["limit_bytes"] == 2 * 1024 * 1024 < details["size_bytes"]
+    exit_event = next(e for e in await sync_to_async(events_of)(task) if e.type == "process.exit")
+    assert exit_event.data["killed"] is True
+
+
+async def test_task_config_limits_tighten_the_agents(executor: Any, make_task: Any) -> None:
+    task = await sync_to_async(make_task)(
+        'python3 -c "while True: pass"', config={"limits": {"cpu_s": 1}}
+    )
+    executor.kick()
+    task = await wait_terminal(task)
+    assert (task.status, task.error["code"]) == ("failed", "cpu_limit")
+    assert task.error["details"]["cpu_s"] == 1
+
+
+@pytest.mark.parametrize(
+    "limits", [{"memory_mb": 64}, {"cpu_s": 0}, {"workspace_mb": "big"}, "none"]
+)
+def test_bad_task_limits_are_refused_at_creation(make_task: Any, limits: Any) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        make_task("true", config={"limits": limits})
+    assert "config.limits" in caught.value.details["fields"]
