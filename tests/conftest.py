@@ -15,8 +15,8 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from sandboxes.backends import _cgroup as cgroups
-from sandboxes.backends._local_exec import descendants
 from sandboxes.backends._local_lifecycle import stop_owned
+from sandboxes.backends._procs import descendants
 from sessions.models import Agent, Session
 from tests import factories
 

@@ -50,7 +50,7 @@ from sandboxes.backends._bwrap import (
     rlimit_args,
     spawn_env,
 )
-from sandboxes.backends._local_exec import ensure_subreaper
+from sandboxes.backends._procs import ensure_subreaper
 from sandboxes.backends._seccomp import filter_fd
 from sandboxes.backends._supervised import (
     HEADER,

@@ -1,14 +1,18 @@
-"""The ``local`` sandbox backend: bubblewrap per exec, or an explicitly allowed unisolated mode.
+"""The ``local`` sandbox backend: one long-lived bubblewrap sandbox per session on this host,
+or an explicitly allowed unisolated mode.
 
 Tiers (detected once per backend instance, cached, logged; see research note §5.2):
 
 ``bubblewrap`` (preferred)
-    Every ``exec`` runs ``prlimit`` (rlimits) → ``setpriv`` (only when the server is root: drop
-    to ``SANDBOX_UID``/its gid, no groups, no_new_privs) → ``bwrap --seccomp`` (row 13 of the
-    research table, without cgroups for now). Inside: own user/pid/net/ipc/uts/cgroup
-    namespaces (``--unshare-all``, loopback-only network unless ``spec.network == "host"``),
-    ``/usr`` and a few ``/etc`` files read-only, a sized tmpfs ``/tmp``, the workspace read-write
-    at ``/workspace`` (cwd and ``HOME``), nothing of ``/root``, ``/home``, ``/var``, ``/work``.
+    A sandbox is ``prlimit`` (rlimits) → ``setpriv`` (only when the server is root: drop to the
+    sandbox's own uid, see ``_bwrap.sandbox_uid``, no groups, no_new_privs) → ``bwrap
+    --seccomp`` running our supervisor ``sbxd.py`` (``_local_lifecycle``, ``_supervised``);
+    every ``exec`` is then a request to that supervisor (a fork inside the sandbox), not a new
+    bubblewrap. Inside: own user/pid/net/ipc/uts/cgroup namespaces (``--unshare-all``,
+    loopback-only network unless ``spec.network == "host"``; ``allow_hosts`` adds the egress
+    proxy of ``_egress``), ``/usr`` and a few ``/etc`` files read-only (``/etc/passwd`` and
+    ``/etc/group`` are the sandbox's own), a sized tmpfs ``/tmp``, the workspace read-write at
+    ``/workspace`` (cwd and ``HOME``), nothing of ``/root``, ``/home``, ``/var``, ``/work``.
     When root, the workspace is chowned to the sandbox uid (the whole tree on the first exec
     per workspace, never following symlinks; later host writes through ``sandboxes.paths``
     inherit the owner), because bwrap runs *as* that uid (research note: bwrap started as root
@@ -16,40 +20,33 @@ Tiers (detected once per backend instance, cached, logged; see research note §5
     path as that uid: the workspace's parent and ``readonly_paths`` are checked with
     ``setpriv … test -e`` (cached), and ``sandboxes.local.default_data_dir`` picks a data dir
     that is reachable (a checkout under ``/root``, mode 0700, is not).
-    ``RLIMIT_NPROC`` (``limits.pids``) is only set with a dedicated uid; it counts every process
-    of that uid system-wide, including other sandboxes sharing it.
 
 ``unisolated``
     Only when ``SANDBOX_ALLOW_UNISOLATED`` is true and bubblewrap is not usable (or
-    ``SANDBOX_FORCE_TIER="unisolated"``, which still needs the allow setting): a plain
-    subprocess in the workspace, its own session, rlimits via ``prlimit`` (no NPROC). No
-    isolation at all: it runs with the server's uid (root, if the server is root), sees the host
-    network and files, and a grandchild that calls ``setsid()`` survives ``terminate``. Logged
-    at WARNING.
+    ``SANDBOX_FORCE_TIER="unisolated"``, which still needs the allow setting): the supervisor
+    as a plain process in the workspace, rlimits via ``prlimit`` (no NPROC). No isolation at
+    all: it runs with the server's uid (root, if the server is root) and sees the host network
+    and files. Logged at WARNING.
 
 Otherwise ``capabilities().available`` is false and ``exec`` raises :class:`SandboxUnavailable`.
 
 Settings (read with ``getattr`` so this works before the project settings define them):
-``SANDBOX_UID`` (65534; its gid is the same number), ``SANDBOX_ALLOW_UNISOLATED`` (False),
+``SANDBOX_UID`` (65534, the probe's uid and the shared uid when ``SANDBOX_UID_COUNT`` is 0),
+``SANDBOX_UID_BASE``/``SANDBOX_UID_COUNT``, ``SANDBOX_ALLOW_UNISOLATED`` (False),
 ``SANDBOX_FORCE_TIER`` (None | "bubblewrap" | "unisolated"), ``SANDBOX_BWRAP_PATH`` ("bwrap").
 
-Terminate (bubblewrap tier): SIGTERM to every process of the sandbox's pid namespace (found
-as descendants of the namespace init, whose host pid bwrap reports on ``--info-fd``), wait
-``grace_s``, then SIGKILL the init through a pidfd: the kernel kills the whole namespace,
-including grandchildren that called ``setsid()``. See ``_local_exec`` for details.
+Terminate: the supervisor kills a command's whole tree (its session, and every process marked
+with its ``SBXD_PROCESS`` id, so ``setsid()`` grandchildren too); stopping a sandbox kills its
+pid namespace. Exit codes: ``-N`` for a command killed by signal N.
 
-Exit codes: bwrap reports a command killed by signal N as ``128+N``; the exit event carries
-``-N`` when we sent that signal (terminate/timeout) and the raw ``128+N`` otherwise (e.g. a
-command killed by its own RLIMIT_FSIZE shows 153, exactly as a shell would report it).
-
-Zombies: the outer bwrap is our child (reaped by asyncio). bwrap leaves its namespace init
-behind on a normal exit, so the server becomes a child subreaper and reaps those inits by pidfd
-(never a blind ``waitpid(-1)``); see ``_local_exec``. In Docker, PID 1 is ``tini -s``.
+Zombies: the capability probe's bwrap is our child; bwrap can leave its namespace init behind,
+so the server becomes a child subreaper and reaps those inits by pid or pidfd (never a blind
+``waitpid(-1)``); see ``_procs``. In Docker, PID 1 is ``tini -s``.
 Seccomp: a deny list (``_seccomp.DENIED_SYSCALLS``: ptrace, mount, unshare, bpf, io_uring,
 keyrings, raw/vsock sockets, ...) built once with libseccomp and loaded by ``bwrap --seccomp``;
 ``SANDBOX_SECCOMP=0`` turns it off. When libseccomp is missing the tier runs without it and
 ``capabilities().details`` says why.
-Cgroups (``_cgroup``): when a hierarchy is writable, each exec gets its own cgroup with
+Cgroups (``_cgroup``): when a hierarchy is writable, each sandbox gets its own cgroup with
 ``limits.memory_mb`` (no swap) and ``limits.pids``, so an OOM kill is reported as
 ``limit="memory"``; ``SANDBOX_CGROUPS=0`` turns it off. Otherwise rlimits alone bound it.
 """
@@ -84,11 +81,11 @@ from sandboxes.backends._bwrap import (
     sandbox_uid,
     spawn_env,
 )
-from sandboxes.backends._local_exec import (
+from sandboxes.backends._local_lifecycle import SupervisedSandboxes
+from sandboxes.backends._procs import (
     ensure_subreaper,
     reap_adopted,
 )
-from sandboxes.backends._local_lifecycle import SupervisedSandboxes
 from sandboxes.backends._seccomp import filter_fd, with_seccomp
 from sandboxes.base import (
     Capabilities,
@@ -259,7 +256,7 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
     def _run_probe(
         self, setup: Setup, probe: SandboxSpec, *, cgroup: cgroups.ExecCgroup | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``true`` in a sandbox, then reap the init bwrap orphans (see ``_local_exec``)."""
+        """Run ``true`` in a sandbox, then reap the init bwrap orphans (see ``_procs``)."""
         ensure_subreaper()
         read_fd, write_fd = os.pipe()
         seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None

@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from sandboxes.backends._local_exec import descendants
+from sandboxes.backends._procs import descendants
 from sessions.models import Task
 from sessions.services.tasks import task_claim_next, task_recover_expired
 from tests import procs

@@ -20,7 +20,6 @@ from django.test import override_settings
 from runtime_project.exceptions import PayloadTooLarge
 from sandboxes import paths
 from sandboxes.backends import _cgroup as cgroups
-from sandboxes.backends import _local_exec
 from sandboxes.backends._bwrap import sandbox_uid
 from sandboxes.backends.local import LocalBackend
 from sandboxes.base import ExecEvent, SandboxSpec, SandboxUnavailable
@@ -214,13 +213,6 @@ time.sleep(600)
 """
 
 
-async def settle() -> None:
-    """Wait for the backend's background reap tasks."""
-    loop = asyncio.get_running_loop()
-    await asyncio.gather(*[t for t in _local_exec._background if t.get_loop() is loop])
-    assert _local_exec._pending == {}
-
-
 def zombie_children() -> list[str]:
     me = os.getpid()
     found = []
@@ -259,7 +251,6 @@ async def test_execs_reuse_one_sandbox_and_leave_no_zombies(
     # finished ones were reaped inside the sandbox, none is a zombie.
     procs = dict(eval(out))
     assert sorted(procs) == [1, 2, max(procs)] and "Z" not in procs.values(), procs
-    await settle()
     assert zombie_children() == []
 
 
@@ -297,7 +288,6 @@ async def test_terminate_kills_setsid_grandchild(
     expected = -signal.SIGKILL if ignore_term else -signal.SIGTERM
     assert rest[-1].exit_code == expected
     assert host_pids(f"sleep {marker}") == []
-    await settle()
     assert zombie_children() == []
     await ex.terminate()  # idempotent
 
@@ -339,9 +329,6 @@ async def test_abandoned_iteration_kills_tree(
     outer = ex.pid
     await it.aclose()  # type: ignore[attr-defined]
     assert await _wait_for(lambda: not host_pids(f"sleep {marker}"))
-    loop = asyncio.get_running_loop()
-    await asyncio.gather(*[t for t in _local_exec._closers if t.get_loop() is loop])
-    await settle()
     assert not os.path.exists(f"/proc/{outer}")
     assert zombie_children() == []
 
