@@ -37,7 +37,7 @@ from typing import Any
 from django.conf import settings
 
 from sandboxes.backends import _cgroup as cgroups
-from sandboxes.backends import _egress
+from sandboxes.backends import _egress, _landlock
 from sandboxes.backends._bwrap import (
     MIB,
     SANDBOX_PATH,
@@ -154,13 +154,14 @@ class SupervisedSandboxes:
         run = self._run_dir()
         return {ext: run / f"{key}.{ext}" for ext in ("json", "log", "lock")}
 
-    def _sbxd_file(self) -> Path:
-        """sbxd.py copied under the data dir (the sandbox uid must reach it; the checkout may
-        live under /root), named by content hash so a new version never replaces a running
-        one's file."""
-        source = SBXD_SOURCE.read_bytes()
+    def _support_file(self, source_path: Path = SBXD_SOURCE) -> Path:
+        """A file a sandbox runs (sbxd.py, the Landlock launcher) copied under the data dir
+        (the sandbox uid must reach it; the checkout may live under /root), named by content
+        hash so a new version never replaces a running one's file."""
+        source = source_path.read_bytes()
         folder = Path(getattr(settings, "SANDBOX_DATA_DIR", "var")) / "sbxd"
-        target = folder / f"sbxd-{hashlib.sha256(source).hexdigest()[:12]}.py"
+        digest = hashlib.sha256(source).hexdigest()[:12]
+        target = folder / f"{source_path.stem}-{digest}.py"
         if not target.exists():
             folder.mkdir(mode=0o755, parents=True, exist_ok=True)
             tmp = target.with_suffix(f".{os.getpid()}.tmp")
@@ -266,7 +267,7 @@ class SupervisedSandboxes:
         cgroup: cgroups.ExecCgroup | None,
         paths: dict[str, Path],
     ) -> Supervisor:
-        sbxd = self._sbxd_file()
+        sbxd = self._support_file()
         python = str(getattr(settings, "SANDBOX_PYTHON", "") or "/usr/bin/python3")
         env = {
             "SBXD_FD": str(listener.fileno()),
@@ -297,6 +298,24 @@ class SupervisedSandboxes:
             )  # fmt: skip
             fds += [info_w] + ([seccomp_fd] if seccomp_fd is not None else [])
             spawn_environ, cwd, workspace_in = spawn_env(cgroup), "/", WORKSPACE
+        elif setup.tier == "landlock":
+            if egress_on(spec):
+                raise SandboxError(
+                    "allow_hosts needs the bubblewrap tier (its own network namespace); this "
+                    "host runs the landlock tier, where sandboxes have no network at all."
+                )
+            data_dir = Path(settings.SANDBOX_DATA_DIR)
+            tmp = _landlock.prepare_tmp(
+                data_dir, spec.sandbox_id, setup.uid, setup.gid, own=setup.dedicated_uid
+            )
+            seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None
+            cmd = _landlock.launch_argv(
+                setup, spec, python=python, sbxd=sbxd, tmp=tmp, seccomp_fd=seccomp_fd,
+                launcher=self._support_file(_landlock.LAUNCHER_SOURCE),
+            )  # fmt: skip
+            fds += [seccomp_fd] if seccomp_fd is not None else []
+            workspace_in = os.fspath(spec.workspace)
+            spawn_environ, cwd = {**spawn_env(cgroup), **env}, workspace_in
         else:
             cmd = [python, "-I", "-S", os.fspath(sbxd)]
             if setup.prlimit is not None:
@@ -348,7 +367,8 @@ class SupervisedSandboxes:
             cgroup=cgroup, process=process, idle_timeout_s=spec.idle_timeout_s,
         )  # fmt: skip
         threading.Thread(
-            target=_reap_when_done, args=(sup, init_fd, paths), daemon=True,
+            target=_reap_when_done, daemon=True,
+            args=(sup, init_fd, paths, setup.uid if setup.tier == "landlock" else None),
             name=f"sandbox-reaper-{spec.sandbox_id[:12]}",
         ).start()  # fmt: skip
         return sup
@@ -373,6 +393,9 @@ class SupervisedSandboxes:
             sup, _ = await self._ensure(setup, spec)
             cwd = f"{sup.workspace_in}/{rel_cwd}" if rel_cwd else sup.workspace_in
             full_env = base_env(sup.workspace_in, host_tmp=sup.tier != "bubblewrap")
+            if sup.tier == "landlock":
+                data_dir = Path(settings.SANDBOX_DATA_DIR)
+                full_env["TMPDIR"] = os.fspath(_landlock.private_tmp(data_dir, spec.sandbox_id))
             if egress_on(spec) and sup.tier == "bubblewrap":
                 full_env.update(_egress.proxy_env())
             full_env.update(env)
@@ -521,11 +544,23 @@ def egress_on(spec: SandboxSpec) -> bool:
     return bool(spec.allow_hosts) and spec.network == "none"
 
 
-def _reap_when_done(sup: Supervisor, init_fd: int | None, paths: dict[str, Path]) -> None:
+def _reap_when_done(
+    sup: Supervisor, init_fd: int | None, paths: dict[str, Path], straggler_uid: int | None
+) -> None:
     """Reaper thread: wait for the wrapper, reap the namespace init bwrap orphans (we are the
-    subreaper; ``init_fd`` is its pidfd), then remove the cgroup and the state files."""
+    subreaper; ``init_fd`` is its pidfd), then remove the cgroup and the state files.
+
+    Without a pid namespace (``landlock``), whatever escaped the supervisor's kills (a
+    ``setsid`` grandchild that scrubbed its environment) is killed through the cgroup or, with
+    none, as every process of the sandbox's dedicated uid (``straggler_uid``)."""
     assert sup.process is not None
     sup.process.wait()
+    if straggler_uid is not None and straggler_uid != os.getuid():  # not a non-root server's
+        if sup.cgroup is not None:
+            sup.cgroup.kill()
+        else:
+            _landlock.kill_uid(straggler_uid)
+        _landlock.reap_orphans(straggler_uid)
     if init_fd is not None:
         # Blocking is fine on this thread, and needed: under load the init (killed with its
         # parent through PR_SET_PDEATHSIG) can take longer than any fixed poll to exit, and an

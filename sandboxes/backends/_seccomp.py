@@ -64,13 +64,19 @@ DENIED_SOCKET_FAMILIES = {
 }
 """``socket()`` / ``socketpair()`` address families that fail with EPERM."""
 
+RESTRICTED_SOCKET_FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16}
+"""Also denied to ``socket()`` in the ``landlock`` tier, which has no network namespace: the
+host's loopback services and its named unix sockets (a database, a container engine) would
+otherwise be reachable. ``socketpair(AF_UNIX)`` stays allowed (pipes between processes)."""
+
 _lock = threading.Lock()
-_cached: bytes | None = None
+_cached: dict[bool, bytes] = {}
 _error: str | None = None
 
 
-def build_filter() -> bytes:
-    """The filter as raw BPF (``struct sock_filter[]``, 8 bytes per instruction).
+def build_filter(*, restricted: bool = False) -> bytes:
+    """The filter as raw BPF (``struct sock_filter[]``, 8 bytes per instruction);
+    ``restricted`` adds :data:`RESTRICTED_SOCKET_FAMILIES` (the ``landlock`` tier).
 
     Raises:
         OSError / ImportError: libseccomp or ``pyseccomp`` is unavailable.
@@ -88,6 +94,9 @@ def build_filter() -> bytes:
     for family in DENIED_SOCKET_FAMILIES.values():
         for call in ("socket", "socketpair"):
             flt.add_rule(deny, call, seccomp.Arg(0, seccomp.EQ, family))
+    if restricted:
+        for family in RESTRICTED_SOCKET_FAMILIES.values():
+            flt.add_rule(deny, "socket", seccomp.Arg(0, seccomp.EQ, family))
     read_fd, write_fd = os.pipe()
     try:
         with os.fdopen(write_fd, "wb", closefd=True) as out:
@@ -103,17 +112,17 @@ def build_filter() -> bytes:
     return program
 
 
-def cached_filter() -> bytes | None:
-    """The filter built once per process, or ``None`` when it cannot be built here."""
-    global _cached, _error
+def cached_filter(*, restricted: bool = False) -> bytes | None:
+    """The filter built once per process and variant, or ``None`` when it cannot be built."""
+    global _error
     with _lock:
-        if _cached is None and _error is None:
+        if restricted not in _cached and _error is None:
             try:
-                _cached = build_filter()
+                _cached[restricted] = build_filter(restricted=restricted)
             except Exception as exc:  # ImportError, OSError, libseccomp errors
                 _error = f"{type(exc).__name__}: {exc}"
                 logger.warning("no seccomp filter for sandboxes: %s", _error)
-        return _cached
+        return _cached.get(restricted)
 
 
 def unavailable_reason() -> str | None:

@@ -71,7 +71,7 @@ from django.conf import settings
 from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
 from sandboxes.backends import _cgroup as cgroups
-from sandboxes.backends import _egress
+from sandboxes.backends import _egress, _landlock, _seccomp
 from sandboxes.backends._bwrap import (
     WORKSPACE,
     Setup,
@@ -144,12 +144,15 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
         details: dict[str, Any] = {"uid": uid, "dedicated_uid": root, "seccomp": False}
         reason = ""
         setup: Setup | None = None
-        if force not in (None, "", "bubblewrap", "unisolated"):
+        if force not in (None, "", "bubblewrap", "landlock", "unisolated"):
             reason = f"unknown SANDBOX_FORCE_TIER {force!r}"  # no fallback for a typo
         else:
-            if force != "unisolated":
+            if force in (None, "", "bubblewrap"):
                 setup, reason = self._probe_bwrap(base, details)
-            if setup is None and force != "bubblewrap":
+            if setup is None and force in (None, "", "landlock"):
+                setup, why = self._probe_landlock(base, details)
+                reason = "; ".join(r for r in (reason, why) if r)
+            if setup is None and force in (None, "", "unisolated"):
                 if allow:
                     setup = Setup("unisolated", uid, gid, False, prlimit=base.prlimit)
                 elif force == "unisolated":
@@ -173,9 +176,54 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
                 reason or "forced by SANDBOX_FORCE_TIER",
             )
             return setup, caps
-        caps = Capabilities("local", "bubblewrap", True, True, details=details)
-        logger.info("sandbox tier: bubblewrap (%s)", details)
+        caps = Capabilities("local", setup.tier, True, True, reason=reason, details=details)
+        log = logger.info if setup.tier == "bubblewrap" else logger.warning
+        log("sandbox tier: %s (%s)%s", setup.tier, details, f"; {reason}" if reason else "")
         return setup, caps
+
+    def _probe_landlock(self, base: Setup, details: dict[str, Any]) -> tuple[Setup | None, str]:
+        """The ``landlock`` tier (``_landlock``) when the kernel has Landlock and a probe
+        sandbox runs; ``(None, why)`` otherwise."""
+        if base.prlimit is None:
+            return None, "landlock: prlimit (util-linux) is not installed"
+        setpriv = shutil.which("setpriv")
+        if base.dedicated_uid and setpriv is None:
+            return None, "landlock: setpriv (util-linux) is not installed"
+        setup = Setup("landlock", base.uid, base.gid, base.dedicated_uid, prlimit=base.prlimit,
+                      setpriv=setpriv)  # fmt: skip
+        seccomp = _seccomp.cached_filter(restricted=True)
+        if _setting("SANDBOX_SECCOMP", True) and seccomp is not None:
+            setup = dataclasses.replace(setup, seccomp=seccomp)
+        python = str(_setting("SANDBOX_PYTHON", "") or "/usr/bin/python3")
+        launcher = self._support_file(_landlock.LAUNCHER_SOURCE)
+        with tempfile.TemporaryDirectory(prefix="sbx-probe-") as tmp:
+            if base.dedicated_uid:
+                os.chown(tmp, base.uid, base.gid)
+            ok, why = _landlock.probe(
+                setup, python=python, launcher=launcher, workspace=Path(tmp), env=spawn_env(None)
+            )
+            if not ok:
+                return None, f"landlock: {why}"
+            support = cgroups.detect() if _setting("SANDBOX_CGROUPS", True) else None
+            if support is not None:
+                limited = dataclasses.replace(setup, cgroup=support)
+                cg = cgroups.ExecCgroup(support, memory_mb=4096, pids=512)
+                try:
+                    ok, why = _landlock.probe(
+                        limited, python=python, launcher=launcher, workspace=Path(tmp),
+                        env=spawn_env(cg),
+                    )  # fmt: skip
+                finally:
+                    cg.kill()
+                    cg.remove()
+                if ok:
+                    setup = limited
+                else:
+                    logger.warning("cannot run Landlock sandboxes in a cgroup: %s", why)
+        details.update(_landlock.details(setup))
+        details.update(seccomp=setup.seccomp is not None,
+                       cgroup=f"v{setup.cgroup.version}" if setup.cgroup else False)  # fmt: skip
+        return setup, ""
 
     def _probe_bwrap(self, base: Setup, details: dict[str, Any]) -> tuple[Setup | None, str]:
         bwrap = shutil.which(str(_setting("SANDBOX_BWRAP_PATH", "bwrap")))
@@ -365,7 +413,7 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
         workspace.mkdir(mode=0o755, parents=True, exist_ok=True)
         if rel_cwd and paths.stat(workspace, rel_cwd).type != "directory":
             raise paths.WorkspacePathError("cwd is not a directory.")
-        if setup.tier != "bubblewrap":
+        if setup.tier not in ("bubblewrap", "landlock"):
             return
         if setup.dedicated_uid:
             if not self._reachable(setup, workspace.parent):
@@ -433,7 +481,7 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
     def _for_sandbox(setup: Setup, sandbox_id: str) -> Setup:
         """The setup with this sandbox's own uid/gid (root servers, ``SANDBOX_UID_COUNT`` > 0)."""
         count = int(_setting("SANDBOX_UID_COUNT", 0))
-        if not setup.dedicated_uid or count <= 0 or setup.tier != "bubblewrap":
+        if not setup.dedicated_uid or count <= 0 or setup.tier not in ("bubblewrap", "landlock"):
             return setup
         uid = sandbox_uid(sandbox_id, base=int(_setting("SANDBOX_UID_BASE", 200000)), count=count)
         return dataclasses.replace(setup, uid=uid, gid=uid)

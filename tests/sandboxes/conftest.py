@@ -97,3 +97,26 @@ def backend() -> Iterator[LocalBackend]:
         # bubblewrap is a hard requirement (scripts/install-system-deps.sh): never skip.
         assert caps.available and caps.tier == "bubblewrap", caps.reason
         yield b
+
+
+ESCAPE_TARGETS = ["bubblewrap", "landlock"]
+"""Every tier the escape suite (``test_escape.py``) runs against; each must be available here
+(in CI a missing tier fails the suite instead of skipping it)."""
+
+
+def _local_backend(tier: str) -> Iterator[LocalBackend]:
+    with override_settings(SANDBOX_FORCE_TIER=tier, SANDBOX_ALLOW_UNISOLATED=False):
+        b = LocalBackend()
+        caps = b.capabilities()
+        if not (caps.available and caps.tier == tier):
+            message = f"the {tier} tier is not available here: {caps.reason}"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        yield b
+
+
+@pytest.fixture(scope="module", params=ESCAPE_TARGETS)
+def escape_target(request: pytest.FixtureRequest) -> Iterator[tuple[str, object]]:
+    """``(tier, backend)`` for each of :data:`ESCAPE_TARGETS`."""
+    yield from ((request.param, b) for b in _local_backend(request.param))

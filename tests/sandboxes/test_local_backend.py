@@ -465,14 +465,20 @@ async def test_unisolated_requires_explicit_allow(workspace: Path) -> None:
     assert info.value.status_code == 503
 
 
-async def test_missing_bwrap_without_allow_is_unavailable(workspace: Path) -> None:
-    with override_settings(SANDBOX_BWRAP_PATH="/nonexistent/bwrap", SANDBOX_ALLOW_UNISOLATED=False):
+async def test_missing_bwrap_falls_back_to_landlock_never_to_unisolated(workspace: Path) -> None:
+    with override_settings(SANDBOX_BWRAP_PATH="/nonexistent/bwrap", SANDBOX_ALLOW_UNISOLATED=True):
+        caps = LocalBackend().capabilities()
+        assert (caps.tier, caps.isolated) == ("landlock", True)
+        assert "bubblewrap (bwrap) is not installed" in caps.reason
+    with override_settings(
+        SANDBOX_BWRAP_PATH="/nonexistent/bwrap", SANDBOX_FORCE_TIER="bubblewrap"
+    ):  # no fallback when a tier is forced
         b = LocalBackend()
         caps = b.capabilities()
         assert not caps.available and "bubblewrap" in caps.reason
         with pytest.raises(SandboxUnavailable):
             await b.exec(spec_for(workspace), ["true"])
-    with override_settings(SANDBOX_BWRAP_PATH="/nonexistent/bwrap", SANDBOX_ALLOW_UNISOLATED=True):
+    with override_settings(SANDBOX_FORCE_TIER="unisolated", SANDBOX_ALLOW_UNISOLATED=True):
         caps = LocalBackend().capabilities()
         assert caps.available and caps.tier == "unisolated" and not caps.isolated
 
