@@ -1,7 +1,9 @@
 """sbxd: the supervisor that runs inside one sandbox for its whole life (stdlib only).
 
 The ``local`` backend starts this file once per sandbox, inside the sandbox (bubblewrap, or
-the weaker tiers' wrappers), with a listening unix socket inherited on fd ``SBXD_FD``. Every
+the weaker tiers' wrappers), with a listening unix socket inherited on fd ``SBXD_FD``; the
+``docker`` backend runs it as a container's command, listening on ``SBXD_LISTEN`` (a path in
+a bind-mounted directory). Every
 later exec is a request on that socket, so an exec costs about a plain ``fork``+``exec``
 instead of a new bubblewrap (research note ``sandboxes.md`` §0 row 14, the same idea as E2B's
 ``envd`` and OpenHands' action-execution server). The socket lives in the server's private run
@@ -395,25 +397,15 @@ class Supervisor:
         self._flush(conn)
 
     def _pump(self, proc: Proc) -> None:
-        """Move retained output into each attached connection's buffer, then send."""
+        """Move retained output into each attached connection's buffer, then send; repeat
+        while the socket takes everything (a refill the nested ``_pump_later`` skipped would
+        otherwise leave paused pipes and an idle socket: a stalled command)."""
         for conn in list(proc.conns):
-            if conn.offset < proc.start:  # a slow client of a background process lost output
-                conn.offset = proc.start
-            for offset, kind, data in list(proc.chunks):
-                if len(conn.wbuf) >= SEND_BATCH:
-                    break
-                if kind == b"X":
-                    if conn.offset == offset:
-                        exit_frame = json.dumps({"event": "exit", "code": proc.status}).encode()
-                        conn.wbuf += HEADER.pack(b"J", len(exit_frame)) + exit_frame
-                        conn.offset = offset + 1
-                    continue
-                if offset + len(data) <= conn.offset:
-                    continue
-                piece = bytes(data[conn.offset - offset :])
-                conn.wbuf += HEADER.pack(kind, len(piece)) + piece
-                conn.offset = offset + len(data)
-            self._flush(conn)
+            while True:
+                filled = self._fill(conn, proc)
+                self._flush(conn)
+                if not filled or conn.wbuf or conn.closing:
+                    break  # all sent, or the socket is full (EVENT_WRITE resumes it)
         proc.trim()
         if not proc.background:
             if proc.paused and proc.unsent() < FG_HIGH_WATER // 4:
@@ -422,6 +414,28 @@ class Supervisor:
                 proc.paused = True
                 for fd in proc.pipes:
                     self.sel.unregister(fd)
+
+    def _fill(self, conn: Conn, proc: Proc) -> bool:
+        """Frame retained output after ``conn.offset`` into ``conn.wbuf`` (up to
+        ``SEND_BATCH``); returns whether anything was added."""
+        if conn.offset < proc.start:  # a slow client of a background process lost output
+            conn.offset = proc.start
+        before = len(conn.wbuf)
+        for offset, kind, data in list(proc.chunks):
+            if len(conn.wbuf) >= SEND_BATCH:
+                break
+            if kind == b"X":
+                if conn.offset == offset:
+                    exit_frame = json.dumps({"event": "exit", "code": proc.status}).encode()
+                    conn.wbuf += HEADER.pack(b"J", len(exit_frame)) + exit_frame
+                    conn.offset = offset + 1
+                continue
+            if offset + len(data) <= conn.offset:
+                continue
+            piece = bytes(data[conn.offset - offset :])
+            conn.wbuf += HEADER.pack(kind, len(piece)) + piece
+            conn.offset = offset + len(data)
+        return len(conn.wbuf) > before
 
     def _resume(self, proc: Proc) -> None:
         if proc.paused:
@@ -665,10 +679,20 @@ def main() -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to us, not to init
     idle = os.environ.get("SBXD_IDLE_S")
-    sup = Supervisor(int(os.environ.get("SBXD_FD", "3")), float(idle) if idle else None)
+    listen_fd = int(os.environ.get("SBXD_FD", "3"))
+    if os.environ.get("SBXD_LISTEN"):  # a container: nothing to inherit, a bind-mounted dir
+        path = os.environ["SBXD_LISTEN"]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(128)
+        listen_fd = listener.detach()
+    sup = Supervisor(listen_fd, float(idle) if idle else None)
     for key in (
         "SBXD_FD", "SBXD_IDLE_S", "SBXD_RETAIN_BYTES", "SBXD_PIDNS", "SBXD_EGRESS_FD",
-        "SBXD_EGRESS_PORT",
+        "SBXD_EGRESS_PORT", "SBXD_LISTEN",
     ):  # fmt: skip
         os.environ.pop(key, None)
     sup.serve()
