@@ -254,7 +254,15 @@ STREAM_BUFFER_LIMIT = _typed("STREAM_BUFFER_LIMIT", int, 5000)
 ONESHOT_MAX_WAIT_S = _typed("ONESHOT_MAX_WAIT_S", float, 600.0)
 
 # SANDBOX ---------------------------------------------------------------------------------------
-SANDBOX_BACKEND = _choice("SANDBOX_BACKEND", "local", {"local"})
+SANDBOX_BACKEND = _choice("SANDBOX_BACKEND", "local", {"local", "docker"})
+# docker backend (sandboxes/backends/docker.py): engine URL (default: DOCKER_HOST), the image
+# (needs python3), extra binds for every sandbox ("host:container[:ro]", comma-separated), CPUs
+# per sandbox and an optional OCI runtime (e.g. runsc).
+SANDBOX_DOCKER_URL = os.environ.get("SANDBOX_DOCKER_URL", "")
+SANDBOX_DOCKER_IMAGE = os.environ.get("SANDBOX_DOCKER_IMAGE", "python:3.12-slim")
+SANDBOX_DOCKER_MOUNTS = [m for m in os.environ.get("SANDBOX_DOCKER_MOUNTS", "").split(",") if m]
+SANDBOX_DOCKER_CPUS = _typed("SANDBOX_DOCKER_CPUS", float, 1.0)
+SANDBOX_DOCKER_RUNTIME = os.environ.get("SANDBOX_DOCKER_RUNTIME", "")
 SANDBOX_ALLOW_UNISOLATED = _bool("SANDBOX_ALLOW_UNISOLATED", False)
 SANDBOX_SECCOMP = _bool("SANDBOX_SECCOMP", True)  # the bubblewrap tier's syscall deny list
 SANDBOX_CGROUPS = _bool("SANDBOX_CGROUPS", True)  # per-exec memory/pids cgroups when writable

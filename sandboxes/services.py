@@ -79,6 +79,7 @@ def sandbox_spec(*, session: Session, agent_spec: Mapping[str, Any] | None = Non
         workspace=session.workspace_path,
         network=spec.get("network", settings.SANDBOX_NETWORK),
         allow_hosts=tuple(spec.get("allow_hosts", ())),
+        image=spec.get("image"),
         limits=Limits(
             memory_mb=limits.get("memory_mb", settings.SANDBOX_MEMORY_MB),
             cpu_s=limits.get("cpu_s", settings.SANDBOX_CPU_S),

@@ -4,6 +4,8 @@
 # * bubblewrap: the `local` sandbox backend's isolation tier (sandboxes/backends/local.py).
 # * util-linux: prlimit and setpriv (rlimits, dropping to the sandbox uid).
 # * libseccomp2: the sandbox's seccomp filter is compiled with it (through pyseccomp).
+# * podman, runc, catatonit: a Docker-compatible engine for the `docker` backend's tests
+#   (tests/sandboxes/podman.py; catatonit is podman's `init`, runc its runtime on hybrid cgroups).
 #
 # Idempotent: when every command is already present it exits without touching apt.
 # Runs as root, or re-executes itself through sudo when not root.
@@ -14,6 +16,8 @@ declare -A wanted=(
   [bwrap]=bubblewrap
   [prlimit]=util-linux
   [setpriv]=util-linux
+  [podman]=podman
+  [runc]=runc
 )
 
 missing=()
@@ -31,6 +35,12 @@ done
 if ! ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2'; then
   missing+=(libseccomp2)
 fi
+# Packages without a command on PATH: ask dpkg.
+for pkg in catatonit; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$pkg")
+  fi
+done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install-system-deps: all system dependencies present (bwrap $(bwrap --version 2>/dev/null | awk '{print $2}'))"

@@ -36,8 +36,9 @@ also scrubbed their environment: stopping the sandbox still gets them). sbxd is 
 subreaper, so orphans are re-parented to it and reaped here. When a foreground command exits,
 whatever it left running is killed once its output is drained (at most ``DRAIN_S`` later).
 
-Idle: with ``SBXD_IDLE_S`` set, sbxd exits after that many seconds without a request, a
-connection or a running foreground process (the session's idle policy ``stop``).
+Idle: with ``SBXD_IDLE_S`` set, sbxd exits after that many seconds without a request (a
+``ping`` does not count), an attached client or a running foreground process (the session's
+idle policy ``stop``).
 """
 
 from __future__ import annotations
@@ -248,9 +249,11 @@ class Supervisor:
                     for fd in list(p.pipes):
                         self._close_pipe(p, fd)
                     self._finish(p)
-        busy = any(c for c in self.sel.get_map().values() if c.data[0] == "conn") or any(
-            not p.finished and not p.background for p in self.procs.values()
+        attached = any(
+            key.data[0] == "conn" and key.data[1].proc is not None
+            for key in self.sel.get_map().values()
         )
+        busy = attached or any(not p.finished and not p.background for p in self.procs.values())
         if busy:
             self.last_active = now
         elif self.idle_s is not None and now - self.last_active >= self.idle_s:
@@ -272,7 +275,6 @@ class Supervisor:
             sock.setblocking(False)
             conn = Conn(sock)
             self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
-            self.last_active = _now()
 
     def _read_conn(self, conn: Conn) -> None:
         try:
@@ -284,7 +286,6 @@ class Supervisor:
         if not data:
             self._close_conn(conn)
             return
-        self.last_active = _now()
         conn.rbuf += data
         while len(conn.rbuf) >= HEADER.size:
             kind, length = HEADER.unpack_from(conn.rbuf)
@@ -319,6 +320,8 @@ class Supervisor:
 
     def _request(self, conn: Conn, req: dict) -> dict | None:
         op = req.get("op")
+        if op != "ping":  # a liveness check is not use: it must not keep an idle sandbox up
+            self.last_active = _now()
         if op == "ping":
             running = sum(1 for p in self.procs.values() if not p.finished)
             return {"ok": True, "pid": os.getpid(), "idle_s": _now() - self.last_active,

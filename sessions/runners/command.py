@@ -78,6 +78,12 @@ class CommandRunner(Runner):
             "allow_input_command": {"type": "boolean"},
             "env": _STRING_MAP,
             "network": {"enum": ["none", "host"]},
+            "image": {
+                "description": "Container image of the sandbox (docker backend; needs python3).",
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 300,
+            },
             "allow_hosts": {
                 "description": "With network none: hosts reachable through the sandbox's HTTP "
                 "proxy (host, host:port, *.domain[:port], ip[:port]).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -99,7 +100,7 @@ def backend() -> Iterator[LocalBackend]:
         yield b
 
 
-ESCAPE_TARGETS = ["bubblewrap", "landlock"]
+ESCAPE_TARGETS = ["bubblewrap", "landlock", "docker"]
 """Every tier the escape suite (``test_escape.py``) runs against; each must be available here
 (in CI a missing tier fails the suite instead of skipping it)."""
 
@@ -116,7 +117,44 @@ def _local_backend(tier: str) -> Iterator[LocalBackend]:
         yield b
 
 
+@pytest.fixture(scope="session")
+def podman_url() -> Iterator[str]:
+    """A Podman service speaking the Docker API, with the test image (``tests/sandboxes/podman``)."""
+    from tests.sandboxes.podman import podman_service
+
+    with podman_service() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def docker_settings(url: str) -> Iterator[None]:
+    """Settings that point the ``docker`` backend at the test engine and image."""
+    from tests.sandboxes.podman import IMAGE
+
+    with override_settings(
+        SANDBOX_DOCKER_URL=url, SANDBOX_DOCKER_IMAGE=IMAGE, SANDBOX_DOCKER_MOUNTS=["/usr:/usr:ro"]
+    ):
+        yield
+
+
+@pytest.fixture(scope="module")
+def docker_backend(podman_url: str) -> Iterator[object]:
+    """A :class:`DockerBackend` on the Podman service; its containers are removed after."""
+    from sandboxes.backends.docker import DockerBackend
+
+    with docker_settings(podman_url):
+        backend = DockerBackend()
+        caps = backend.capabilities()
+        assert caps.available, caps.reason
+        yield backend
+        for container in backend._containers():
+            container.remove(force=True)
+
+
 @pytest.fixture(scope="module", params=ESCAPE_TARGETS)
 def escape_target(request: pytest.FixtureRequest) -> Iterator[tuple[str, object]]:
     """``(tier, backend)`` for each of :data:`ESCAPE_TARGETS`."""
+    if request.param == "docker":
+        yield "docker", request.getfixturevalue("docker_backend")
+        return
     yield from ((request.param, b) for b in _local_backend(request.param))

@@ -1,5 +1,5 @@
 """The escape and abuse suite: every case runs against every sandbox tier this host offers
-(``escape_target`` in conftest: ``bubblewrap``, ``landlock``), through the public
+(``escape_target`` in conftest: ``bubblewrap``, ``landlock``, ``docker`` on Podman), through the public
 ``SandboxBackend`` interface only, and asserts each tier's precise outcome.
 
 Archive traversal (zip/tar members with ``..``, absolute paths, escaping links) is refused by
@@ -77,7 +77,10 @@ async def test_no_network(
         print(json.dumps(out))
         """,
     )
-    if escape_target[0] == "bubblewrap":  # its own network namespace: only its own loopback
+    if escape_target[0] in (
+        "bubblewrap",
+        "docker",
+    ):  # its own network namespace: only its own loopback
         assert got["tcp_host_loopback"] == "ConnectionRefusedError:111"
         assert got["tcp_outside"] == "OSError:101"  # ENETUNREACH
         assert got["udp_dns_server"] == "OSError:101"
@@ -114,8 +117,10 @@ async def test_host_secrets_are_out_of_reach(
     assert got.pop("env") is False
     # bubblewrap: none of these exists in its mount namespace (ENOENT); landlock: the paths
     # exist but Landlock refuses to open them (EACCES).
-    expected = 2 if escape_target[0] == "bubblewrap" else 13
-    assert got == dict.fromkeys(targets, expected)
+    expected = dict.fromkeys(targets, 13 if escape_target[0] == "landlock" else 2)
+    if escape_target[0] == "docker":
+        expected["/root"] = 13  # the image's own /root (mode 0700), not the host's
+    assert got == expected
     assert Path(targets[2]).exists()  # control: the host has the file the sandbox cannot open
 
 
@@ -139,7 +144,10 @@ async def test_no_writes_outside_the_workspace(
         """,
     )
     assert got.pop("/workspace-or-cwd") == "written"
-    if escape_target[0] == "bubblewrap":  # a read-only root; the outside dir is not mounted
+    if escape_target[0] in (
+        "bubblewrap",
+        "docker",
+    ):  # a read-only root; the outside dir is not mounted
         assert got == {targets[0]: 2, targets[1]: 30, targets[2]: 30, targets[3]: 2}
     else:
         assert got == dict.fromkeys(targets, 13)
@@ -164,7 +172,10 @@ async def test_server_processes_cannot_be_signalled(
         print(json.dumps(out))
         """,
     )
-    if escape_target[0] == "bubblewrap":  # its own pid namespace: the server does not exist
+    if escape_target[0] in (
+        "bubblewrap",
+        "docker",
+    ):  # its own pid namespace: the server does not exist
         assert got["pids"] <= 4
         assert (got["0"], got["15"], got["9"]) == (3, 3, 3)  # ESRCH
     else:  # the host's process list is visible; Landlock's signal scope refuses
