@@ -6,7 +6,9 @@ bubblewrap, cgroup, the supervisor's start), ``--runs // 5`` times; then ``--run
 of ``true`` and of ``python3 -c pass`` through ``LocalBackend.exec`` in the running sandbox
 (request, fork in the sandbox, stream, exit event), in ms, p50/p95, after 3 warm-up runs. The
 configurations differ in what the sandbox has: the full bubblewrap tier (seccomp filter +
-cgroup), without the cgroup, without seccomp; the baseline is a plain ``asyncio`` subprocess.
+cgroup), without the cgroup, without seccomp, the Landlock fallback tier, and (when podman is
+installed) the docker backend on a private Podman service; the baseline is a plain ``asyncio``
+subprocess.
 
 Usage: ``.venv/bin/python bench/sandbox.py [--runs 50] [--record]`` (as root, for the cgroup).
 """
@@ -35,7 +37,7 @@ from django.test import override_settings  # noqa: E402
 from bench.run import pct, prepend_results  # noqa: E402
 from sandboxes.backends._bwrap import SANDBOX_PATH  # noqa: E402
 from sandboxes.backends.local import LocalBackend  # noqa: E402
-from sandboxes.base import SandboxSpec  # noqa: E402
+from sandboxes.base import SandboxBackend, SandboxSpec  # noqa: E402
 from tests.sandboxes.helpers import collect  # noqa: E402
 
 COMMANDS = {"true": ["true"], "python3 -c pass": ["python3", "-c", "pass"]}
@@ -43,10 +45,12 @@ CONFIGS = {
     "bubblewrap + seccomp + cgroup (default)": {},
     "bubblewrap + seccomp": {"SANDBOX_CGROUPS": False},
     "bubblewrap": {"SANDBOX_CGROUPS": False, "SANDBOX_SECCOMP": False},
+    "landlock + seccomp + cgroup (fallback tier)": {"SANDBOX_FORCE_TIER": "landlock"},
 }
+DOCKER = "docker backend on Podman (container per sandbox)"
 
 
-async def time_backend(backend: LocalBackend, spec: SandboxSpec, argv: list[str], runs: int):
+async def time_backend(backend: SandboxBackend, spec: SandboxSpec, argv: list[str], runs: int):
     loop = asyncio.get_running_loop()
     out = []
     for i in range(runs + 3):
@@ -58,7 +62,7 @@ async def time_backend(backend: LocalBackend, spec: SandboxSpec, argv: list[str]
     return out
 
 
-async def time_cold(backend: LocalBackend, spec: SandboxSpec, runs: int) -> list[float]:
+async def time_cold(backend: SandboxBackend, spec: SandboxSpec, runs: int) -> list[float]:
     loop = asyncio.get_running_loop()
     out = []
     for _ in range(max(3, runs // 5)):
@@ -104,6 +108,20 @@ async def main(runs: int) -> tuple[list[str], str]:
             got = {n: await time_backend(backend, spec, a, runs) for n, a in COMMANDS.items()}
             await backend.stop(spec.sandbox_id)
         rows.append((label, got, f"seccomp={details['seccomp']}, cgroup={details['cgroup']}"))
+    if shutil.which("podman"):
+        from sandboxes.backends.docker import DockerBackend
+        from tests.sandboxes.conftest import docker_settings
+        from tests.sandboxes.podman import podman_service
+
+        with podman_service() as url, docker_settings(url):
+            docker_backend = DockerBackend()
+            info = docker_backend.capabilities().details
+            cold[DOCKER] = await time_cold(docker_backend, spec, runs)
+            got = {
+                n: await time_backend(docker_backend, spec, a, runs) for n, a in COMMANDS.items()
+            }
+            await docker_backend.stop(spec.sandbox_id)
+        rows.append((DOCKER, got, f"{info['engine']} {info['version']}, seccomp={info['seccomp']}"))
     header = [
         "| configuration | cold create + first `true` p50 / p95 ms | `true` p50 / p95 ms | ratio "
         "| `python3 -c pass` p50 / p95 ms | ratio | detected |",

@@ -23,19 +23,24 @@ its cgroup (or, without one, every process of its dedicated uid).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from sandboxes.backends._bwrap import ETC_FILES, JOIN_SCRIPT, Setup, rlimit_args
+from sandboxes.backends import _cgroup as cgroups
+from sandboxes.backends import _seccomp
+from sandboxes.backends._bwrap import ETC_FILES, JOIN_SCRIPT, Setup, rlimit_args, spawn_env
 from sandboxes.backends._seccomp import filter_fd
 from sandboxes.backends.landlock_launch import abi
 from sandboxes.base import SandboxSpec
@@ -133,7 +138,7 @@ def probe(
     return True, ""
 
 
-def details(setup: Setup) -> dict[str, Any]:
+def _details(setup: Setup) -> dict[str, Any]:
     """What ``/health`` reports for this tier."""
     version = abi()
     return {
@@ -197,3 +202,59 @@ def kill_uid(uid: int) -> int:
             except OSError:
                 pass
     return killed
+
+
+def detect(
+    base: Setup,
+    details: dict[str, Any],
+    *,
+    launcher: Path,
+    python: str,
+    seccomp: bool,
+    cgroups_on: bool,
+) -> tuple[Setup | None, str]:
+    """The ``landlock`` tier's :class:`Setup` when the kernel has Landlock and a probe sandbox
+    runs (with the restricted seccomp filter when ``seccomp`` and it can be built, in a cgroup
+    when ``cgroups_on`` and joining one works); ``(None, why)`` otherwise. ``details`` gets what
+    ``/health`` shows."""
+    if base.prlimit is None:
+        return None, "landlock: prlimit (util-linux) is not installed"
+    setpriv = shutil.which("setpriv")
+    if base.dedicated_uid and setpriv is None:
+        return None, "landlock: setpriv (util-linux) is not installed"
+    setup = Setup(
+        "landlock", base.uid, base.gid, base.dedicated_uid, prlimit=base.prlimit, setpriv=setpriv
+    )
+    program = _seccomp.cached_filter(restricted=True) if seccomp else None
+    if program is not None:
+        setup = dataclasses.replace(setup, seccomp=program)
+    with tempfile.TemporaryDirectory(prefix="sbx-probe-") as tmp:
+        if base.dedicated_uid:
+            os.chown(tmp, base.uid, base.gid)
+        ok, why = probe(
+            setup, python=python, launcher=launcher, workspace=Path(tmp), env=spawn_env(None)
+        )
+        if not ok:
+            return None, f"landlock: {why}"
+        support = cgroups.detect() if cgroups_on else None
+        if support is not None:
+            limited = dataclasses.replace(setup, cgroup=support)
+            cg = cgroups.ExecCgroup(support, memory_mb=4096, pids=512)
+            try:
+                ok, why = probe(
+                    limited, python=python, launcher=launcher, workspace=Path(tmp),
+                    env=spawn_env(cg),
+                )  # fmt: skip
+            finally:
+                cg.kill()
+                cg.remove()
+            if ok:
+                setup = limited
+            else:
+                logger.warning("cannot run Landlock sandboxes in a cgroup: %s", why)
+    details.update(_details(setup))
+    details.update(
+        seccomp=setup.seccomp is not None,
+        cgroup=f"v{setup.cgroup.version}" if setup.cgroup else False,
+    )
+    return setup, ""

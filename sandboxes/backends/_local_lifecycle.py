@@ -40,41 +40,32 @@ from sandboxes.backends import _cgroup as cgroups
 from sandboxes.backends import _egress, _landlock
 from sandboxes.backends._bwrap import (
     MIB,
-    SANDBOX_PATH,
-    SANDBOX_TMP,
     WORKSPACE,
     Setup,
-    bwrap_argv,
-    identity_files,
     parse_init_pid,
-    rlimit_args,
-    spawn_env,
 )
-from sandboxes.backends._procs import ensure_subreaper
-from sandboxes.backends._seccomp import filter_fd
+from sandboxes.backends._local_spawn import base_env, egress_on, launch_command
 from sandboxes.backends._supervised import (
     HEADER,
     SupervisedExecution,
+    SupervisedProcesses,
     Supervisor,
     _answers,
+    process_info,
     read_state,
     spawn,
     write_state,
 )
 from sandboxes.base import (
-    Execution,
     ProcessInfo,
     SandboxError,
     SandboxInfo,
-    SandboxProcessNotFound,
     SandboxSpec,
 )
 
 logger = logging.getLogger("sandboxes.backends.local")
 
 SBXD_SOURCE = Path(__file__).with_name("sbxd.py")
-SBXD_IN_SANDBOX = "/.sbxd.py"  # bound read-only; binding it at its host path would create the
-# host's directory names (/work/...) as empty mount points inside the sandbox
 START_TIMEOUT_S = 10.0
 STOP_WAIT_S = 5.0
 
@@ -136,7 +127,7 @@ def _shutdown_blocking(sup: Supervisor, timeout_s: float) -> None:
             time.sleep(0.05)
 
 
-class SupervisedSandboxes:
+class SupervisedSandboxes(SupervisedProcesses):
     """The long-lived-sandbox half of ``LocalBackend`` (see the module docstring)."""
 
     name: str
@@ -267,63 +258,14 @@ class SupervisedSandboxes:
         cgroup: cgroups.ExecCgroup | None,
         paths: dict[str, Path],
     ) -> Supervisor:
-        sbxd = self._support_file()
-        python = str(getattr(settings, "SANDBOX_PYTHON", "") or "/usr/bin/python3")
-        env = {
-            "SBXD_FD": str(listener.fileno()),
-            "SBXD_PIDNS": "0",
-            "SBXD_RETAIN_BYTES": str(getattr(settings, "SANDBOX_PROCESS_RETAIN_BYTES", 1 << 20)),
-        }
-        if spec.idle_timeout_s is not None:
-            env["SBXD_IDLE_S"] = str(spec.idle_timeout_s)
-        fds = [listener.fileno()]
-        info_r = info_w = seccomp_fd = None
-        egress: tuple[socket.socket, socket.socket] | None = None
-        bubblewrap = setup.tier == "bubblewrap"
-        if bubblewrap:
-            ensure_subreaper()
-            env["SBXD_PIDNS"] = "1"
-            info_r, info_w = os.pipe()
-            binds: tuple[tuple[str, str], ...] = ((os.fspath(sbxd), SBXD_IN_SANDBOX),)
-            if setup.dedicated_uid:
-                binds += identity_files(Path(settings.SANDBOX_DATA_DIR), setup.uid, setup.gid)
-            seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None
-            if egress_on(spec):
-                egress = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                env["SBXD_EGRESS_FD"] = str(egress[1].fileno())
-                fds.append(egress[1].fileno())
-            cmd = bwrap_argv(
-                setup, spec, [python, "-I", "-S", SBXD_IN_SANDBOX], "", env, info_w, seccomp_fd,
-                per_exec_cpu=False, extra_ro_binds=binds,
-            )  # fmt: skip
-            fds += [info_w] + ([seccomp_fd] if seccomp_fd is not None else [])
-            spawn_environ, cwd, workspace_in = spawn_env(cgroup), "/", WORKSPACE
-        elif setup.tier == "landlock":
-            if egress_on(spec):
-                raise SandboxError(
-                    "allow_hosts needs the bubblewrap tier (its own network namespace); this "
-                    "host runs the landlock tier, where sandboxes have no network at all."
-                )
-            data_dir = Path(settings.SANDBOX_DATA_DIR)
-            tmp = _landlock.prepare_tmp(
-                data_dir, spec.sandbox_id, setup.uid, setup.gid, own=setup.dedicated_uid
-            )
-            seccomp_fd = filter_fd(setup.seccomp) if setup.seccomp else None
-            cmd = _landlock.launch_argv(
-                setup, spec, python=python, sbxd=sbxd, tmp=tmp, seccomp_fd=seccomp_fd,
-                launcher=self._support_file(_landlock.LAUNCHER_SOURCE),
-            )  # fmt: skip
-            fds += [seccomp_fd] if seccomp_fd is not None else []
-            workspace_in = os.fspath(spec.workspace)
-            spawn_environ, cwd = {**spawn_env(cgroup), **env}, workspace_in
-        else:
-            cmd = [python, "-I", "-S", os.fspath(sbxd)]
-            if setup.prlimit is not None:
-                rl = rlimit_args(spec, nproc=False, cpu=False)
-                cmd = [setup.prlimit, *rl, "--", *cmd]
-            workspace_in = os.fspath(spec.workspace)
-            spawn_environ = {**base_env(workspace_in, host_tmp=True), **env}
-            cwd = workspace_in
+        launch = launch_command(
+            setup, spec, listener.fileno(), cgroup,
+            sbxd=self._support_file(), launcher=self._support_file(_landlock.LAUNCHER_SOURCE),
+        )  # fmt: skip
+        cmd, cwd, spawn_environ, fds = launch.cmd, launch.cwd, launch.env, launch.fds
+        info_r, info_w, seccomp_fd, egress = (
+            launch.info_r, launch.info_w, launch.seccomp_fd, launch.egress
+        )  # fmt: skip
         log = open(paths["log"], "ab")  # noqa: SIM115 - handed to the child
         try:
             process: subprocess.Popen[bytes] = spawn(
@@ -363,7 +305,7 @@ class SupervisedSandboxes:
                 init_fd = os.pidfd_open(init_pid)
         sup = Supervisor(
             sandbox_id=spec.sandbox_id, socket_path=paths["sock"], tier=setup.tier,
-            workspace_in=workspace_in, started_at=time.time(), labels=dict(spec.labels),
+            workspace_in=launch.workspace_in, started_at=time.time(), labels=dict(spec.labels),
             cgroup=cgroup, process=process, idle_timeout_s=spec.idle_timeout_s,
         )  # fmt: skip
         threading.Thread(
@@ -429,7 +371,7 @@ class SupervisedSandboxes:
             return None
         processes: list[ProcessInfo] = []
         with contextlib.suppress(SandboxError):
-            processes = [_process_info(p) for p in await sup.processes()]
+            processes = [process_info(p) for p in await sup.processes()]
         return SandboxInfo(
             sandbox_id=sandbox_id, backend=self.name, tier=sup.tier, state="running",
             labels=sup.labels, started_at=sup.started_at, last_active_at=sup.last_active,
@@ -458,39 +400,6 @@ class SupervisedSandboxes:
                     _owned.pop(key, None)
         return gone
 
-    # ---------------------------------------------------------------- processes
-
-    async def _running(self, sandbox_id: str) -> Supervisor:
-        sup = await asyncio.to_thread(self._find, sandbox_id)
-        if sup is None:
-            raise SandboxProcessNotFound("The sandbox is not running.")
-        return sup
-
-    async def processes(self, sandbox_id: str) -> list[ProcessInfo]:
-        sup = await asyncio.to_thread(self._find, sandbox_id)
-        return [] if sup is None else [_process_info(p) for p in await sup.processes()]
-
-    async def attach(self, sandbox_id: str, process_id: str) -> Execution:
-        return await (await self._running(sandbox_id)).attach(process_id)
-
-    async def write_stdin(
-        self, sandbox_id: str, process_id: str, data: bytes, *, eof: bool = False
-    ) -> None:
-        await (await self._running(sandbox_id)).write_stdin(process_id, data, eof=eof)
-
-    async def kill_process(self, sandbox_id: str, process_id: str, *, signal: int = 9) -> None:
-        await (await self._running(sandbox_id)).call(
-            {"op": "kill", "id": process_id, "sig": signal}
-        )
-
-
-def base_env(workspace_in: str, *, host_tmp: bool) -> dict[str, str]:
-    """The environment every command starts from (the spec's and the call's env go on top)."""
-    env = {"PATH": SANDBOX_PATH, "HOME": workspace_in, "LANG": "C.UTF-8"}
-    if not host_tmp:
-        env["TMPDIR"] = SANDBOX_TMP
-    return env
-
 
 def exec_rlimits(spec: SandboxSpec, setup: Setup) -> dict[str, int]:
     """Per-command rlimits applied by sbxd (bytes / seconds / count)."""
@@ -513,14 +422,6 @@ def _usage(sup: Supervisor) -> dict[str, float]:
     return usage
 
 
-def _process_info(p: Mapping[str, Any]) -> ProcessInfo:
-    return ProcessInfo(
-        process_id=str(p["id"]), argv=tuple(p["argv"]), started_at=float(p["started_at"]),
-        running=bool(p["running"]), exit_code=p.get("exit_code"),
-        output_bytes=int(p.get("output_bytes", 0)),
-    )  # fmt: skip
-
-
 def _read_info(fd: int) -> int | None:
     """bwrap's ``--info-fd`` JSON (blocking, bounded), then the namespace init's host pid."""
     chunks = []
@@ -537,11 +438,6 @@ def _read_info(fd: int) -> int | None:
     finally:
         os.close(fd)
     return parse_init_pid(b"".join(chunks))
-
-
-def egress_on(spec: SandboxSpec) -> bool:
-    """Does the sandbox get the egress allow-list proxy (``_egress``)?"""
-    return bool(spec.allow_hosts) and spec.network == "none"
 
 
 def _reap_when_done(

@@ -37,7 +37,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sandboxes.backends._cgroup import ExecCgroup
-from sandboxes.base import ExecEvent, Execution, SandboxError, SandboxProcessNotFound
+from sandboxes.base import (
+    ExecEvent,
+    Execution,
+    ProcessInfo,
+    SandboxError,
+    SandboxProcessNotFound,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -390,6 +396,46 @@ class SupervisedExecution(Execution):
         if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
             return "file_size"
         return None
+
+
+class SupervisedProcesses:
+    """Background-process methods of a backend whose sandboxes run sbxd (``local``,
+    ``docker``): the backend provides ``_find(sandbox_id) -> Supervisor | None`` (blocking)."""
+
+    def _find(self, sandbox_id: str) -> Supervisor | None:
+        raise NotImplementedError
+
+    async def _running(self, sandbox_id: str) -> Supervisor:
+        sup = await asyncio.to_thread(self._find, sandbox_id)
+        if sup is None:
+            raise SandboxProcessNotFound("The sandbox is not running.")
+        return sup
+
+    async def processes(self, sandbox_id: str) -> list[ProcessInfo]:
+        sup = await asyncio.to_thread(self._find, sandbox_id)
+        return [] if sup is None else [process_info(p) for p in await sup.processes()]
+
+    async def attach(self, sandbox_id: str, process_id: str) -> Execution:
+        return await (await self._running(sandbox_id)).attach(process_id)
+
+    async def write_stdin(
+        self, sandbox_id: str, process_id: str, data: bytes, *, eof: bool = False
+    ) -> None:
+        await (await self._running(sandbox_id)).write_stdin(process_id, data, eof=eof)
+
+    async def kill_process(self, sandbox_id: str, process_id: str, *, signal: int = 9) -> None:
+        await (await self._running(sandbox_id)).call(
+            {"op": "kill", "id": process_id, "sig": signal}
+        )
+
+
+def process_info(p: Mapping[str, Any]) -> ProcessInfo:
+    """A :class:`ProcessInfo` from sbxd's ``list`` entry."""
+    return ProcessInfo(
+        process_id=str(p["id"]), argv=tuple(p["argv"]), started_at=float(p["started_at"]),
+        running=bool(p["running"]), exit_code=p.get("exit_code"),
+        output_bytes=int(p.get("output_bytes", 0)),
+    )  # fmt: skip
 
 
 def write_state(path: Path, sup: Supervisor) -> None:

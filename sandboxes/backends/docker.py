@@ -56,8 +56,7 @@ from sandboxes.backends._bwrap import (
     chown_tree,
     sandbox_uid,
 )
-from sandboxes.backends._local_lifecycle import _process_info
-from sandboxes.backends._supervised import Supervisor, _answers
+from sandboxes.backends._supervised import SupervisedProcesses, Supervisor, _answers
 from sandboxes.base import (
     Capabilities,
     Execution,
@@ -65,7 +64,6 @@ from sandboxes.base import (
     SandboxBackend,
     SandboxError,
     SandboxInfo,
-    SandboxProcessNotFound,
     SandboxSpec,
     SandboxUnavailable,
 )
@@ -88,7 +86,7 @@ def _key(sandbox_id: str) -> str:
 
 
 @register_backend("docker")
-class DockerBackend(SandboxBackend):
+class DockerBackend(SupervisedProcesses, SandboxBackend):
     """Containers as sandboxes (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -440,29 +438,6 @@ class DockerBackend(SandboxBackend):
     async def reap_idle(self) -> list[str]:
         """Remove containers whose supervisor stopped itself after its idle timeout."""
         return await asyncio.to_thread(self._remove_orphans)
-
-    async def _running(self, sandbox_id: str) -> Supervisor:
-        sup = await asyncio.to_thread(self._find, sandbox_id)
-        if sup is None:
-            raise SandboxProcessNotFound("The sandbox is not running.")
-        return sup
-
-    async def processes(self, sandbox_id: str) -> list[ProcessInfo]:
-        sup = await asyncio.to_thread(self._find, sandbox_id)
-        return [] if sup is None else [_process_info(p) for p in await sup.processes()]
-
-    async def attach(self, sandbox_id: str, process_id: str) -> Execution:
-        return await (await self._running(sandbox_id)).attach(process_id)
-
-    async def write_stdin(
-        self, sandbox_id: str, process_id: str, data: bytes, *, eof: bool = False
-    ) -> None:
-        await (await self._running(sandbox_id)).write_stdin(process_id, data, eof=eof)
-
-    async def kill_process(self, sandbox_id: str, process_id: str, *, signal: int = 9) -> None:
-        await (await self._running(sandbox_id)).call(
-            {"op": "kill", "id": process_id, "sig": signal}
-        )
 
 
 def _rlimits(spec: SandboxSpec) -> dict[str, int]:

@@ -71,7 +71,7 @@ from django.conf import settings
 from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
 from sandboxes.backends import _cgroup as cgroups
-from sandboxes.backends import _egress, _landlock, _seccomp
+from sandboxes.backends import _egress, _landlock
 from sandboxes.backends._bwrap import (
     WORKSPACE,
     Setup,
@@ -182,48 +182,12 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
         return setup, caps
 
     def _probe_landlock(self, base: Setup, details: dict[str, Any]) -> tuple[Setup | None, str]:
-        """The ``landlock`` tier (``_landlock``) when the kernel has Landlock and a probe
-        sandbox runs; ``(None, why)`` otherwise."""
-        if base.prlimit is None:
-            return None, "landlock: prlimit (util-linux) is not installed"
-        setpriv = shutil.which("setpriv")
-        if base.dedicated_uid and setpriv is None:
-            return None, "landlock: setpriv (util-linux) is not installed"
-        setup = Setup("landlock", base.uid, base.gid, base.dedicated_uid, prlimit=base.prlimit,
-                      setpriv=setpriv)  # fmt: skip
-        seccomp = _seccomp.cached_filter(restricted=True)
-        if _setting("SANDBOX_SECCOMP", True) and seccomp is not None:
-            setup = dataclasses.replace(setup, seccomp=seccomp)
-        python = str(_setting("SANDBOX_PYTHON", "") or "/usr/bin/python3")
-        launcher = self._support_file(_landlock.LAUNCHER_SOURCE)
-        with tempfile.TemporaryDirectory(prefix="sbx-probe-") as tmp:
-            if base.dedicated_uid:
-                os.chown(tmp, base.uid, base.gid)
-            ok, why = _landlock.probe(
-                setup, python=python, launcher=launcher, workspace=Path(tmp), env=spawn_env(None)
-            )
-            if not ok:
-                return None, f"landlock: {why}"
-            support = cgroups.detect() if _setting("SANDBOX_CGROUPS", True) else None
-            if support is not None:
-                limited = dataclasses.replace(setup, cgroup=support)
-                cg = cgroups.ExecCgroup(support, memory_mb=4096, pids=512)
-                try:
-                    ok, why = _landlock.probe(
-                        limited, python=python, launcher=launcher, workspace=Path(tmp),
-                        env=spawn_env(cg),
-                    )  # fmt: skip
-                finally:
-                    cg.kill()
-                    cg.remove()
-                if ok:
-                    setup = limited
-                else:
-                    logger.warning("cannot run Landlock sandboxes in a cgroup: %s", why)
-        details.update(_landlock.details(setup))
-        details.update(seccomp=setup.seccomp is not None,
-                       cgroup=f"v{setup.cgroup.version}" if setup.cgroup else False)  # fmt: skip
-        return setup, ""
+        return _landlock.detect(
+            base, details, launcher=self._support_file(_landlock.LAUNCHER_SOURCE),
+            python=str(_setting("SANDBOX_PYTHON", "") or "/usr/bin/python3"),
+            seccomp=bool(_setting("SANDBOX_SECCOMP", True)),
+            cgroups_on=bool(_setting("SANDBOX_CGROUPS", True)),
+        )  # fmt: skip
 
     def _probe_bwrap(self, base: Setup, details: dict[str, Any]) -> tuple[Setup | None, str]:
         bwrap = shutil.which(str(_setting("SANDBOX_BWRAP_PATH", "bwrap")))

@@ -147,8 +147,11 @@ def docker_backend(podman_url: str) -> Iterator[object]:
         caps = backend.capabilities()
         assert caps.available, caps.reason
         yield backend
+        # Nothing may be left running: every test stops the sandboxes it started.
+        left = backend._containers(all_=False)
         for container in backend._containers():
             container.remove(force=True)
+        assert left == [], f"containers left running: {[c.name for c in left]}"
 
 
 @pytest.fixture(scope="module", params=ESCAPE_TARGETS)

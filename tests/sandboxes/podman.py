@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 IMAGE = "localhost/agent-runtime-test:latest"
+CATATONIT = "/usr/libexec/podman/catatonit"  # the catatonit package (podman's init)
 
 
 def _rootfs() -> bytes:
@@ -57,8 +58,8 @@ def podman_service() -> Iterator[str]:
     Fails (in CI) or skips (elsewhere) when podman is not installed
     (``scripts/install-system-deps.sh`` installs it)."""
     podman = shutil.which("podman")
-    if podman is None or shutil.which("runc") is None:
-        message = "podman/runc are not installed (scripts/install-system-deps.sh)"
+    if podman is None or shutil.which("runc") is None or not os.path.exists(CATATONIT):
+        message = "podman/runc/catatonit are not installed (scripts/install-system-deps.sh)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -69,8 +70,10 @@ def podman_service() -> Iterator[str]:
     ]  # fmt: skip
     subprocess.run([*base, "import", "-", IMAGE], input=_rootfs(), check=True, capture_output=True)
     sock = root / "podman.sock"
+    # Under catatonit, a subreaper that reaps: conmon double-forks, and its orphans would
+    # otherwise become zombies of this (subreaper) test process.
     service = subprocess.Popen(
-        [*base, "system", "service", "--time=0", f"unix://{sock}"],
+        [CATATONIT, "--", *base, "system", "service", "--time=0", f"unix://{sock}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
