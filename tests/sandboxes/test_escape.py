@@ -91,13 +91,27 @@ async def test_no_network(
     assert got["dns_lookup"].startswith("gaierror:")
 
 
+@pytest.fixture
+def server_secret() -> Any:
+    """A secret file of the server's own in its data dir (``var/secret_key`` exists only once a
+    server generated it; a fresh clone's test run may not have one)."""
+    path = Path(settings.VAR_DIR) / f"escape-test-{secrets.token_hex(4)}"
+    path.write_text(SECRET)
+    path.chmod(0o600)
+    yield path
+    path.unlink()
+
+
 async def test_host_secrets_are_out_of_reach(
-    escape_target: tuple[str, SandboxBackend], workspace: Path, monkeypatch: pytest.MonkeyPatch
+    escape_target: tuple[str, SandboxBackend],
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server_secret: Path,
 ) -> None:
     monkeypatch.setenv(SECRET_NAME, SECRET)  # in the server's environment from now on
     targets = [
         "/root", "/etc/shadow", f"{settings.BASE_DIR}/runtime_project/settings.py",
-        f"{settings.VAR_DIR}/secret_key", f"/proc/{os.getpid()}/environ",
+        str(server_secret), f"/proc/{os.getpid()}/environ",
     ]  # fmt: skip
     got = await run_py(
         escape_target,
@@ -121,7 +135,8 @@ async def test_host_secrets_are_out_of_reach(
     if escape_target[0] == "docker":
         expected["/root"] = 13  # the image's own /root (mode 0700), not the host's
     assert got == expected
-    assert Path(targets[2]).exists()  # control: the host has the file the sandbox cannot open
+    assert Path(targets[2]).exists()  # control: the host has the files the sandbox cannot open
+    assert server_secret.read_text() == SECRET
 
 
 async def test_no_writes_outside_the_workspace(
