@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -29,9 +29,8 @@ from rest_framework.views import APIView
 from runtime_project.api import error_responses
 from runtime_project.exceptions import ApplicationError
 from sandboxes import selectors, services
-from sandboxes.base import ExecEvent, Execution, ProcessInfo, SandboxProcessNotFound
+from sandboxes.base import ExecEvent, Execution, ProcessInfo
 from sandboxes.models import IdlePolicy
-from sandboxes.registry import get_backend
 from sessions.apis.common import SESSION_ID
 from sessions.models import Session
 from sessions.selectors import session_get
@@ -241,19 +240,12 @@ def _sse_response(body: AsyncIterator[str]) -> StreamingHttpResponse:
 
 
 async def _start_exec(session: Session, data: dict[str, Any]) -> tuple[Execution, float]:
-    spec = await sync_to_async(services.sandbox_spec)(session=session)
-    if data.get("timeout_s") is not None:
-        spec = services.with_wall_timeout(spec, data["timeout_s"])
-    await services.sandbox_ensure(session=session, spec=spec)
     stdin = data.get("stdin")
     started = time.monotonic()
-    execution = await get_backend().exec(
-        spec,
-        data["argv"],
-        cwd=data["cwd"],
-        env=data["env"],
-        stdin=stdin.encode() if stdin is not None else None,
-    )
+    execution = await services.sandbox_exec(
+        session=session, argv=data["argv"], cwd=data["cwd"], env=data["env"],
+        stdin=stdin.encode() if stdin is not None else None, timeout_s=data.get("timeout_s"),
+    )  # fmt: skip
     return execution, started
 
 
@@ -332,7 +324,7 @@ class ProcessListApi(APIView):
     )
     def get(self, request: Request, session_id: str) -> Response:
         session = _session(request, session_id)
-        found = async_to_sync(get_backend().processes)(str(session.uuid))
+        found = async_to_sync(selectors.sandbox_processes)(session=session)
         return Response([_process(p) for p in found])
 
     @extend_schema(
@@ -375,8 +367,8 @@ class ProcessStdinApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        async_to_sync(get_backend().write_stdin)(
-            str(session.uuid), process_id, data["data"].encode(), eof=data["eof"]
+        async_to_sync(services.sandbox_write_stdin)(
+            session=session, process_id=process_id, data=data["data"].encode(), eof=data["eof"]
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -401,7 +393,9 @@ class ProcessKillApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         sig = SIGNALS[serializer.validated_data["signal"]]
-        async_to_sync(get_backend().kill_process)(str(session.uuid), process_id, signal=sig)
+        async_to_sync(services.sandbox_kill_process)(
+            session=session, process_id=process_id, signal=sig
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -415,19 +409,15 @@ class ProcessOutputApi(APIView):
     )
     def get(self, request: Request, session_id: str, process_id: str) -> StreamingHttpResponse:
         session = _session(request, session_id)
-        if not any(
-            p.process_id == process_id
-            for p in async_to_sync(get_backend().processes)(str(session.uuid))
-        ):
-            raise SandboxProcessNotFound(
-                "No such process in this sandbox.", details={"id": process_id}
-            )
-        return _sse_response(_attach_stream(str(session.uuid), process_id))
+        # A 404 before the stream starts (the stream itself re-checks: it may have exited).
+        async_to_sync(selectors.sandbox_process)(session=session, process_id=process_id)
+        return _sse_response(_attach_stream(session, process_id))
 
 
-async def _attach_stream(sandbox_id: str, process_id: str) -> AsyncIterator[str]:
+async def _attach_stream(session: Session, process_id: str) -> AsyncIterator[str]:
+    # Attach inside the stream: the execution's reader belongs to the loop that serves it.
     try:
-        execution = await get_backend().attach(sandbox_id, process_id)
+        execution = await services.sandbox_attach(session=session, process_id=process_id)
     except ApplicationError as exc:
         yield _frame("error", exc.as_dict())
         return

@@ -6,6 +6,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from sandboxes.base import ProcessInfo, SandboxProcessNotFound
 from sandboxes.models import Sandbox
 from sandboxes.registry import get_backend
 from sandboxes.services import sandbox_get_or_create, sandbox_spec
@@ -61,3 +62,20 @@ async def sandbox_state(*, session: Session) -> dict[str, Any]:
         "last_started_at": row.last_started_at,
         "last_stopped_at": row.last_stopped_at,
     }
+
+
+async def sandbox_processes(*, session: Session) -> list[ProcessInfo]:
+    """The background processes of the session's sandbox (``[]`` while it is stopped)."""
+    return await get_backend().processes(str(session.uuid))
+
+
+async def sandbox_process(*, session: Session, process_id: str) -> ProcessInfo:
+    """One background process of the session's sandbox.
+
+    Raises:
+        SandboxProcessNotFound: no such process (or the sandbox is stopped).
+    """
+    for process in await sandbox_processes(session=session):
+        if process.process_id == process_id:
+            return process
+    raise SandboxProcessNotFound("No such process in this sandbox.", details={"id": process_id})

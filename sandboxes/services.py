@@ -21,7 +21,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from runtime_project.exceptions import InvalidInput
-from sandboxes.base import Limits, ProcessInfo, SandboxInfo, SandboxSpec
+from sandboxes.base import (
+    Execution,
+    Limits,
+    ProcessInfo,
+    SandboxInfo,
+    SandboxSpec,
+)
 from sandboxes.models import IdlePolicy, Sandbox
 from sandboxes.registry import get_backend
 from sessions.models import Session
@@ -197,6 +203,56 @@ async def sandbox_start_process(
     spec = await sync_to_async(sandbox_spec)(session=session)
     await sandbox_ensure(session=session, spec=spec)
     return await get_backend().start_process(spec, argv, cwd=cwd, env=env)
+
+
+async def sandbox_exec(
+    *,
+    session: Session,
+    argv: list[str],
+    cwd: str = "",
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    timeout_s: float | None = None,
+) -> Execution:
+    """Run ``argv`` in the session's sandbox (started if needed, with ``sandbox.*`` history);
+    ``timeout_s`` is a per-command wall-clock limit in seconds.
+
+    Raises:
+        SandboxUnavailable / SandboxError / WorkspacePathError: as the backend's ``exec``.
+    """
+    spec = await sync_to_async(sandbox_spec)(session=session)
+    if timeout_s is not None:
+        spec = with_wall_timeout(spec, timeout_s)
+    await sandbox_ensure(session=session, spec=spec)
+    return await get_backend().exec(spec, argv, cwd=cwd, env=env, stdin=stdin)
+
+
+async def sandbox_write_stdin(
+    *, session: Session, process_id: str, data: bytes, eof: bool = False
+) -> None:
+    """Send ``data`` to a background process's stdin (``eof`` closes it).
+
+    Raises:
+        SandboxProcessNotFound: no such running process.
+    """
+    await get_backend().write_stdin(str(session.uuid), process_id, data, eof=eof)
+
+
+async def sandbox_kill_process(*, session: Session, process_id: str, signal: int) -> None:
+    """Signal a background process's whole tree. Raises SandboxProcessNotFound."""
+    await get_backend().kill_process(str(session.uuid), process_id, signal=signal)
+
+
+async def sandbox_attach(*, session: Session, process_id: str) -> Execution:
+    """Re-attach to a background process: retained output, then live, then exit.
+
+    Raises:
+        SandboxProcessNotFound: no such process in the session's sandbox.
+    """
+    from sandboxes.selectors import sandbox_process  # selectors import this module
+
+    await sandbox_process(session=session, process_id=process_id)
+    return await get_backend().attach(str(session.uuid), process_id)
 
 
 def sandbox_stop_sync(*, session: Session) -> bool:

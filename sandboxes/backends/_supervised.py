@@ -411,6 +411,13 @@ class SupervisedProcesses:
             raise SandboxProcessNotFound("The sandbox is not running.")
         return sup
 
+    async def _started(self, sandbox_id: str, process_id: str, argv: list[str]) -> ProcessInfo:
+        """The :class:`ProcessInfo` of a process just started (it may already have exited)."""
+        for process in await self.processes(sandbox_id):
+            if process.process_id == process_id:
+                return process
+        return ProcessInfo(process_id, tuple(argv), time.time(), running=False)
+
     async def processes(self, sandbox_id: str) -> list[ProcessInfo]:
         sup = await asyncio.to_thread(self._find, sandbox_id)
         return [] if sup is None else [process_info(p) for p in await sup.processes()]

@@ -402,10 +402,7 @@ class DockerBackend(SupervisedProcesses, SandboxBackend):
             argv, cwd=cwd_in, env=full_env, rlimits=_rlimits(spec), stdin=None, background=True,
             wall_timeout_s=None,
         )  # fmt: skip
-        for process in await self.processes(spec.sandbox_id):
-            if process.process_id == process_id:
-                return process
-        return ProcessInfo(str(process_id), tuple(argv), time.time(), running=False)
+        return await self._started(spec.sandbox_id, str(process_id), argv)
 
     async def stop(self, sandbox_id: str) -> bool:
         return await asyncio.to_thread(self._stop_blocking, sandbox_id)

@@ -61,7 +61,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -473,7 +472,4 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
             setup, spec, argv, rel_cwd, merged, None, background=True
         )
         assert isinstance(process_id, str)
-        for process in await self.processes(spec.sandbox_id):
-            if process.process_id == process_id:
-                return process
-        return ProcessInfo(process_id, tuple(argv), time.time(), running=False)
+        return await self._started(spec.sandbox_id, str(process_id), argv)
