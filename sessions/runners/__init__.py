@@ -9,6 +9,7 @@ from sessions.runners.base import Runner, TaskContext, TaskResult
 
 RUNNERS: dict[str, str] = {
     "command": "sessions.runners.command.CommandRunner",
+    "llm": "sessions.runners.llm.LlmRunner",
 }
 
 

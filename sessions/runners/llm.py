@@ -1,0 +1,320 @@
+"""The ``llm`` agent kind: a tool-calling loop against an OpenAI-compatible endpoint.
+
+One task is one user turn (``input.message``). The loop (DESIGN §5; the shape of the OpenAI
+Assistants and LangGraph ReAct agents): the agent's ``system_prompt``, the session's earlier
+turns (rebuilt from its event log: ``message.user``, ``message.completed``, ``tool.result``),
+then the new message; each model call streams tokens as ``message.delta`` events and ends with
+``message.completed`` (text and tool calls) and a ``usage`` event; each tool call is checked
+against the tool's JSON Schema, reported as ``tool.call``, run, and reported as ``tool.result``
+(an invalid call or a failing tool goes back to the model as an error result, never a crash);
+the loop ends when the model answers without tool calls, or fails with ``max_steps`` after
+``max_steps`` model calls. Provider calls go through the official ``openai`` SDK, which retries
+429 and 5xx with exponential backoff (``max_retries``); a 4xx ends the task with
+``provider_error`` and the provider's message.
+
+Spec: ``{"model": {"base_url", "name", "api_key_env"?}, "system_prompt"?, "tools"?: [...],
+"max_steps"?: 8, "max_tokens"?, "temperature"?, "max_retries"?: 3}``. The API key is read from
+the server's environment variable ``api_key_env`` (never from the spec, never in events).
+
+Built-in tools (enable them by name): ``shell`` (``bash -c`` in the session sandbox, output
+capped), ``read_file``, ``write_file``, ``list_files`` (the workspace, through the sandbox
+backend's file operations, so paths never leave it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any, ClassVar
+
+import jsonschema
+import openai
+from asgiref.sync import sync_to_async
+
+from runtime_project.exceptions import ApplicationError
+from sandboxes import services as sandboxes
+from sandboxes.registry import get_backend
+from sessions.models import Event
+from sessions.runners.base import Runner, TaskContext, TaskResult
+
+TOOL_OUTPUT_BYTES = 32 * 1024  # what one tool result may hand back to the model
+HISTORY_TYPES = ("message.user", "message.completed", "tool.result")
+
+TOOLS: dict[str, dict[str, Any]] = {
+    "shell": {
+        "description": "Run a bash command in the session's sandbox (workspace at /workspace).",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "command": {"type": "string", "minLength": 1},
+                "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+            },
+            "required": ["command"],
+            "additionalProperties": False,
+        },
+    },
+    "read_file": {
+        "description": "Read a text file of the workspace (path relative to /workspace).",
+        "parameters": {
+            "type": "object",
+            "properties": {"path": {"type": "string", "minLength": 1}},
+            "required": ["path"],
+            "additionalProperties": False,
+        },
+    },
+    "write_file": {
+        "description": "Create or replace a file of the workspace with the given text.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "minLength": 1},
+                "content": {"type": "string"},
+            },
+            "required": ["path", "content"],
+            "additionalProperties": False,
+        },
+    },
+    "list_files": {
+        "description": "List a directory of the workspace ('' for its root).",
+        "parameters": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+class LlmRunner(Runner):
+    kind = "llm"
+    spec_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "model": {
+                "type": "object",
+                "properties": {
+                    "base_url": {"type": "string", "pattern": "^https?://"},
+                    "name": {"type": "string", "minLength": 1},
+                    "api_key_env": {"type": "string", "pattern": "^[A-Z_][A-Z0-9_]*$"},
+                },
+                "required": ["base_url", "name"],
+                "additionalProperties": False,
+            },
+            "system_prompt": {"type": "string"},
+            "tools": {"type": "array", "items": {"enum": sorted(TOOLS)}, "uniqueItems": True},
+            "max_steps": {"type": "integer", "minimum": 1, "maximum": 100},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
+        },
+        "required": ["model"],
+        "additionalProperties": False,
+    }
+    input_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"message": {"type": "string", "minLength": 1}},
+        "required": ["message"],
+    }
+
+    async def run(self, ctx: TaskContext) -> TaskResult:
+        spec = ctx.spec
+        model = spec["model"]
+        client = openai.AsyncOpenAI(
+            base_url=model["base_url"],
+            api_key=os.environ.get(model.get("api_key_env", ""), "") or "unused",
+            max_retries=int(spec.get("max_retries", 3)),
+        )
+        tools = [
+            {"type": "function", "function": {"name": name, **TOOLS[name]}}
+            for name in spec.get("tools", [])
+        ]
+        messages = (
+            [{"role": "system", "content": spec["system_prompt"]}]
+            if spec.get("system_prompt")
+            else []
+        )
+        messages += await sync_to_async(_history)(ctx)
+        messages.append({"role": "user", "content": ctx.input["message"]})
+        ctx.emit("message.user", {"text": ctx.input["message"]})
+        totals = {"prompt_tokens": 0, "completion_tokens": 0}
+        text = ""
+        try:
+            for step in range(1, int(spec.get("max_steps", 8)) + 1):
+                ctx.set_phase(f"model_call_{step}")
+                text, calls, usage = await self._call(ctx, client, spec, messages, tools)
+                for key in totals:
+                    totals[key] += int(usage.get(key, 0))
+                ctx.emit("usage", {"step": step, **usage})
+                messages.append(_assistant_message(text, calls))
+                if not calls or ctx.cancel_requested.is_set():
+                    return TaskResult(
+                        "succeeded", result={"text": text, "steps": step}, usage=totals
+                    )
+                for call in calls:
+                    ctx.set_phase(f"tool_{call['name']}")
+                    output, _ = await self._tool(ctx, call)
+                    messages.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+            return TaskResult(
+                "failed", result={"text": text}, usage=totals,
+                error={"code": "max_steps", "message": "The agent used all its steps.",
+                       "details": {"max_steps": spec.get("max_steps", 8)}},
+            )  # fmt: skip
+        except openai.APIStatusError as exc:
+            return TaskResult(
+                "failed", usage=totals,
+                error={"code": "provider_error", "message": _provider_message(exc),
+                       "details": {"status": exc.status_code}},
+            )  # fmt: skip
+        except (openai.APIConnectionError, openai.APIError) as exc:
+            return TaskResult(
+                "failed", usage=totals,
+                error={"code": "provider_error", "message": _provider_message(exc), "details": {}},
+            )  # fmt: skip
+        finally:
+            await client.close()
+
+    async def _call(
+        self,
+        ctx: TaskContext,
+        client: openai.AsyncOpenAI,
+        spec: dict[str, Any],
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+    ) -> tuple[str, list[dict[str, str]], dict[str, int]]:
+        """One streamed model call: ``(text, tool calls, usage)``; deltas emitted as they come."""
+        message_id = uuid.uuid4().hex[:12]
+        extra: dict[str, Any] = {}
+        for key in ("max_tokens", "temperature"):
+            if key in spec:
+                extra[key] = spec[key]
+        if tools:
+            extra["tools"] = tools
+        stream = await client.chat.completions.create(  # type: ignore[call-overload]
+            model=spec["model"]["name"], messages=messages, stream=True,
+            stream_options={"include_usage": True}, **extra,
+        )  # fmt: skip
+        parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        usage: dict[str, int] = {}
+        async with stream:
+            async for chunk in stream:
+                if ctx.cancel_requested.is_set():
+                    break  # closing the stream stops the provider's generation
+                if chunk.usage is not None:
+                    usage = {"prompt_tokens": chunk.usage.prompt_tokens,
+                             "completion_tokens": chunk.usage.completion_tokens}  # fmt: skip
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta.content:
+                        parts.append(delta.content)
+                        ctx.emit("message.delta", {"message_id": message_id, "text": delta.content})
+                    for tc in delta.tool_calls or []:
+                        entry = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                        entry["id"] = tc.id or entry["id"]
+                        if tc.function is not None:
+                            entry["name"] += tc.function.name or ""
+                            entry["arguments"] += tc.function.arguments or ""
+        text = "".join(parts)
+        ordered = [calls[i] for i in sorted(calls)]
+        for call in ordered:
+            call["id"] = call["id"] or f"call_{uuid.uuid4().hex[:8]}"
+        ctx.emit(
+            "message.completed", {"message_id": message_id, "text": text, "tool_calls": ordered}
+        )
+        return text, ordered, usage
+
+    async def _tool(self, ctx: TaskContext, call: dict[str, str]) -> tuple[str, bool]:
+        """Validate and run one tool call; returns ``(output for the model, is_error)``."""
+        name, call_id = call["name"], call["id"]
+        try:
+            if name not in ctx.spec.get("tools", []):
+                raise ValueError(f"unknown tool {name!r}")
+            args = json.loads(call["arguments"] or "{}")
+            jsonschema.validate(args, TOOLS[name]["parameters"])
+        except (ValueError, jsonschema.ValidationError) as exc:
+            message = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
+            ctx.emit(
+                "tool.call", {"call_id": call_id, "name": name, "arguments": call["arguments"]}
+            )
+            return _tool_result(ctx, call_id, name, f"error: invalid tool call: {message}", True)
+        ctx.emit("tool.call", {"call_id": call_id, "name": name, "arguments": args})
+        try:
+            return _tool_result(ctx, call_id, name, await _run_tool(ctx, name, args), False)
+        except ApplicationError as exc:
+            return _tool_result(ctx, call_id, name, f"error: {exc.message}", True)
+
+
+def _tool_result(
+    ctx: TaskContext, call_id: str, name: str, output: str, is_error: bool
+) -> tuple[str, bool]:
+    output = output[:TOOL_OUTPUT_BYTES]
+    data = {"call_id": call_id, "name": name, "output": output, "is_error": is_error}
+    ctx.emit("tool.result", data)
+    return output, is_error
+
+
+async def _run_tool(ctx: TaskContext, name: str, args: dict[str, Any]) -> str:
+    session = ctx.session
+    if name == "shell":
+        execution = await sandboxes.sandbox_exec(
+            session=session, argv=["bash", "-c", args["command"]],
+            timeout_s=float(args.get("timeout_s", 120)),
+        )  # fmt: skip
+        out = bytearray()
+        code: int | None = None
+        async for event in execution:
+            if event.stream == "exit":
+                code = event.exit_code
+            elif len(out) < TOOL_OUTPUT_BYTES:
+                out += event.data
+        return f"exit_code: {code}\n{out.decode(errors='replace')}"
+    spec = await sync_to_async(sandboxes.sandbox_spec)(session=session)
+    backend = get_backend()
+    if name == "read_file":
+        data = await backend.read_file(spec, args["path"], max_bytes=TOOL_OUTPUT_BYTES)
+        return data.decode(errors="replace")
+    if name == "write_file":
+        await backend.write_file(spec, args["path"], args["content"].encode())
+        return f"wrote {len(args['content'].encode())} bytes to {args['path']}"
+    entries = await backend.list_files(spec, args.get("path", ""))
+    return "\n".join(f"{e.type}\t{e.size}\t{e.path}" for e in entries) or "(empty)"
+
+
+def _assistant_message(text: str, calls: list[dict[str, str]]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if calls:
+        message["tool_calls"] = [
+            {"id": c["id"], "type": "function",
+             "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in calls
+        ]  # fmt: skip
+    return message
+
+
+def _history(ctx: TaskContext) -> list[dict[str, Any]]:
+    """The session's earlier turns as chat messages, from its event log (oldest first)."""
+    events = Event.objects.filter(session=ctx.session, type__in=HISTORY_TYPES).exclude(
+        task__uuid=ctx.task_uuid
+    )
+    messages: list[dict[str, Any]] = []
+    for event in events.order_by("seq"):
+        data = event.data
+        if event.type == "message.user":
+            messages.append({"role": "user", "content": data.get("text", "")})
+        elif event.type == "message.completed":
+            messages.append(_assistant_message(data.get("text", ""), data.get("tool_calls", [])))
+        else:
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": data.get("call_id"),
+                    "content": data.get("output", ""),
+                }
+            )
+    return messages
+
+
+def _provider_message(exc: openai.OpenAIError) -> str:
+    # The SDK's message carries the provider's text, never our key.
+    return f"The model provider failed: {str(exc)[:300]}"
