@@ -15,6 +15,9 @@ the loop ends when the model answers without tool calls, or fails with ``max_ste
 Spec: ``{"model": {"base_url", "name", "api_key_env"?}, "system_prompt"?, "tools"?: [...],
 "max_steps"?: 8, "max_tokens"?, "temperature"?, "max_retries"?: 3}``. The API key is read from
 the server's environment variable ``api_key_env`` (never from the spec, never in events).
+Model config, most specific wins: the agent spec, then the session's
+``metadata.model_config``, then the task's ``config.model`` (``name``, ``temperature``,
+``max_tokens``; never the endpoint, see :data:`MODEL_OVERRIDE`).
 
 Built-in tools (enable them by name): ``shell`` (``bash -c`` in the session sandbox, output
 capped), ``read_file``, ``write_file``, ``list_files`` (the workspace, through the sandbox
@@ -36,7 +39,7 @@ from runtime_project.exceptions import ApplicationError
 from sandboxes import services as sandboxes
 from sandboxes.registry import get_backend
 from sessions.models import Event
-from sessions.runners.base import Runner, TaskContext, TaskResult
+from sessions.runners.base import Runner, TaskContext, TaskResult, validate_schema
 
 TOOL_OUTPUT_BYTES = 32 * 1024  # what one tool result may hand back to the model
 HISTORY_TYPES = ("message.user", "message.completed", "tool.result")
@@ -86,6 +89,36 @@ TOOLS: dict[str, dict[str, Any]] = {
 }
 
 
+# What a session (``metadata.model_config``) or a task (``config.model``) may change, the most
+# specific winning. Not the endpoint or its key: pointing the agent's key at another base_url
+# would hand the key to whoever runs that URL.
+MODEL_OVERRIDE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "max_tokens": {"type": "integer", "minimum": 1},
+    },
+    "additionalProperties": False,
+}
+
+
+def _model_overrides(ctx: TaskContext) -> dict[str, Any]:
+    """Spec keys changed by the session's ``metadata.model_config`` then the task's
+    ``config.model`` (agent spec → session → task). Raises InvalidInput for a bad session
+    value (a task's was checked when it was created)."""
+    session_config = (getattr(ctx.session, "metadata", None) or {}).get("model_config") or {}
+    validate_schema(session_config, MODEL_OVERRIDE, "metadata.model_config")
+    merged = {**session_config, **(ctx.config.get("model") or {})}
+    out: dict[str, Any] = {}
+    if "name" in merged:
+        out["model"] = {**ctx.spec["model"], "name": merged["name"]}
+    for key in ("temperature", "max_tokens"):
+        if key in merged:
+            out[key] = merged[key]
+    return out
+
+
 class LlmRunner(Runner):
     kind = "llm"
     spec_schema: ClassVar[dict[str, Any]] = {
@@ -117,8 +150,14 @@ class LlmRunner(Runner):
         "required": ["message"],
     }
 
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> None:
+        """``config.model`` may choose the model and its sampling for one task."""
+        if "model" in config:
+            validate_schema(config["model"], MODEL_OVERRIDE, "config.model")
+
     async def run(self, ctx: TaskContext) -> TaskResult:
-        spec = ctx.spec
+        spec = {**ctx.spec, **_model_overrides(ctx)}
         model = spec["model"]
         client = openai.AsyncOpenAI(
             base_url=model["base_url"],

@@ -162,3 +162,36 @@ async def _stop(session: Any) -> None:
     from sandboxes.registry import get_backend
 
     await get_backend().stop(str(session.uuid))
+
+
+async def test_model_config_agent_then_session_then_task(
+    executor: Any, llm: ScriptedLLM, chat: Any, owner: Any
+) -> None:
+    from sessions.models import Agent
+
+    llm.add(Turn(chunks=["a"]), Turn(chunks=["b"]))
+    agent = await Agent.objects.aget(slug="assistant", owner=owner)
+    session = await sync_to_async(session_create)(
+        owner=owner, agent=agent,
+        metadata={"model_config": {"name": "session-model", "temperature": 0.2}},
+    )  # fmt: skip
+    task, _ = await sync_to_async(chat)("one", session)
+    executor.kick()
+    await wait_terminal(task)
+    second, _ = await sync_to_async(task_create)(
+        session=session, user=owner, input={"message": "two"},
+        config={"model": {"name": "task-model", "max_tokens": 50}},
+    )  # fmt: skip
+    executor.kick()
+    assert (await wait_terminal(second)).status == "succeeded"
+    first_request, second_request = llm.requests[-2], llm.requests[-1]
+    assert (first_request["model"], first_request["temperature"]) == ("session-model", 0.2)
+    assert (second_request["model"], second_request["temperature"]) == ("task-model", 0.2)
+    assert second_request["max_tokens"] == 50
+    with pytest.raises(InvalidInput) as caught:  # the endpoint (and its key) is the agent's
+        await sync_to_async(task_create)(
+            session=session, user=owner, input={"message": "x"},
+            config={"model": {"base_url": "http://attacker.example/v1"}},
+        )  # fmt: skip
+    assert "config.model" in caught.value.details["fields"]
+    await _stop(session)
