@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any, Literal
 
 from runtime_project.exceptions import (
     ApplicationError,
+    InvalidInput,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -382,3 +385,26 @@ class SandboxBackend(abc.ABC):
             SandboxProcessNotFound: no such process.
         """
         raise SandboxProcessNotFound("No such process.")
+
+
+def checked_request(
+    spec: SandboxSpec, argv: list[str] | None, cwd: str, env: Mapping[str, str] | None
+) -> tuple[SandboxSpec, str, dict[str, str]]:
+    """What every backend checks before it starts anything: ``(spec with an absolute
+    workspace, cwd relative to the workspace, spec env + call env)``.
+
+    Raises:
+        SandboxError: an empty argv or one with NUL bytes.
+        WorkspacePathError: a cwd that leaves the workspace.
+        InvalidInput: an environment variable name or value that cannot be passed on.
+    """
+    if argv is not None and (not argv or any("\x00" in a for a in argv)):
+        raise SandboxError("The command must be a non-empty list of strings without NUL.")
+    rel_cwd = paths.normalize(cwd)
+    if not spec.workspace.is_absolute():  # sandboxes start with cwd "/"
+        spec = dataclasses.replace(spec, workspace=Path(os.path.abspath(spec.workspace)))
+    merged = {**spec.env, **(env or {})}
+    for key, value in merged.items():
+        if not key or "=" in key or "\x00" in key or "\x00" in str(value):
+            raise InvalidInput("Invalid environment variable.", details={"name": key[:100]})
+    return spec, rel_cwd, merged

@@ -54,6 +54,7 @@ from sandboxes.backends._supervised import (
     process_info,
     read_state,
     spawn,
+    support_file,
     write_state,
 )
 from sandboxes.base import (
@@ -146,20 +147,9 @@ class SupervisedSandboxes(SupervisedProcesses):
         return {ext: run / f"{key}.{ext}" for ext in ("json", "log", "lock")}
 
     def _support_file(self, source_path: Path = SBXD_SOURCE) -> Path:
-        """A file a sandbox runs (sbxd.py, the Landlock launcher) copied under the data dir
-        (the sandbox uid must reach it; the checkout may live under /root), named by content
-        hash so a new version never replaces a running one's file."""
-        source = source_path.read_bytes()
+        """A file a sandbox runs, copied under ``SANDBOX_DATA_DIR/sbxd`` (``support_file``)."""
         folder = Path(getattr(settings, "SANDBOX_DATA_DIR", "var")) / "sbxd"
-        digest = hashlib.sha256(source).hexdigest()[:12]
-        target = folder / f"{source_path.stem}-{digest}.py"
-        if not target.exists():
-            folder.mkdir(mode=0o755, parents=True, exist_ok=True)
-            tmp = target.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(source)
-            tmp.chmod(0o644)
-            tmp.replace(target)
-        return target
+        return support_file(source_path, folder)
 
     # ---------------------------------------------------------------- find / start
 

@@ -21,6 +21,7 @@ import base64
 import collections
 import concurrent.futures
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -443,6 +444,21 @@ def process_info(p: Mapping[str, Any]) -> ProcessInfo:
         running=bool(p["running"]), exit_code=p.get("exit_code"),
         output_bytes=int(p.get("output_bytes", 0)),
     )  # fmt: skip
+
+
+def support_file(source: Path, folder: Path) -> Path:
+    """``source`` (sbxd.py, the Landlock launcher) copied into ``folder`` (0755; the file
+    0644: the sandbox uid must read it, and the checkout may live under /root), named by
+    content hash so a new version never replaces the file a running sandbox uses."""
+    data = source.read_bytes()
+    target = folder / f"{source.stem}-{hashlib.sha256(data).hexdigest()[:12]}.py"
+    if not target.exists():
+        folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.chmod(0o644)
+        tmp.replace(target)  # atomic: a concurrent starter never sees half a file
+    return target
 
 
 def write_state(path: Path, sup: Supervisor) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -50,13 +49,13 @@ from sandboxes import paths
 from sandboxes.backends import _cgroup as cgroups
 from sandboxes.backends._bwrap import (
     MIB,
-    SANDBOX_PATH,
     SANDBOX_TMP,
     WORKSPACE,
     chown_tree,
     sandbox_uid,
 )
-from sandboxes.backends._supervised import SupervisedProcesses, Supervisor, _answers
+from sandboxes.backends._local_spawn import base_env
+from sandboxes.backends._supervised import SupervisedProcesses, Supervisor, _answers, support_file
 from sandboxes.base import (
     Capabilities,
     Execution,
@@ -66,6 +65,7 @@ from sandboxes.base import (
     SandboxInfo,
     SandboxSpec,
     SandboxUnavailable,
+    checked_request,
 )
 from sandboxes.registry import register_backend
 
@@ -131,15 +131,25 @@ class DockerBackend(SupervisedProcesses, SandboxBackend):
                     "cgroup": "engine",
                 }  # fmt: skip
                 self._caps = Capabilities("docker", "docker", True, True, details=details)
-                self._remove_orphans()
+                with contextlib.suppress(SandboxUnavailable):  # the next sweep retries
+                    self._remove_orphans()
             return self._caps
 
     def _containers(
         self, labels: Mapping[str, str] | None = None, *, all_: bool = True
     ) -> list[Any]:
-        """This deployment's containers having every label of ``labels``."""
+        """This deployment's containers having every label of ``labels``.
+
+        Raises:
+            SandboxUnavailable: the engine does not answer (a 503 for API callers, not a 500).
+        """
         wanted = [f"{LABEL}.owner={_owner()}"] + [f"{k}={v}" for k, v in (labels or {}).items()]
-        return list(self._docker().containers.list(all=all_, filters={"label": wanted}))
+        try:
+            return list(self._docker().containers.list(all=all_, filters={"label": wanted}))
+        except (docker.errors.DockerException, OSError) as exc:
+            raise SandboxUnavailable(
+                "The docker engine is not reachable.", details={"reason": str(exc)[:300]}
+            ) from exc
 
     def _remove_orphans(self) -> list[str]:
         """Remove this deployment's containers that stopped or whose supervisor is gone."""
@@ -236,14 +246,7 @@ class DockerBackend(SupervisedProcesses, SandboxBackend):
         if os.geteuid() == 0:
             os.chown(run_dir, uid, uid)
             chown_tree(spec.workspace, uid, uid)
-        sbxd = (
-            run_dir.parent / f"sbxd-{hashlib.sha256(SBXD_SOURCE.read_bytes()).hexdigest()[:12]}.py"
-        )
-        if not sbxd.exists():
-            tmp = sbxd.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(SBXD_SOURCE.read_bytes())
-            tmp.chmod(0o644)
-            tmp.replace(sbxd)
+        sbxd = support_file(SBXD_SOURCE, run_dir.parent)
         lim = spec.limits
         volumes = {
             os.fspath(spec.workspace): {"bind": WORKSPACE, "mode": "rw"},
@@ -262,9 +265,9 @@ class DockerBackend(SupervisedProcesses, SandboxBackend):
             f"{LABEL}.started_at": str(time.time()),
             **{f"{LABEL}.label.{k}": str(v) for k, v in spec.labels.items()},
         }  # fmt: skip
-        env = {"PATH": SANDBOX_PATH, "HOME": WORKSPACE, "TMPDIR": SANDBOX_TMP, "LANG": "C.UTF-8",
-               "SBXD_LISTEN": "/.sbxd/sbxd.sock", "SBXD_PIDNS": "1",
-               "SBXD_RETAIN_BYTES": str(settings.SANDBOX_PROCESS_RETAIN_BYTES)}  # fmt: skip
+        retain = str(settings.SANDBOX_PROCESS_RETAIN_BYTES)
+        env = {**base_env(WORKSPACE, host_tmp=False), "SBXD_LISTEN": "/.sbxd/sbxd.sock",
+               "SBXD_PIDNS": "1", "SBXD_RETAIN_BYTES": retain}  # fmt: skip
         if spec.idle_timeout_s is not None:
             env["SBXD_IDLE_S"] = str(spec.idle_timeout_s)
             labels[f"{LABEL}.idle_timeout_s"] = str(spec.idle_timeout_s)
@@ -338,16 +341,7 @@ class DockerBackend(SupervisedProcesses, SandboxBackend):
             raise SandboxUnavailable(
                 "The docker engine is not reachable.", details={"reason": caps.reason}
             )
-        if argv is not None and (not argv or any("\x00" in a for a in argv)):
-            raise SandboxError("The command must be a non-empty list of strings without NUL.")
-        rel_cwd = paths.normalize(cwd)
-        if not spec.workspace.is_absolute():
-            absolute = Path(os.path.abspath(spec.workspace))  # noqa: ASYNC240 - no disk I/O
-            spec = dataclasses.replace(spec, workspace=absolute)
-        merged = {**spec.env, **(env or {})}
-        for key, value in merged.items():
-            if not key or "=" in key or "\x00" in key or "\x00" in str(value):
-                raise SandboxError("Invalid environment variable.", details={"name": key[:100]})
+        spec, rel_cwd, merged = checked_request(spec, argv, cwd, env)
         if rel_cwd:
             entry = await asyncio.to_thread(paths.stat, spec.workspace, rel_cwd)
             if entry.type != "directory":
@@ -356,12 +350,7 @@ class DockerBackend(SupervisedProcesses, SandboxBackend):
             raise SandboxError("allow_hosts is not supported by the docker backend yet.")
         sup = await asyncio.to_thread(self._ensure_blocking, spec)
         cwd_in = f"{WORKSPACE}/{rel_cwd}" if rel_cwd else WORKSPACE
-        full_env = {
-            "PATH": SANDBOX_PATH,
-            "HOME": WORKSPACE,
-            "LANG": "C.UTF-8",
-            "TMPDIR": SANDBOX_TMP,
-        }
+        full_env = base_env(WORKSPACE, host_tmp=False)
         return sup, cwd_in, {**full_env, **merged}
 
     async def exec(

@@ -67,7 +67,6 @@ from typing import Any
 
 from django.conf import settings
 
-from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
 from sandboxes.backends import _cgroup as cgroups
 from sandboxes.backends import _egress, _landlock
@@ -95,6 +94,7 @@ from sandboxes.base import (
     SandboxInfo,
     SandboxSpec,
     SandboxUnavailable,
+    checked_request,
 )
 from sandboxes.registry import register_backend
 
@@ -106,12 +106,6 @@ _NOT_BOUND = ("/", "/proc", "/dev", WORKSPACE)  # readonly_paths may not shadow 
 
 def _setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
-
-
-def _check_env(env: Mapping[str, str]) -> None:
-    for key, value in env.items():
-        if not key or "=" in key or "\x00" in key or "\x00" in str(value):
-            raise InvalidInput("Invalid environment variable.", details={"name": key[:100]})
 
 
 @register_backend("local")
@@ -427,15 +421,8 @@ class LocalBackend(SupervisedSandboxes, SandboxBackend):
                 "or set SANDBOX_ALLOW_UNISOLATED=1 to run commands without isolation.",
                 details={"reason": caps.reason},
             )
-        if argv is not None and (not argv or any("\x00" in a for a in argv)):
-            raise SandboxError("The command must be a non-empty list of strings without NUL.")
-        rel_cwd = paths.normalize(cwd)
+        spec, rel_cwd, merged = checked_request(spec, argv, cwd, env)
         setup = self._for_sandbox(setup, spec.sandbox_id)
-        if not spec.workspace.is_absolute():  # bwrap runs with cwd "/"
-            absolute = Path(os.path.abspath(spec.workspace))  # noqa: ASYNC240 - no disk I/O
-            spec = dataclasses.replace(spec, workspace=absolute)
-        merged = {**spec.env, **(env or {})}
-        _check_env(merged)
         _egress.parse_rules(spec.allow_hosts)  # InvalidInput before anything starts
         await asyncio.to_thread(self._prepare_workspace, setup, spec, rel_cwd)
         return setup, spec, rel_cwd, merged
