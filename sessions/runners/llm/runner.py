@@ -29,10 +29,10 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jsonschema
-import openai
 from asgiref.sync import sync_to_async
 
 from runtime_project.exceptions import ApplicationError
@@ -40,6 +40,7 @@ from sandboxes import services as sandboxes
 from sandboxes.registry import get_backend
 from sessions.models import Event
 from sessions.runners.base import Runner, TaskContext, TaskResult, validate_schema
+from sessions.runners.llm.providers import ModelSettings, ProviderError, provider_for
 
 TOOL_OUTPUT_BYTES = 32 * 1024  # what one tool result may hand back to the model
 HISTORY_TYPES = ("message.user", "message.completed", "tool.result")
@@ -159,15 +160,12 @@ class LlmRunner(Runner):
     async def run(self, ctx: TaskContext) -> TaskResult:
         spec = {**ctx.spec, **_model_overrides(ctx)}
         model = spec["model"]
-        client = openai.AsyncOpenAI(
-            base_url=model["base_url"],
-            api_key=os.environ.get(model.get("api_key_env", ""), "") or "unused",
-            max_retries=int(spec.get("max_retries", 3)),
+        settings = ModelSettings(
+            name=model["name"],
+            max_tokens=spec.get("max_tokens"),
+            temperature=spec.get("temperature"),
+            tools=[{"name": name, **TOOLS[name]} for name in spec.get("tools", [])],
         )
-        tools = [
-            {"type": "function", "function": {"name": name, **TOOLS[name]}}
-            for name in spec.get("tools", [])
-        ]
         messages = (
             [{"role": "system", "content": spec["system_prompt"]}]
             if spec.get("system_prompt")
@@ -178,90 +176,50 @@ class LlmRunner(Runner):
         ctx.emit("message.user", {"text": ctx.input["message"]})
         totals = {"prompt_tokens": 0, "completion_tokens": 0}
         text = ""
-        try:
-            for step in range(1, int(spec.get("max_steps", 8)) + 1):
-                ctx.set_phase(f"model_call_{step}")
-                text, calls, usage = await self._call(ctx, client, spec, messages, tools)
-                for key in totals:
-                    totals[key] += int(usage.get(key, 0))
-                ctx.emit("usage", {"step": step, **usage})
-                messages.append(_assistant_message(text, calls))
-                if not calls or ctx.cancel_requested.is_set():
-                    return TaskResult(
-                        "succeeded", result={"text": text, "steps": step}, usage=totals
-                    )
-                for call in calls:
-                    ctx.set_phase(f"tool_{call['name']}")
-                    output, _ = await self._tool(ctx, call)
-                    messages.append({"role": "tool", "tool_call_id": call["id"], "content": output})
-            return TaskResult(
-                "failed", result={"text": text}, usage=totals,
-                error={"code": "max_steps", "message": "The agent used all its steps.",
-                       "details": {"max_steps": spec.get("max_steps", 8)}},
-            )  # fmt: skip
-        except openai.APIStatusError as exc:
-            return TaskResult(
-                "failed", usage=totals,
-                error={"code": "provider_error", "message": _provider_message(exc),
-                       "details": {"status": exc.status_code}},
-            )  # fmt: skip
-        except (openai.APIConnectionError, openai.APIError) as exc:
-            return TaskResult(
-                "failed", usage=totals,
-                error={"code": "provider_error", "message": _provider_message(exc), "details": {}},
-            )  # fmt: skip
-        finally:
-            await client.close()
-
-    async def _call(
-        self,
-        ctx: TaskContext,
-        client: openai.AsyncOpenAI,
-        spec: dict[str, Any],
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
-    ) -> tuple[str, list[dict[str, str]], dict[str, int]]:
-        """One streamed model call: ``(text, tool calls, usage)``; deltas emitted as they come."""
-        message_id = uuid.uuid4().hex[:12]
-        extra: dict[str, Any] = {}
-        for key in ("max_tokens", "temperature"):
-            if key in spec:
-                extra[key] = spec[key]
-        if tools:
-            extra["tools"] = tools
-        stream = await client.chat.completions.create(  # type: ignore[call-overload]
-            model=spec["model"]["name"], messages=messages, stream=True,
-            stream_options={"include_usage": True}, **extra,
-        )  # fmt: skip
-        parts: list[str] = []
-        calls: dict[int, dict[str, str]] = {}
-        usage: dict[str, int] = {}
-        async with stream:
-            async for chunk in stream:
-                if ctx.cancel_requested.is_set():
-                    break  # closing the stream stops the provider's generation
-                if chunk.usage is not None:
-                    usage = {"prompt_tokens": chunk.usage.prompt_tokens,
-                             "completion_tokens": chunk.usage.completion_tokens}  # fmt: skip
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta.content:
-                        parts.append(delta.content)
-                        ctx.emit("message.delta", {"message_id": message_id, "text": delta.content})
-                    for tc in delta.tool_calls or []:
-                        entry = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
-                        entry["id"] = tc.id or entry["id"]
-                        if tc.function is not None:
-                            entry["name"] += tc.function.name or ""
-                            entry["arguments"] += tc.function.arguments or ""
-        text = "".join(parts)
-        ordered = [calls[i] for i in sorted(calls)]
-        for call in ordered:
-            call["id"] = call["id"] or f"call_{uuid.uuid4().hex[:8]}"
-        ctx.emit(
-            "message.completed", {"message_id": message_id, "text": text, "tool_calls": ordered}
+        provider = provider_for(
+            model,
+            api_key=os.environ.get(model.get("api_key_env", ""), ""),
+            max_retries=int(spec.get("max_retries", 3)),
         )
-        return text, ordered, usage
+        async with provider:
+            try:
+                for step in range(1, int(spec.get("max_steps", 8)) + 1):
+                    ctx.set_phase(f"model_call_{step}")
+                    message_id = uuid.uuid4().hex[:12]
+                    reply = await provider.complete(
+                        messages, settings, cancelled=ctx.cancel_requested,
+                        on_text=_delta_emitter(ctx, message_id),
+                    )  # fmt: skip
+                    text, calls = reply.text, reply.tool_calls
+                    ctx.emit(
+                        "message.completed",
+                        {"message_id": message_id, "text": text, "tool_calls": calls},
+                    )
+                    for key in totals:
+                        totals[key] += int(reply.usage.get(key, 0))
+                    ctx.emit("usage", {"step": step, **reply.usage})
+                    messages.append(_assistant_message(text, calls))
+                    if not calls or ctx.cancel_requested.is_set():
+                        return TaskResult(
+                            "succeeded", result={"text": text, "steps": step}, usage=totals
+                        )
+                    for call in calls:
+                        ctx.set_phase(f"tool_{call['name']}")
+                        output, _ = await self._tool(ctx, call)
+                        messages.append(
+                            {"role": "tool", "tool_call_id": call["id"], "content": output}
+                        )
+            except ProviderError as exc:
+                details = {"status": exc.status} if exc.status is not None else {}
+                return TaskResult(
+                    "failed", usage=totals,
+                    error={"code": "provider_error", "message": exc.message, "details": details},
+                )  # fmt: skip
+        return TaskResult(
+            "failed", result={"text": text}, usage=totals,
+            error={"code": "max_steps", "message": "The agent used all its steps.",
+                   "details": {"max_steps": spec.get("max_steps", 8)}},
+        )  # fmt: skip
 
     async def _tool(self, ctx: TaskContext, call: dict[str, str]) -> tuple[str, bool]:
         """Validate and run one tool call; returns ``(output for the model, is_error)``."""
@@ -282,6 +240,15 @@ class LlmRunner(Runner):
             return _tool_result(ctx, call_id, name, await _run_tool(ctx, name, args), False)
         except ApplicationError as exc:
             return _tool_result(ctx, call_id, name, f"error: {exc.message}", True)
+
+
+def _delta_emitter(ctx: TaskContext, message_id: str) -> Callable[[str], None]:
+    """``on_text`` for one model call: each chunk becomes a ``message.delta`` event."""
+
+    def emit(chunk: str) -> None:
+        ctx.emit("message.delta", {"message_id": message_id, "text": chunk})
+
+    return emit
 
 
 def _tool_result(
@@ -352,8 +319,3 @@ def _history(ctx: TaskContext) -> list[dict[str, Any]]:
                 }
             )
     return messages
-
-
-def _provider_message(exc: openai.OpenAIError) -> str:
-    # The SDK's message carries the provider's text, never our key.
-    return f"The model provider failed: {str(exc)[:300]}"
