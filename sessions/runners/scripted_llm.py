@@ -1,37 +1,56 @@
-"""A scripted OpenAI-compatible chat server over real HTTP (for tests and the keyless demo).
+"""A scripted model server over real HTTP, OpenAI and Anthropic dialects (tests, keyless demo).
 
-``ScriptedLLM`` serves ``POST /v1/chat/completions`` (streaming SSE ``chat.completion.chunk``
-frames ending with ``data: [DONE]``, or one JSON ``chat.completion``) and ``GET /v1/models``
-from a thread, answering each request with the next scripted :class:`Turn`: text (streamed in
+``ScriptedLLM`` answers each request with the next scripted :class:`Turn`: text (streamed in
 the given chunks, ``delay_s`` apart), tool calls, an HTTP error status (e.g. 429 with
-``Retry-After``), or a mid-stream error. Every request body is kept in :attr:`requests` so a
-test can check what the model was sent (history, tool results). The wire format is the one
-the ``openai`` SDK accepts (``shared/research/stack.md`` §5). It is clearly a script: it never
-pretends to understand the prompt.
+``Retry-After``), or a mid-stream error. It routes by path:
+
+* ``POST /v1/chat/completions``: OpenAI Chat Completions, streaming SSE ``chat.completion.chunk``
+  frames ending with ``data: [DONE]`` (usage in a last chunk when ``stream_options.include_usage``)
+  or one JSON ``chat.completion``; errors as ``{"error": {"message", "type"}}``. The wire format
+  is the one the ``openai`` SDK accepts (``shared/research/stack.md`` §5); ``base_url`` ends in
+  ``/v1``.
+* ``POST /v1/messages``: Anthropic Messages, streaming SSE named events (``message_start``,
+  ``content_block_start`` / ``content_block_delta`` (``text_delta``, ``input_json_delta``) /
+  ``content_block_stop``, ``message_delta`` with ``stop_reason`` and ``usage.output_tokens``,
+  ``message_stop``) or one JSON ``message``; errors as ``{"type": "error", "error": {"type",
+  "message"}}``, mid-stream as an ``event: error`` frame (Anthropic's "Streaming Messages" docs).
+  ``anthropic_base_url`` has no ``/v1`` (the ``anthropic`` SDK appends ``/v1/messages``).
+* ``GET /v1/models``: the one scripted model. Any other path is a 404 and consumes no turn.
+
+Every request body (either dialect) is kept in :attr:`requests`, in order, so a test can check
+what the model was sent (history, tool results). It is clearly a script: it never pretends to
+understand the prompt.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 
 @dataclass
 class Turn:
-    """One scripted reply.
+    """One scripted reply (either dialect).
 
     Attributes:
-        chunks: assistant text, streamed one chunk per SSE frame.
+        chunks: assistant text, streamed one chunk per SSE frame (one ``text_delta`` each).
         tool_calls: ``[{"name", "arguments" (a JSON string, sent as is, even if malformed)}]``.
+            Anthropic streams ``arguments`` as ``input_json_delta`` pieces (two when it has two
+            characters or more, so a client must join them); its non-streaming ``input`` is the
+            parsed object (``{}`` when malformed: a JSON body cannot carry a broken object).
         status: an HTTP error status to answer with instead (with ``retry_after_s`` for 429).
-        stream_error: an error frame sent after the chunks (the SDK raises ``APIError``).
+        stream_error: an error frame sent after the content (both SDKs raise an ``APIError``).
         delay_s: pause between frames, seconds.
-        usage: ``{"prompt_tokens", "completion_tokens"}`` reported at the end.
+        usage: ``{"prompt_tokens", "completion_tokens"}`` reported at the end (Anthropic:
+            ``input_tokens`` in ``message_start``, ``output_tokens`` in ``message_delta``).
     """
 
     chunks: list[str] = field(default_factory=list)
@@ -45,21 +64,58 @@ class Turn:
     )
 
 
-class ScriptedLLM:
-    """Start with :meth:`start` (or as a context manager); ``base_url`` ends with ``/v1``."""
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
 
-    def __init__(self, turns: list[Turn] | None = None, *, model: str = "scripted-1") -> None:
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client dropping a kept-alive connection (after an error, or cancelled) is normal.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+OPENAI_PATH = "/v1/chat/completions"
+ANTHROPIC_PATH = "/v1/messages"
+
+# Anthropic's error ``type`` per HTTP status (its "Errors" docs); others are ``api_error``.
+_ANTHROPIC_ERRORS = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+    529: "overloaded_error",
+}  # fmt: skip
+
+
+class ScriptedLLM:
+    """Start with :meth:`start` (or as a context manager).
+
+    ``base_url`` (``http://127.0.0.1:<port>/v1``) is for the ``openai`` SDK,
+    ``anthropic_base_url`` (``http://127.0.0.1:<port>``) for the ``anthropic`` SDK; both reach
+    the same script, so turns are consumed in request order whichever dialect asks.
+    """
+
+    def __init__(
+        self,
+        turns: list[Turn] | None = None,
+        *,
+        model: str = "scripted-1",
+        responder: Callable[[dict[str, Any]], Turn] | None = None,
+    ) -> None:
         self.turns: deque[Turn] = deque(turns or [])
         self.model = model
+        self.responder = responder  # answers when no scripted turn is queued (the demo model)
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []  # of each request, in the same order
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
     @property
-    def base_url(self) -> str:
+    def anthropic_base_url(self) -> str:
         assert self._server is not None, "not started"
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        return f"http://{host!s}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.anthropic_base_url}/v1"
 
     def add(self, *turns: Turn) -> None:
         with self._lock:
@@ -68,7 +124,9 @@ class ScriptedLLM:
     def _next(self, body: dict[str, Any]) -> Turn:
         with self._lock:
             self.requests.append(body)
-            return self.turns.popleft() if self.turns else Turn(chunks=["(script exhausted)"])
+            if self.turns:
+                return self.turns.popleft()
+        return self.responder(body) if self.responder else Turn(chunks=["(script exhausted)"])
 
     def start(self) -> ScriptedLLM:
         owner = self
@@ -85,17 +143,39 @@ class ScriptedLLM:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                request = json.loads(self.rfile.read(length) or b"{}")
-                turn = owner._next(request)
-                if turn.status is not None:
-                    headers = {"Retry-After": str(turn.retry_after_s)} if turn.retry_after_s else {}
-                    error = {"message": f"scripted HTTP {turn.status}", "type": "scripted_error"}
-                    self._json(turn.status, {"error": error}, headers)
+                raw = self.rfile.read(length)
+                path = urlsplit(self.path).path.rstrip("/")
+                if path not in (OPENAI_PATH, ANTHROPIC_PATH):
+                    self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
                     return
-                if request.get("stream"):
-                    self._stream(turn, request)
+                request = json.loads(raw or b"{}")
+                with owner._lock:
+                    owner.headers.append({k.lower(): v for k, v in self.headers.items()})
+                turn = owner._next(request)
+                anthropic = path == ANTHROPIC_PATH
+                if turn.status is not None:
+                    self._error(turn, anthropic=anthropic)
+                elif not request.get("stream"):
+                    reply = _message if anthropic else _completion
+                    self._json(200, reply(owner.model, turn))
+                elif anthropic:
+                    self._stream(turn, _anthropic_frames(owner.model, turn))
                 else:
-                    self._json(200, _completion(owner.model, turn))
+                    frames = _frames(owner.model, turn, request)
+                    self._stream(turn, [f"data: {frame}\n\n" for frame in frames])
+
+            def _error(self, turn: Turn, *, anthropic: bool) -> None:
+                status, message = turn.status or 500, f"scripted HTTP {turn.status}"
+                headers = {"Retry-After": str(turn.retry_after_s)} if turn.retry_after_s else {}
+                if not anthropic:
+                    self._json(status, {"error": {"message": message, "type": "scripted_error"}},
+                               headers)  # fmt: skip
+                    return
+                kind = _ANTHROPIC_ERRORS.get(status, "api_error")
+                if status == 429:
+                    headers = {"retry-after": str(turn.retry_after_s)}
+                body = {"type": "error", "error": {"type": kind, "message": message}}
+                self._json(status, body, headers)
 
             def _json(
                 self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
@@ -109,23 +189,23 @@ class ScriptedLLM:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _stream(self, turn: Turn, request: dict[str, Any]) -> None:
+            def _stream(self, turn: Turn, frames: list[str]) -> None:
+                """Write whole SSE frames (``...\\n\\n``), ``turn.delay_s`` apart."""
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
-                for frame in _frames(owner.model, turn, request):
+                for frame in frames:
                     try:
-                        self.wfile.write(f"data: {frame}\n\n".encode())
+                        self.wfile.write(frame.encode())
                         self.wfile.flush()
                     except OSError:
                         return  # the client went away (cancelled)
                     if turn.delay_s:
                         time.sleep(turn.delay_s)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -183,4 +263,63 @@ def _completion(model: str, turn: Turn) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message,
                      "finish_reason": "tool_calls" if turn.tool_calls else "stop"}],
         "usage": {**turn.usage, "total_tokens": sum(turn.usage.values())},
+    }  # fmt: skip
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps({'type': event, **data})}\n\n"
+
+
+def _halves(text: str) -> list[str]:
+    """``text`` in two pieces (one when shorter than two characters, none when empty)."""
+    cut = len(text) // 2
+    return [piece for piece in (text[:cut], text[cut:]) if piece]
+
+
+def _anthropic_frames(model: str, turn: Turn) -> list[str]:
+    start = _message(model, Turn(usage=turn.usage))
+    start["usage"]["output_tokens"] = 1  # what Anthropic reports before any output
+    frames = [_sse("message_start", {"message": start}), _sse("ping", {})]  # clients skip pings
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    if turn.chunks:
+        deltas = [{"type": "text_delta", "text": chunk} for chunk in turn.chunks]
+        blocks.append(({"type": "text", "text": ""}, deltas))
+    for index, call in enumerate(turn.tool_calls):
+        block = {"type": "tool_use", "id": f"toolu_{index}", "name": call["name"], "input": {}}
+        pieces = _halves(call["arguments"])
+        blocks.append((block, [{"type": "input_json_delta", "partial_json": p} for p in pieces]))
+    for index, (block, deltas) in enumerate(blocks):
+        frames.append(_sse("content_block_start", {"index": index, "content_block": block}))
+        frames += [_sse("content_block_delta", {"index": index, "delta": d}) for d in deltas]
+        frames.append(_sse("content_block_stop", {"index": index}))
+    if turn.stream_error:
+        error = {"type": "overloaded_error", "message": turn.stream_error}
+        frames.append(_sse("error", {"error": error}))
+        return frames
+    frames.append(_sse("message_delta", {
+        "delta": {"stop_reason": "tool_use" if turn.tool_calls else "end_turn",
+                  "stop_sequence": None},
+        "usage": {"output_tokens": turn.usage.get("completion_tokens", 0)},
+    }))  # fmt: skip
+    frames.append(_sse("message_stop", {}))
+    return frames
+
+
+def _message(model: str, turn: Turn) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if turn.chunks:
+        content.append({"type": "text", "text": "".join(turn.chunks)})
+    for index, call in enumerate(turn.tool_calls):
+        try:
+            arguments = json.loads(call["arguments"] or "{}")
+        except ValueError:
+            arguments = {}
+        content.append({"type": "tool_use", "id": f"toolu_{index}", "name": call["name"],
+                        "input": arguments if isinstance(arguments, dict) else {}})  # fmt: skip
+    return {
+        "id": "msg_scripted", "type": "message", "role": "assistant", "model": model,
+        "content": content, "stop_reason": "tool_use" if turn.tool_calls else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": turn.usage.get("prompt_tokens", 0),
+                  "output_tokens": turn.usage.get("completion_tokens", 0)},
     }  # fmt: skip
