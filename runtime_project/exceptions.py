@@ -80,6 +80,23 @@ class ServiceUnavailable(ApplicationError):
     code = "service_unavailable"
 
 
+class OutboundRefused(ApplicationError):
+    """An outbound request made on a user's behalf names an address the server will not reach
+    (loopback, private, link-local, ...; ``runtime_project/outbound.py``). Details:
+    ``{"host", "address", "reason"}``."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "outbound_refused"
+
+
+class OutboundFailed(ApplicationError):
+    """An allowed outbound request did not complete: timeout, connection or TLS failure, too many
+    redirects. Details: ``{"host", "reason"}``."""
+
+    status_code = status.HTTP_502_BAD_GATEWAY
+    code = "outbound_failed"
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the error envelope used by REST, SSE, WebSocket error frames and events."""
     return {"error": {"code": code, "message": message, "details": details or {}}}
