@@ -8,6 +8,7 @@ start with ``ImproperlyConfigured`` naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import warnings
@@ -50,6 +51,20 @@ def _choice(name: str, default: str, choices: set[str]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} must be one of {sorted(choices)}")
     return value
+
+
+def _host_list(name: str) -> list[str]:
+    """Comma-separated hostnames, IPs and CIDR networks (lower-cased); a malformed network fails."""
+    entries = [e.strip().lower() for e in os.environ.get(name, "").split(",") if e.strip()]
+    for entry in entries:
+        if "/" in entry:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"{name}: {entry!r} is not a valid CIDR network"
+                ) from None
+    return entries
 
 
 # GENERAL ---------------------------------------------------------------------------------------
@@ -100,6 +115,7 @@ INSTALLED_APPS = [
     "sessions.apps.AgentSessionsConfig",
     "sandboxes.apps.SandboxesConfig",
     "debugger.apps.DebuggerConfig",
+    "providers.apps.ProvidersConfig",
 ]
 
 MIDDLEWARE = [
@@ -252,6 +268,11 @@ EVENT_BROADCAST_MAX_BYTES = _typed("EVENT_BROADCAST_MAX_BYTES", int, 256 * 1024)
 STREAM_HEARTBEAT_S = _typed("STREAM_HEARTBEAT_S", float, 15.0)
 STREAM_BUFFER_LIMIT = _typed("STREAM_BUFFER_LIMIT", int, 5000)
 ONESHOT_MAX_WAIT_S = _typed("ONESHOT_MAX_WAIT_S", float, 600.0)
+# How long a task may wait for an answer (ask_user, a tool approval) before it fails with
+# wait_expired (OpenAI's requires_action runs expire after 10 minutes; a chat user may be slower).
+TASK_WAIT_TIMEOUT_S = _typed("TASK_WAIT_TIMEOUT_S", float, 24 * 3600.0)
+# call_agent: how deep agents may call agents (a child of a child of a task is depth 2).
+LLM_MAX_AGENT_DEPTH = _typed("LLM_MAX_AGENT_DEPTH", int, 3)
 
 # SANDBOX ---------------------------------------------------------------------------------------
 SANDBOX_BACKEND = _choice("SANDBOX_BACKEND", "local", {"local", "docker"})
@@ -276,6 +297,19 @@ SANDBOX_NETWORK = _choice("SANDBOX_NETWORK", "none", {"none", "host"})
 # The egress proxy of sandboxes with allow_hosts refuses private, loopback and link-local
 # addresses unless this is set (e.g. a package mirror on the LAN).
 SANDBOX_EGRESS_ALLOW_PRIVATE = _bool("SANDBOX_EGRESS_ALLOW_PRIVATE", False)
+# Outbound HTTP the server makes for users (the http_fetch tool, MCP server URLs, model endpoints;
+# runtime_project/outbound.py) refuses loopback, private, link-local and other non-public
+# addresses, except these (comma-separated): hostnames ("llm.internal", "*.corp.example" for its
+# subdomains) or IPs / CIDR networks ("127.0.0.1", "10.0.0.0/8").
+OUTBOUND_ALLOWED_HOSTS = _host_list("OUTBOUND_ALLOWED_HOSTS")
+# Model endpoints (an llm agent's model.base_url) pass the same check, with these hosts allowed
+# too. The embedded single-user default allows loopback, for a local Ollama, vLLM or LM Studio;
+# with DATABASE_URL set (a shared deployment) list them explicitly.
+LLM_ENDPOINT_ALLOWED_HOSTS = _host_list("LLM_ENDPOINT_ALLOWED_HOSTS") or (
+    ["127.0.0.1", "::1", "localhost"]
+    if EMBEDDED and "LLM_ENDPOINT_ALLOWED_HOSTS" not in os.environ
+    else []
+)
 SANDBOX_MEMORY_MB = _typed("SANDBOX_MEMORY_MB", int, 4096)
 SANDBOX_PIDS = _typed("SANDBOX_PIDS", int, 512)
 SANDBOX_CPU_S = _typed("SANDBOX_CPU_S", int, 1800)
@@ -300,6 +334,41 @@ TOOLCHAIN_DIR = Path(os.environ.get("TOOLCHAIN_DIR", SANDBOX_DATA_DIR / "toolcha
 WORKSPACE_MAX_FILE_BYTES = _typed("WORKSPACE_MAX_FILE_BYTES", int, 100 * 1024 * 1024)
 WORKSPACE_MAX_BYTES = _typed("WORKSPACE_MAX_BYTES", int, 1024 * 1024 * 1024)
 WORKSPACE_MAX_FILES = _typed("WORKSPACE_MAX_FILES", int, 20000)
+
+# MODEL PROVIDERS -------------------------------------------------------------------------------
+
+
+def _credential_keys() -> list[str]:
+    from providers.crypto import check_keys, derive_key
+
+    raw = os.environ.get("CREDENTIALS_ENCRYPTION_KEYS", "")
+    if not raw.strip():
+        return [derive_key(SECRET_KEY)]
+    try:
+        return check_keys(raw.split(","))
+    except ValueError as exc:  # the message names a key's position, never the key
+        raise ImproperlyConfigured(
+            f"CREDENTIALS_ENCRYPTION_KEYS: {exc} (expected comma-separated Fernet keys)"
+        ) from None
+
+
+def _llm_models() -> list[dict[str, Any]]:
+    from providers.catalogue import parse_llm_models
+
+    try:
+        return parse_llm_models(os.environ.get("LLM_MODELS", ""))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"LLM_MODELS: {exc}") from None
+
+
+# Stored provider credentials (providers app) are Fernet-encrypted: the first key encrypts, every
+# key decrypts (rotation: put a new key first, run `manage.py rotate_credential_keys`, drop the
+# old one). Unset: one key derived from SECRET_KEY (HKDF), so rotating SECRET_KEY without setting
+# this first makes every stored credential unreadable (providers/crypto.py).
+CREDENTIALS_ENCRYPTION_KEYS: list[str] = _credential_keys()
+# The model catalogue listed by GET /api/v1/models next to the agents' models (JSON list of
+# {"id", "provider", "base_url"?, "pricing"?: {"prompt_per_mtok", "completion_per_mtok"}}, USD).
+LLM_MODELS: list[dict[str, Any]] = _llm_models()
 
 # DEMO / BOOTSTRAP ------------------------------------------------------------------------------
 SEED_DEMO = _bool("SEED_DEMO", EMBEDDED)

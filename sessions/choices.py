@@ -7,6 +7,7 @@ from django.db import models
 
 class AgentKind(models.TextChoices):
     COMMAND = "command", "Command"
+    LLM = "llm", "LLM (tool-calling model)"
 
 
 class SessionStatus(models.TextChoices):
@@ -38,7 +39,8 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     TaskStatus.RUNNING: frozenset(
         {TaskStatus.WAITING, TaskStatus.QUEUED, *TERMINAL_STATUSES}  # QUEUED = recovered, retried
     ),
-    TaskStatus.WAITING: frozenset({TaskStatus.RUNNING, *TERMINAL_STATUSES}),
+    # QUEUED = resumed: the client answered what the task waited for; a worker picks it up again.
+    TaskStatus.WAITING: frozenset({TaskStatus.RUNNING, TaskStatus.QUEUED, *TERMINAL_STATUSES}),
 }
 
 

@@ -1,4 +1,5 @@
-"""The demo agents seeded on first start of the embedded default: ``shell`` and ``pytest``."""
+"""The demo agents seeded on first start of the embedded default: ``shell``, ``pytest`` and
+``demo-llm`` (the llm loop with a scripted stand-in for the model)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,24 @@ DEMO_AGENTS: list[dict[str, Any]] = [
             },
             "additionalProperties": False,
         },
+    },
+    {
+        "slug": "demo-llm",
+        "name": "Demo LLM (scripted, no model)",
+        "kind": "llm",
+        "description": (
+            "The llm agent loop with a scripted stand-in for the model, so it works with no key: "
+            "replies stream token by token; `$ <command>` runs a shell command in the sandbox, "
+            "`ls` and `cat <file>` use the workspace tools, `ask <question>` pauses the task for "
+            "your answer. Point an agent of kind llm at a real endpoint for real answers."
+        ),
+        "spec": {
+            "model": {"provider": "scripted", "name": "scripted-demo"},
+            "system_prompt": "You are the demo agent.",
+            "tools": ["shell", "list_files", "read_file", "write_file", "ask_user"],
+            "max_steps": 4,
+        },
+        "input_schema": {},
     },
 ]
 

@@ -33,6 +33,7 @@ from sessions.services.tasks import (
     task_release_on_shutdown,
     task_renew_lease,
 )
+from sessions.services.waiting import task_suspend
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,9 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
             cancel_requested=control.stop,
             cancel_grace_s=settings.TASK_CANCEL_GRACE_S,
             session=task.session,
+            task=task,
+            worker=worker,
+            resume=task.resume,
         )
         if task.cancel_requested_at is not None:
             control.request("cancelled")
@@ -116,6 +120,10 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
         logger.exception("could not write the last events of task %s", task.uuid)
     if control.reason == "shutdown":
         return await db_call(task_release_on_shutdown)(task=task, worker=worker)
+    if status == "waiting" and outcome.pending is not None:
+        return await db_call(task_suspend)(
+            task=task, worker=worker, pending=outcome.pending, usage=outcome.usage
+        )
     return await db_call(task_finish)(
         task=task, status=status, result=outcome.result, error=outcome.error, usage=usage
     )

@@ -120,3 +120,38 @@ def event_list(
         e.envelope(session_uuid=sid, task_uuid=str(e.task.uuid) if e.task_id else None)  # type: ignore[union-attr]
         for e in rows
     ]
+
+
+MESSAGE_TYPES = {"message.user": "user", "message.completed": "assistant", "tool.result": "tool"}
+
+
+def message_list(*, session: Session, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    """The session's conversation (chat-style agents), oldest first, from its event log:
+    ``[{"seq", "task_id", "role": "user"|"assistant"|"tool", "content", "created_at",
+    "tool_calls"? (assistant), "tool_call_id", "name", "is_error"? (tool)}]`` for events with
+    ``seq > after``, at most ``limit``. Turns of child tasks (an agent calling an agent) are
+    left out: their parent's tool results carry them."""
+    rows = (
+        Event.objects.filter(
+            session=session, seq__gt=after, type__in=MESSAGE_TYPES, task__parent__isnull=True
+        )
+        .select_related("task")
+        .order_by("seq")[:limit]
+    )
+    out = []
+    for e in rows:
+        data = e.data
+        message: dict[str, Any] = {
+            "seq": e.seq,
+            "task_id": str(e.task.uuid) if e.task else None,
+            "role": MESSAGE_TYPES[e.type],
+            "content": data.get("output" if e.type == "tool.result" else "text", ""),
+            "created_at": e.created_at,
+        }
+        if e.type == "message.completed":
+            message["tool_calls"] = data.get("tool_calls") or []
+        elif e.type == "tool.result":
+            message.update(tool_call_id=data.get("call_id"), name=data.get("name"),
+                           is_error=bool(data.get("is_error")))  # fmt: skip
+        out.append(message)
+    return out

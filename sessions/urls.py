@@ -26,9 +26,9 @@ from sessions.apis.agents import (
     AgentListApi,
     AgentUpdateApi,
     AgentVersionListApi,
-    ModelListApi,
 )
 from sessions.apis.events import SessionEventListApi, TaskEventListApi
+from sessions.apis.messages import MessageCreateApi, MessageListApi
 from sessions.apis.oneshot import oneshot_view
 from sessions.apis.routing import route
 from sessions.apis.sessions import (
@@ -46,6 +46,7 @@ from sessions.apis.tasks import (
     TaskDetailApi,
     TaskListApi,
     TaskResultApi,
+    TaskResumeApi,
 )
 from sessions.apis.workspace import (
     WorkspaceFileDeleteApi,
@@ -66,7 +67,6 @@ agent_patterns = [
         name="agent-detail",
     ),
     path("agents/<str:agent_id>/versions", AgentVersionListApi.as_view(), name="agent-versions"),
-    path("models", ModelListApi.as_view(), name="models"),
 ]
 
 session_patterns = [
@@ -80,6 +80,11 @@ session_patterns = [
         "sessions/<str:session_id>/restore",
         SessionRestoreApi.as_view(),
         name="session-restore",
+    ),
+    path(
+        "sessions/<str:session_id>/messages",
+        route(get=MessageListApi, post=MessageCreateApi),
+        name="session-messages",
     ),
     path("sessions/<str:session_id>/cancel", SessionCancelApi.as_view(), name="session-cancel"),
     path(
@@ -157,6 +162,7 @@ sandbox_patterns = [
 task_patterns = [
     path("tasks/<str:task_id>", TaskDetailApi.as_view(), name="task-detail"),
     path("tasks/<str:task_id>/cancel", TaskCancelApi.as_view(), name="task-cancel"),
+    path("tasks/<str:task_id>/resume", TaskResumeApi.as_view(), name="task-resume"),
     path("tasks/<str:task_id>/events", TaskEventListApi.as_view(), name="task-events"),
     path("tasks/<str:task_id>/stream", TaskEventStreamApi, name="task-stream"),
     path("tasks/<str:task_id>/result", TaskResultApi.as_view(), name="task-result"),

@@ -3,8 +3,6 @@ version history; and ``models``, the agents a caller can use, in the shape model
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
@@ -185,35 +183,4 @@ class AgentVersionListApi(APIView):
         versions = agent.versions.select_related("created_by").order_by("-version")
         return paginated_response(
             queryset=versions, serializer_class=self.OutputSerializer, request=request, view=self
-        )
-
-
-class ModelListApi(APIView):
-    pagination_class = Pagination
-
-    class OutputSerializer(serializers.Serializer):
-        id = serializers.UUIDField(source="uuid")
-        slug = serializers.SlugField()
-        name = serializers.CharField()
-        kind = serializers.CharField()
-        version = serializers.IntegerField()
-        description = serializers.CharField()
-
-        class Meta:
-            ref_name = "Model"
-
-    @extend_schema(
-        operation_id="models_list",
-        summary="List usable models",
-        description=(
-            "The agents you can run (yours and public ones), in the short form model pickers "
-            "and the OpenAI-compatible integration use."
-        ),
-        responses={200: OutputSerializer(many=True), **error_responses()},
-        tags=["models"],
-    )
-    def get(self, request: Request) -> Response:
-        agents: Any = selectors.agent_list(user=request.user)
-        return paginated_response(
-            queryset=agents, serializer_class=self.OutputSerializer, request=request, view=self
         )

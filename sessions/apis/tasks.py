@@ -32,6 +32,7 @@ from sessions.choices import (
 )
 from sessions.models import Session, Task
 from sessions.services.tasks import task_cancel, task_create
+from sessions.services.waiting import task_resume
 
 TAGS = ["tasks"]
 IDEMPOTENCY_KEY_MAX = 255
@@ -87,6 +88,15 @@ class TaskOutputSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     cancel_requested_at = serializers.DateTimeField(allow_null=True)
+    pending_action = serializers.JSONField(
+        allow_null=True,
+        help_text='While `waiting`: `{"kind": "ask_user"|"approval", "call_id", "name", '
+        '"arguments", "question"?}`; answer it with `POST /tasks/{id}/resume`.',
+    )
+    parent_task_id = serializers.UUIDField(
+        source="parent.uuid", allow_null=True, default=None,
+        help_text="The task that started this one (an agent's `call_agent`), if any.",
+    )  # fmt: skip
 
     class Meta:
         ref_name = "Task"
@@ -259,6 +269,46 @@ class TaskCancelApi(APIView):
     def post(self, request: Request, task_id: str) -> Response:
         task = selectors.task_get(user=request.user, task_id=task_id)
         task = task_cancel(task=task)
+        return Response(TaskOutputSerializer(task).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TaskResumeApi(APIView):
+    parser_classes = [JSONParser]
+
+    class InputSerializer(serializers.Serializer):
+        reply = serializers.CharField(
+            required=False, allow_blank=True, help_text="The answer to an `ask_user` question."
+        )
+        decision = serializers.ChoiceField(
+            choices=["approve", "deny", "edit"], required=False,
+            help_text="For an approval: run the call, refuse it (the model is told), or run "
+            "it with `arguments` instead.",
+        )  # fmt: skip
+        arguments = serializers.DictField(required=False, help_text="With `decision: edit`.")
+        reason = serializers.CharField(required=False, help_text="With `deny`: told the model.")
+
+        class Meta:
+            ref_name = "TaskResumeInput"
+
+    @extend_schema(
+        operation_id="tasks_resume",
+        summary="Answer a waiting task",
+        description=(
+            "A task in `waiting` shows what it waits for in `pending_action`: an `ask_user` "
+            "question (answer with `reply`) or a tool call that needs approval (answer with "
+            "`decision`). The task is queued again and continues where it stopped. 409 "
+            "`not_waiting` when it is not waiting."
+        ),
+        parameters=[TASK_ID],
+        request=InputSerializer,
+        responses={202: TaskOutputSerializer, **error_responses(400, 404, 409)},
+        tags=TAGS,
+    )
+    def post(self, request: Request, task_id: str) -> Response:
+        task = selectors.task_get(user=request.user, task_id=task_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        task = task_resume(task=task, answer=dict(serializer.validated_data))
         return Response(TaskOutputSerializer(task).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -67,6 +67,15 @@ class Task(TimeStampedModel):
     cancel_reason = models.CharField(max_length=200, blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A task another task started (an llm agent's call_agent tool); runs inside its parent.
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
+    # While ``waiting``: what the task waits for (``{"kind": "ask_user"|"approval", "call_id",
+    # "name", "arguments", "question"?}``); the client's answer is kept in ``resume`` until the
+    # runner has consumed it.
+    pending_action = models.JSONField(null=True, blank=True)
+    resume = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ("-created_at",)

@@ -21,12 +21,15 @@ from sessions.services.events import EventBuffer
 @dataclass
 class TaskResult:
     """Outcome of a run. ``status`` is ``succeeded`` or ``failed`` (the executor decides
-    ``cancelled``/``timed_out``); ``error`` is ``{"code", "message", "details"}`` on failure."""
+    ``cancelled``/``timed_out``), or ``waiting`` with ``pending`` (what the task waits for,
+    see ``sessions.services.waiting``); ``error`` is ``{"code", "message", "details"}`` on
+    failure."""
 
     status: str
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     usage: dict[str, Any] = field(default_factory=dict)
+    pending: dict[str, Any] | None = None
 
 
 @dataclass
@@ -43,6 +46,8 @@ class TaskContext:
         cancel_requested: set when the task should stop; runners stop cooperatively.
         cancel_grace_s: seconds a runner gets to stop before it is cancelled hard.
         session: the ``Session`` model instance (its agent loaded).
+        task: the ``Task`` row (for services that start child tasks); ``worker`` its lease owner.
+        resume: the client's answer when a waiting task was resumed (``task_resume``), else None.
     """
 
     task_uuid: str
@@ -57,6 +62,9 @@ class TaskContext:
     cancel_grace_s: float
     phase: str = "running"
     session: Any = None  # the Session row (agent loaded), for services that need it
+    task: Any = None
+    worker: str = ""
+    resume: dict[str, Any] | None = None
 
     def emit(self, type: str, data: dict[str, Any]) -> None:
         """Append an event to the task's stream (buffered, ordered)."""

@@ -141,12 +141,14 @@ def task_cancel(*, task: Task, reason: str = "cancelled by user") -> Task:
     """
     with transaction.atomic():
         task = Task.objects.select_for_update().select_related("session").get(pk=task.pk)
-        if task.status == TaskStatus.QUEUED:
+        if task.status in (TaskStatus.QUEUED, TaskStatus.WAITING):
+            # Nothing runs a queued task, nor a waiting one (its runner returned when it paused).
+            task.pending_action = None
             fields = task.finish(
                 TaskStatus.CANCELLED,
                 error={"code": "cancelled", "message": reason, "details": {}},
             )
-            task.save(update_fields=fields)
+            task.save(update_fields=[*fields, "pending_action"])
             _status_event(task)
             _session_idle_if_done(task.session)
             return task
@@ -354,6 +356,19 @@ def task_recover_expired(*, now: Any = None) -> list[Task]:
             if task.status not in (TaskStatus.RUNNING, TaskStatus.WAITING) or (
                 task.lease_expires_at and task.lease_expires_at >= now
             ):
+                continue
+            if task.status == TaskStatus.WAITING:
+                # A waiting task has no worker: its "lease" is how long it waits for an answer.
+                fields = task.finish(
+                    TaskStatus.FAILED,
+                    error={"code": "wait_expired",
+                           "message": "Nobody answered what the task was waiting for in time.",
+                           "details": {"pending_action": task.pending_action}},
+                )  # fmt: skip
+                task.save(update_fields=fields)
+                _status_event(task)
+                _session_idle_if_done(task.session)
+                touched.append(task)
                 continue
             touched.append(
                 task_release(

@@ -171,8 +171,11 @@ def test_models_lists_the_agents_the_caller_can_use(api_client, agent, other_use
 
     body = api_client.get(f"{API}/models").json()
 
-    assert {m["slug"] for m in body["results"]} == {agent.slug, public.slug}
-    assert set(body["results"][0]) == {"id", "slug", "name", "kind", "version", "description"}
+    agents = [m for m in body["data"] if m["object"] == "agent"]
+    assert {m["id"] for m in agents} == {agent.slug, public.slug}  # every kind, not the private
+    assert set(agents[0]) == {
+        "id", "object", "owned_by", "kind", "name", "description", "version",
+    }  # fmt: skip
 
 
 def test_head_is_served_by_the_list_view(api_client, agent):

@@ -234,3 +234,45 @@ def test_stream_true_answers_with_the_task_event_stream(api_client, session):
     task = session.tasks.get()
     assert task.on_disconnect == "cancel"
     assert task.status == "queued"
+
+
+def _waiting(session: Any, pending: dict[str, Any]) -> Task:
+    """A task parked in ``waiting`` the way a runner parks it: claimed, then suspended."""
+    from sessions.services.tasks import task_claim_next
+    from sessions.services.waiting import task_suspend
+
+    create_task = factories.make_task(session)
+    claimed = task_claim_next(worker="w1", limit=1, session_id=session.pk)
+    assert claimed and claimed[0].pk == create_task.pk
+    return task_suspend(task=claimed[0], worker="w1", pending=pending, usage={})
+
+
+def test_resume_answers_a_waiting_task(api_client, other_client, session):
+    pending = {"kind": "approval", "call_id": "c1", "name": "shell", "arguments": {"command": "ls"}}
+    task = _waiting(session, pending)
+    url = f"{API}/tasks/{task.uuid}/resume"
+
+    body = api_client.get(f"{API}/tasks/{task.uuid}").json()
+    assert (body["status"], body["pending_action"]) == ("waiting", pending)
+    error_of(other_client.post(url, {"decision": "approve"}, format="json"), 404)
+    error_of(api_client.post(url, {"reply": "yes"}, format="json"), 400, "invalid_input")
+    error_of(api_client.post(url, {"decision": "edit"}, format="json"), 400, "invalid_input")
+    error_of(api_client.post(url, {"decision": "maybe"}, format="json"), 400, "invalid_input")
+
+    response = api_client.post(url, {"decision": "deny", "reason": "no"}, format="json")
+    assert response.status_code == 202, response.json()
+    assert (response.json()["status"], response.json()["pending_action"]) == ("queued", None)
+    task.refresh_from_db()
+    assert task.resume == {"call_id": "c1", "kind": "approval", "decision": "deny", "reason": "no"}
+    error_of(api_client.post(url, {"decision": "approve"}, format="json"), 409, "not_waiting")
+
+
+def test_a_waiting_task_that_nobody_answers_expires(session, settings):
+    from sessions.services.tasks import task_recover_expired
+
+    settings.TASK_WAIT_TIMEOUT_S = 0.0
+    task = _waiting(session, {"kind": "ask_user", "call_id": "c", "name": "ask_user",
+                              "arguments": {"question": "?"}, "question": "?"})  # fmt: skip
+    assert [t.pk for t in task_recover_expired()] == [task.pk]
+    task.refresh_from_db()
+    assert (task.status, task.error["code"]) == ("failed", "wait_expired")

@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sandbox]
 
 
 @pytest.fixture
-def llm() -> Iterator[ScriptedLLM]:
+def llm(settings: Any) -> Iterator[ScriptedLLM]:
+    # The scripted model listens on loopback, which model endpoints reach only when allowed.
+    settings.LLM_ENDPOINT_ALLOWED_HOSTS = ["127.0.0.1"]
     with ScriptedLLM() as server:
         yield server
 

@@ -179,14 +179,19 @@ def with_ids(calls: list[dict[str, str]]) -> list[dict[str, str]]:
 
 PROVIDERS: dict[str, str] = {
     "openai": "sessions.runners.llm.providers.OpenAIProvider",
+    "anthropic": "sessions.runners.llm.anthropic_provider.AnthropicProvider",
+    # The keyless demo (rules, not a model): sessions/runners/llm/demo.py.
+    "scripted": "sessions.runners.llm.demo.ScriptedDemoProvider",
 }
 
 
 def provider_for(model: dict[str, Any], *, api_key: str, max_retries: int) -> Provider:
-    """The provider of an agent's ``spec.model`` (``provider`` defaults to ``openai``)."""
+    """The provider of an agent's ``spec.model`` (``provider`` defaults to ``openai``;
+    ``scripted`` needs no ``base_url``)."""
     from importlib import import_module
 
     module, _, name = PROVIDERS[model.get("provider", "openai")].rpartition(".")
     cls = getattr(import_module(module), name)
-    provider: Provider = cls(base_url=model["base_url"], api_key=api_key, max_retries=max_retries)
+    base_url = model.get("base_url", "")
+    provider: Provider = cls(base_url=base_url, api_key=api_key, max_retries=max_retries)
     return provider

@@ -1,94 +1,59 @@
-"""The ``llm`` agent kind: a tool-calling loop against an OpenAI-compatible endpoint.
+"""The ``llm`` agent kind: a tool-calling loop against an OpenAI-compatible or Anthropic model.
 
 One task is one user turn (``input.message``). The loop (DESIGN §5; the shape of the OpenAI
 Assistants and LangGraph ReAct agents): the agent's ``system_prompt``, the session's earlier
-turns (rebuilt from its event log: ``message.user``, ``message.completed``, ``tool.result``),
-then the new message; each model call streams tokens as ``message.delta`` events and ends with
-``message.completed`` (text and tool calls) and a ``usage`` event; each tool call is checked
-against the tool's JSON Schema, reported as ``tool.call``, run, and reported as ``tool.result``
-(an invalid call or a failing tool goes back to the model as an error result, never a crash);
-the loop ends when the model answers without tool calls, or fails with ``max_steps`` after
-``max_steps`` model calls. Provider calls go through the official ``openai`` SDK, which retries
-429 and 5xx with exponential backoff (``max_retries``); a 4xx ends the task with
-``provider_error`` and the provider's message.
+turns (rebuilt from its event log, ``history.py``), then the new message; each model call
+streams tokens as ``message.delta`` events and ends with ``message.completed`` (text and tool
+calls) and a ``usage`` event (tokens, and ``cost_usd`` when the model is priced); each tool
+call is checked against the tool's JSON Schema, reported as ``tool.call``, run (the calls of
+one reply concurrently), and reported as ``tool.result`` (an invalid call or a failing tool
+goes back to the model as an error result, never a crash). The loop ends when the model
+answers without tool calls, or fails with ``max_steps``, ``token_limit`` or ``cost_limit``.
 
-Spec: ``{"model": {"base_url", "name", "api_key_env"?}, "system_prompt"?, "tools"?: [...],
-"max_steps"?: 8, "max_tokens"?, "temperature"?, "max_retries"?: 3}``. The API key is read from
-the server's environment variable ``api_key_env`` (never from the spec, never in events).
-Model config, most specific wins: the agent spec, then the session's
-``metadata.model_config``, then the task's ``config.model`` (``name``, ``temperature``,
-``max_tokens``; never the endpoint, see :data:`MODEL_OVERRIDE`).
+Pauses: ``ask_user``, and any tool listed in ``requires_approval``, park the task in
+``waiting`` with the pending call (``sessions.services.waiting``); the client's answer queues
+it again and the loop continues from the log. A task started by another agent
+(``call_agent``) cannot pause: those calls get an error result.
 
-Built-in tools (enable them by name): ``shell`` (``bash -c`` in the session sandbox, output
-capped), ``read_file``, ``write_file``, ``list_files`` (the workspace, through the sandbox
-backend's file operations, so paths never leave it).
+Spec: ``{"model": {"provider"?: "openai"|"anthropic", "base_url", "name", "api_key_env"?,
+"pricing"?: {"prompt_per_mtok", "completion_per_mtok"} (USD per million tokens)},
+"system_prompt"?, "tools"?: [names], "tool_options"?: {...}, "requires_approval"?: [names],
+"agents"?: [slugs for call_agent], "mcp_servers"?: [...], "max_steps"?: 8, "max_tokens"?
+(per call), "max_total_tokens"?, "max_cost_usd"?, "temperature"?, "parallel_tool_calls"?:
+true, "max_retries"?: 3}``. The API key is read from the server's environment variable
+``api_key_env`` (never from the spec, never in events). Model config, most specific wins: the
+agent spec, then the session's ``metadata.model_config``, then the task's ``config.model``
+(``name``, ``temperature``, ``max_tokens``; never the endpoint, see :data:`MODEL_OVERRIDE`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import jsonschema
 from asgiref.sync import sync_to_async
+from django.conf import settings as django_settings
 
+from runtime_project import outbound
 from runtime_project.exceptions import ApplicationError
-from sandboxes import services as sandboxes
-from sandboxes.registry import get_backend
-from sessions.models import Event
 from sessions.runners.base import Runner, TaskContext, TaskResult, validate_schema
+from sessions.runners.llm import agents
+from sessions.runners.llm.history import assistant_message, conversation, tool_message
+from sessions.runners.llm.mcp import MCP_SERVER_SCHEMA, McpToolbox
 from sessions.runners.llm.providers import ModelSettings, ProviderError, provider_for
-
-TOOL_OUTPUT_BYTES = 32 * 1024  # what one tool result may hand back to the model
-HISTORY_TYPES = ("message.user", "message.completed", "tool.result")
-
-TOOLS: dict[str, dict[str, Any]] = {
-    "shell": {
-        "description": "Run a bash command in the session's sandbox (workspace at /workspace).",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "command": {"type": "string", "minLength": 1},
-                "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
-            },
-            "required": ["command"],
-            "additionalProperties": False,
-        },
-    },
-    "read_file": {
-        "description": "Read a text file of the workspace (path relative to /workspace).",
-        "parameters": {
-            "type": "object",
-            "properties": {"path": {"type": "string", "minLength": 1}},
-            "required": ["path"],
-            "additionalProperties": False,
-        },
-    },
-    "write_file": {
-        "description": "Create or replace a file of the workspace with the given text.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "path": {"type": "string", "minLength": 1},
-                "content": {"type": "string"},
-            },
-            "required": ["path", "content"],
-            "additionalProperties": False,
-        },
-    },
-    "list_files": {
-        "description": "List a directory of the workspace ('' for its root).",
-        "parameters": {
-            "type": "object",
-            "properties": {"path": {"type": "string"}},
-            "additionalProperties": False,
-        },
-    },
-}
-
+from sessions.runners.llm.tools import (
+    TOOL_OPTIONS_SCHEMA,
+    TOOL_OUTPUT_BYTES,
+    TOOLS,
+    call_agent_tool,
+    run_builtin,
+)
 
 # What a session (``metadata.model_config``) or a task (``config.model``) may change, the most
 # specific winning. Not the endpoint or its key: pointing the agent's key at another base_url
@@ -102,6 +67,7 @@ MODEL_OVERRIDE: dict[str, Any] = {
     },
     "additionalProperties": False,
 }
+PAUSING = "ask_user"
 
 
 def _model_overrides(ctx: TaskContext) -> dict[str, Any]:
@@ -120,6 +86,16 @@ def _model_overrides(ctx: TaskContext) -> dict[str, Any]:
     return out
 
 
+def _cost(usage: dict[str, Any], pricing: dict[str, float] | None) -> float | None:
+    if not pricing:
+        return None
+    return round(
+        usage.get("prompt_tokens", 0) * pricing.get("prompt_per_mtok", 0) / 1e6
+        + usage.get("completion_tokens", 0) * pricing.get("completion_per_mtok", 0) / 1e6,
+        8,
+    )
+
+
 class LlmRunner(Runner):
     kind = "llm"
     spec_schema: ClassVar[dict[str, Any]] = {
@@ -128,19 +104,44 @@ class LlmRunner(Runner):
             "model": {
                 "type": "object",
                 "properties": {
+                    "provider": {"enum": ["openai", "anthropic", "scripted"]},
                     "base_url": {"type": "string", "pattern": "^https?://"},
                     "name": {"type": "string", "minLength": 1},
                     "api_key_env": {"type": "string", "pattern": "^[A-Z_][A-Z0-9_]*$"},
+                    "credential": {"type": "string", "minLength": 1},
+                    "pricing": {
+                        "type": "object",
+                        "properties": {
+                            "prompt_per_mtok": {"type": "number", "minimum": 0},
+                            "completion_per_mtok": {"type": "number", "minimum": 0},
+                        },
+                        "additionalProperties": False,
+                    },
                 },
-                "required": ["base_url", "name"],
+                "required": ["name"],
+                # Every real provider needs an endpoint; the scripted demo runs in-process.
+                "if": {"properties": {"provider": {"const": "scripted"}}, "required": ["provider"]},
+                "else": {"required": ["base_url"]},
                 "additionalProperties": False,
             },
             "system_prompt": {"type": "string"},
-            "tools": {"type": "array", "items": {"enum": sorted(TOOLS)}, "uniqueItems": True},
+            "tools": {
+                "type": "array",
+                "items": {"enum": sorted([*TOOLS, "call_agent"])},
+                "uniqueItems": True,
+            },
+            "tool_options": TOOL_OPTIONS_SCHEMA,
+            "requires_approval": {"type": "array", "items": {"type": "string"}},
+            "agents": {"type": "array", "items": {"type": "string", "minLength": 1}},
+            "mcp_servers": {"type": "array", "items": MCP_SERVER_SCHEMA, "maxItems": 10},
             "max_steps": {"type": "integer", "minimum": 1, "maximum": 100},
             "max_tokens": {"type": "integer", "minimum": 1},
+            "max_total_tokens": {"type": "integer", "minimum": 1},
+            "max_cost_usd": {"type": "number", "exclusiveMinimum": 0},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "parallel_tool_calls": {"type": "boolean"},
             "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
+            "retry_safe": {"type": "boolean"},
         },
         "required": ["model"],
         "additionalProperties": False,
@@ -152,6 +153,14 @@ class LlmRunner(Runner):
     }
 
     @classmethod
+    def validate_spec(cls, spec: dict[str, Any]) -> None:
+        """The schema, plus: ``call_agent`` needs ``agents``; MCP server URLs are checked by
+        the outbound guard when the task runs (DNS may change), not here."""
+        super().validate_spec(spec)
+        if "call_agent" in spec.get("tools", []) and not spec.get("agents"):
+            validate_schema(spec, {"required": ["agents"]}, "spec")
+
+    @classmethod
     def validate_config(cls, config: dict[str, Any]) -> None:
         """``config.model`` may choose the model and its sampling for one task."""
         if "model" in config:
@@ -160,30 +169,37 @@ class LlmRunner(Runner):
     async def run(self, ctx: TaskContext) -> TaskResult:
         spec = {**ctx.spec, **_model_overrides(ctx)}
         model = spec["model"]
-        settings = ModelSettings(
-            name=model["name"],
-            max_tokens=spec.get("max_tokens"),
-            temperature=spec.get("temperature"),
-            tools=[{"name": name, **TOOLS[name]} for name in spec.get("tools", [])],
-        )
-        messages = (
-            [{"role": "system", "content": spec["system_prompt"]}]
-            if spec.get("system_prompt")
-            else []
-        )
-        messages += await sync_to_async(_history)(ctx)
-        messages.append({"role": "user", "content": ctx.input["message"]})
-        ctx.emit("message.user", {"text": ctx.input["message"]})
-        totals = {"prompt_tokens": 0, "completion_tokens": 0}
+        await _check_endpoint(model)
+        history, state = await sync_to_async(conversation)(ctx)
+        prompt = spec.get("system_prompt")
+        messages = ([{"role": "system", "content": prompt}] if prompt else []) + history
+        if not state.started:
+            messages.append({"role": "user", "content": ctx.input["message"]})
+            ctx.emit("message.user", {"text": ctx.input["message"]})
+        totals = state.totals
         text = ""
-        provider = provider_for(
-            model,
-            api_key=os.environ.get(model.get("api_key_env", ""), ""),
-            max_retries=int(spec.get("max_retries", 3)),
-        )
-        async with provider:
+        max_steps = int(spec.get("max_steps", 8))
+        async with (
+            provider_for(
+                model, api_key=await _api_key(ctx, model),
+                max_retries=int(spec.get("max_retries", 3)),
+            ) as provider,
+            _toolbox(ctx, spec) as tools,
+        ):  # fmt: skip
+            settings = ModelSettings(
+                name=model["name"], max_tokens=spec.get("max_tokens"),
+                temperature=spec.get("temperature"), tools=tools.definitions,
+                parallel_tool_calls=bool(spec.get("parallel_tool_calls", True)),
+            )  # fmt: skip
             try:
-                for step in range(1, int(spec.get("max_steps", 8)) + 1):
+                if state.pending:
+                    pending = await tools.run_calls(state.pending, messages, announced=True)
+                    if pending:
+                        return TaskResult("waiting", pending=pending, usage=totals)
+                for step in range(state.steps + 1, max_steps + 1):
+                    if (over := _over_budget(spec, totals)) is not None:
+                        return TaskResult("failed", result={"text": text}, usage=totals,
+                                          error=over)  # fmt: skip
                     ctx.set_phase(f"model_call_{step}")
                     message_id = uuid.uuid4().hex[:12]
                     reply = await provider.complete(
@@ -195,20 +211,21 @@ class LlmRunner(Runner):
                         "message.completed",
                         {"message_id": message_id, "text": text, "tool_calls": calls},
                     )
-                    for key in totals:
-                        totals[key] += int(reply.usage.get(key, 0))
-                    ctx.emit("usage", {"step": step, **reply.usage})
-                    messages.append(_assistant_message(text, calls))
+                    usage: dict[str, Any] = dict(reply.usage)
+                    cost = _cost(usage, model.get("pricing") or _catalogue_pricing(model))
+                    if cost is not None:
+                        usage["cost_usd"] = cost
+                    for key, value in usage.items():
+                        totals[key] = totals.get(key, 0) + value
+                    ctx.emit("usage", {"step": step, **usage})
+                    messages.append(assistant_message(text, calls))
                     if not calls or ctx.cancel_requested.is_set():
                         return TaskResult(
                             "succeeded", result={"text": text, "steps": step}, usage=totals
                         )
-                    for call in calls:
-                        ctx.set_phase(f"tool_{call['name']}")
-                        output, _ = await self._tool(ctx, call)
-                        messages.append(
-                            {"role": "tool", "tool_call_id": call["id"], "content": output}
-                        )
+                    pending = await tools.run_calls(calls, messages)
+                    if pending:
+                        return TaskResult("waiting", pending=pending, usage=totals)
             except ProviderError as exc:
                 details = {"status": exc.status} if exc.status is not None else {}
                 return TaskResult(
@@ -218,28 +235,55 @@ class LlmRunner(Runner):
         return TaskResult(
             "failed", result={"text": text}, usage=totals,
             error={"code": "max_steps", "message": "The agent used all its steps.",
-                   "details": {"max_steps": spec.get("max_steps", 8)}},
+                   "details": {"max_steps": max_steps}},
         )  # fmt: skip
 
-    async def _tool(self, ctx: TaskContext, call: dict[str, str]) -> tuple[str, bool]:
-        """Validate and run one tool call; returns ``(output for the model, is_error)``."""
-        name, call_id = call["name"], call["id"]
-        try:
-            if name not in ctx.spec.get("tools", []):
-                raise ValueError(f"unknown tool {name!r}")
-            args = json.loads(call["arguments"] or "{}")
-            jsonschema.validate(args, TOOLS[name]["parameters"])
-        except (ValueError, jsonschema.ValidationError) as exc:
-            message = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
-            ctx.emit(
-                "tool.call", {"call_id": call_id, "name": name, "arguments": call["arguments"]}
-            )
-            return _tool_result(ctx, call_id, name, f"error: invalid tool call: {message}", True)
-        ctx.emit("tool.call", {"call_id": call_id, "name": name, "arguments": args})
-        try:
-            return _tool_result(ctx, call_id, name, await _run_tool(ctx, name, args), False)
-        except ApplicationError as exc:
-            return _tool_result(ctx, call_id, name, f"error: {exc.message}", True)
+
+async def _check_endpoint(model: dict[str, Any]) -> None:
+    """Model endpoints pass the outbound guard like any URL a user gives the server (a private
+    address would let an agent owner probe the server's network), with
+    ``LLM_ENDPOINT_ALLOWED_HOSTS`` allowed too. Raises OutboundRefused (the task fails)."""
+    if model.get("provider") == "scripted":
+        return  # the server's own loopback demo model, not a user-given URL
+    allowed = list(django_settings.LLM_ENDPOINT_ALLOWED_HOSTS)
+    await asyncio.to_thread(outbound.check_url, model["base_url"], allow_hosts=allowed)
+
+
+async def _api_key(ctx: TaskContext, model: dict[str, Any]) -> str:
+    """The provider key: the stored credential ``credential`` of the running agent's owner
+    (providers app; a missing one fails the task with ``credential_not_found``), else the
+    server environment variable ``api_key_env``, if any."""
+    if model.get("credential"):
+        from providers.selectors import credential_secret_for_agent
+
+        return await sync_to_async(credential_secret_for_agent)(
+            agent_id=(ctx.task or ctx.session).agent_id, name=model["credential"],
+            provider=model.get("provider", "openai"),
+        )  # fmt: skip
+    return os.environ.get(model.get("api_key_env", ""), "")
+
+
+def _catalogue_pricing(model: dict[str, Any]) -> dict[str, float] | None:
+    """The price of ``model`` in the operator's ``LLM_MODELS`` catalogue, if listed there."""
+    for entry in django_settings.LLM_MODELS:
+        if entry["id"] == model["name"]:
+            pricing: dict[str, float] | None = entry.get("pricing")
+            return pricing
+    return None
+
+
+def _over_budget(spec: dict[str, Any], totals: dict[str, Any]) -> dict[str, Any] | None:
+    """The error when the task spent its token or cost budget (checked before each call)."""
+    used = totals.get("prompt_tokens", 0) + totals.get("completion_tokens", 0)
+    if "max_total_tokens" in spec and used >= spec["max_total_tokens"]:
+        return {"code": "token_limit", "message": "The agent used its token budget.",
+                "details": {"max_total_tokens": spec["max_total_tokens"],
+                            "used": used}}  # fmt: skip
+    if "max_cost_usd" in spec and totals.get("cost_usd", 0) >= spec["max_cost_usd"]:
+        return {"code": "cost_limit", "message": "The agent used its cost budget.",
+                "details": {"max_cost_usd": spec["max_cost_usd"],
+                            "cost_usd": totals.get("cost_usd", 0)}}  # fmt: skip
+    return None
 
 
 def _delta_emitter(ctx: TaskContext, message_id: str) -> Callable[[str], None]:
@@ -251,71 +295,152 @@ def _delta_emitter(ctx: TaskContext, message_id: str) -> Callable[[str], None]:
     return emit
 
 
-def _tool_result(
-    ctx: TaskContext, call_id: str, name: str, output: str, is_error: bool
-) -> tuple[str, bool]:
-    output = output[:TOOL_OUTPUT_BYTES]
-    data = {"call_id": call_id, "name": name, "output": output, "is_error": is_error}
-    ctx.emit("tool.result", data)
-    return output, is_error
+@contextlib.asynccontextmanager
+async def _toolbox(ctx: TaskContext, spec: dict[str, Any]) -> AsyncIterator[Toolbox]:
+    servers = spec.get("mcp_servers") or []
+    if not servers:
+        yield Toolbox(ctx, spec, None)
+        return
+    async with McpToolbox(servers, url_check=outbound.check_url) as mcp:
+        for error in mcp.errors:
+            ctx.emit("error", {"code": "mcp_unavailable", **error})
+        yield Toolbox(ctx, spec, mcp)
 
 
-async def _run_tool(ctx: TaskContext, name: str, args: dict[str, Any]) -> str:
-    session = ctx.session
-    if name == "shell":
-        execution = await sandboxes.sandbox_exec(
-            session=session, argv=["bash", "-c", args["command"]],
-            timeout_s=float(args.get("timeout_s", 120)),
-        )  # fmt: skip
-        out = bytearray()
-        code: int | None = None
-        async for event in execution:
-            if event.stream == "exit":
-                code = event.exit_code
-            elif len(out) < TOOL_OUTPUT_BYTES:
-                out += event.data
-        return f"exit_code: {code}\n{out.decode(errors='replace')}"
-    spec = await sync_to_async(sandboxes.sandbox_spec)(session=session)
-    backend = get_backend()
-    if name == "read_file":
-        data = await backend.read_file(spec, args["path"], max_bytes=TOOL_OUTPUT_BYTES)
-        return data.decode(errors="replace")
-    if name == "write_file":
-        await backend.write_file(spec, args["path"], args["content"].encode())
-        return f"wrote {len(args['content'].encode())} bytes to {args['path']}"
-    entries = await backend.list_files(spec, args.get("path", ""))
-    return "\n".join(f"{e.type}\t{e.size}\t{e.path}" for e in entries) or "(empty)"
+class Toolbox:
+    """The tools one task offers: built-ins (``spec.tools``), ``call_agent`` and MCP tools."""
 
+    def __init__(self, ctx: TaskContext, spec: dict[str, Any], mcp: McpToolbox | None) -> None:
+        self.ctx, self.spec, self.mcp = ctx, spec, mcp
+        self.schemas: dict[str, dict[str, Any]] = {}
+        for name in spec.get("tools", []):
+            agent_tool = name == "call_agent"
+            self.schemas[name] = call_agent_tool(spec["agents"]) if agent_tool else TOOLS[name]
+        for tool in mcp.tools if mcp else []:
+            self.schemas[tool["name"]] = tool
+        self.approval = set(spec.get("requires_approval", []))
+        self.child = ctx.task is not None and ctx.task.parent_id is not None
 
-def _assistant_message(text: str, calls: list[dict[str, str]]) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": text or None}
-    if calls:
-        message["tool_calls"] = [
-            {"id": c["id"], "type": "function",
-             "function": {"name": c["name"], "arguments": c["arguments"]}}
-            for c in calls
-        ]  # fmt: skip
-    return message
+    @property
+    def definitions(self) -> list[dict[str, Any]]:
+        """``[{"name", "description", "parameters"}]`` for the provider."""
+        return [
+            {"name": name, "description": s.get("description", ""), "parameters": s["parameters"]}
+            for name, s in self.schemas.items()
+        ]
 
+    def _result(self, call_id: str, name: str, output: str, is_error: bool, **extra: Any) -> str:
+        output = output[:TOOL_OUTPUT_BYTES]
+        self.ctx.emit("tool.result", {"call_id": call_id, "name": name, "output": output,
+                                      "is_error": is_error, **extra})  # fmt: skip
+        return output
 
-def _history(ctx: TaskContext) -> list[dict[str, Any]]:
-    """The session's earlier turns as chat messages, from its event log (oldest first)."""
-    events = Event.objects.filter(session=ctx.session, type__in=HISTORY_TYPES).exclude(
-        task__uuid=ctx.task_uuid
-    )
-    messages: list[dict[str, Any]] = []
-    for event in events.order_by("seq"):
-        data = event.data
-        if event.type == "message.user":
-            messages.append({"role": "user", "content": data.get("text", "")})
-        elif event.type == "message.completed":
-            messages.append(_assistant_message(data.get("text", ""), data.get("tool_calls", [])))
-        else:
-            messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": data.get("call_id"),
-                    "content": data.get("output", ""),
-                }
+    def _check(self, call: dict[str, str], arguments: Any) -> dict[str, Any]:
+        """The call's arguments as a dict; ValueError/ValidationError when invalid."""
+        if call["name"] not in self.schemas:
+            raise ValueError(f"unknown tool {call['name']!r}")
+        args = json.loads(arguments) if isinstance(arguments, str) else arguments
+        validator = jsonschema.Draft202012Validator(self.schemas[call["name"]]["parameters"])
+        problems = sorted(e.message for e in validator.iter_errors(args or {}))
+        if problems:  # all of them: the model fixes its call in one go
+            raise ValueError("; ".join(problems[:10]))
+        return args or {}
+
+    async def run_calls(
+        self, calls: list[dict[str, str]], messages: list[dict[str, Any]], announced: bool = False
+    ) -> dict[str, Any] | None:
+        """Run one reply's tool calls: free ones concurrently, then the ones that need an
+        answer (``ask_user``, approvals) in order, using ``ctx.resume`` for the call it
+        answers. Appends a tool message per finished call. Returns the pending action of the
+        first call still without an answer (the task must wait), else None."""
+        free: list[tuple[dict[str, str], dict[str, Any]]] = []
+        asking: list[tuple[dict[str, str], dict[str, Any]]] = []
+        outputs: dict[str, str] = {}
+        for call in calls:
+            try:
+                args = self._check(call, call["arguments"] or "{}")
+            except ValueError as exc:  # json.JSONDecodeError is one
+                message = str(exc)
+                if not announced:
+                    self.ctx.emit("tool.call", {"call_id": call["id"], "name": call["name"],
+                                                "arguments": call["arguments"]})  # fmt: skip
+                outputs[call["id"]] = self._result(
+                    call["id"], call["name"], f"error: invalid tool call: {message}", True
+                )
+                continue
+            needs = "ask_user" if call["name"] == PAUSING else (
+                "approval" if call["name"] in self.approval else None
+            )  # fmt: skip
+            if not announced:
+                extra = {"requires_approval": True} if needs == "approval" else {}
+                self.ctx.emit("tool.call", {"call_id": call["id"], "name": call["name"],
+                                            "arguments": args, **extra})  # fmt: skip
+            (asking if needs else free).append((call, args))
+
+        async def run_free(call: dict[str, str], args: dict[str, Any]) -> None:
+            outputs[call["id"]] = await self._run(call, args)
+
+        await asyncio.gather(*(run_free(call, args) for call, args in free))
+        pending = None
+        for call, args in asking:
+            pending = await self._answered(call, args, outputs)
+            if pending:
+                break
+        for call in calls:
+            if call["id"] in outputs:
+                messages.append(tool_message(call["id"], outputs[call["id"]]))
+        return pending
+
+    async def _answered(
+        self, call: dict[str, str], args: dict[str, Any], outputs: dict[str, str]
+    ) -> dict[str, Any] | None:
+        name, call_id = call["name"], call["id"]
+        if self.child:
+            outputs[call_id] = self._result(
+                call_id, name, "error: this agent was called by another agent and cannot ask "
+                "the user or wait for an approval", True)  # fmt: skip
+            return None
+        answer = self.ctx.resume if (self.ctx.resume or {}).get("call_id") == call_id else None
+        if answer is None:
+            kind = "ask_user" if name == PAUSING else "approval"
+            pending = {"kind": kind, "call_id": call_id, "name": name, "arguments": args}
+            if kind == "ask_user":
+                pending["question"] = args["question"]
+            return pending
+        self.ctx.resume = None  # one answer, one call
+        if answer["kind"] == "ask_user":
+            outputs[call_id] = self._result(call_id, name, answer["reply"], False)
+        elif answer["decision"] == "deny":
+            reason = answer.get("reason") or "no reason given"
+            outputs[call_id] = self._result(
+                call_id, name, f"error: the user denied this call: {reason}", True, denied=True
             )
-    return messages
+        elif answer["decision"] == "edit":
+            try:
+                edited = self._check(call, answer["arguments"])
+            except ValueError as exc:
+                outputs[call_id] = self._result(
+                    call_id, name, f"error: the user's edit is invalid: {exc}", True
+                )
+                return None
+            outputs[call_id] = await self._run(call, edited, edited=True)
+        else:
+            outputs[call_id] = await self._run(call, args)
+        return None
+
+    async def _run(self, call: dict[str, str], args: dict[str, Any], **extra: Any) -> str:
+        name, call_id = call["name"], call["id"]
+        if extra.get("edited"):
+            extra["arguments"] = args
+        self.ctx.set_phase(f"tool_{name}")
+        try:
+            if name == "call_agent":
+                output, is_error = await agents.call_agent(self.ctx, args["agent"], args["input"])
+            elif name in TOOLS:
+                output, is_error = await run_builtin(self.ctx, name, args), False
+            else:
+                assert self.mcp is not None
+                output, is_error = await self.mcp.call(name, args)
+        except ApplicationError as exc:
+            output, is_error = f"error: {exc.message}", True
+        return self._result(call_id, name, output, is_error, **extra)

@@ -1,0 +1,63 @@
+"""Stored provider credentials (API keys of model providers), encrypted at rest.
+
+A credential belongs to an owner (a user today; a later ``team`` owner is a nullable ``team``
+FK next to ``owner`` with a check constraint "exactly one of owner/team", a second unique
+constraint on ``(team, name)``, and a wider ``providers.selectors._owned_by``). It may be
+restricted to one of the owner's agents (``agent``); otherwise any agent of the owner may use it.
+
+The secret is only ever stored as a Fernet token (``secret``, see ``providers.crypto``); the API
+and the admin show ``hint`` (the last four characters) and never the secret or its token.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class CredentialProvider(models.TextChoices):
+    """The wire format the key is for (``openai`` covers every OpenAI-compatible endpoint)."""
+
+    OPENAI = "openai", "OpenAI (or OpenAI-compatible)"
+    ANTHROPIC = "anthropic", "Anthropic"
+
+
+class ProviderCredential(models.Model):
+    """One API key of a model provider, referenced from an llm agent's
+    ``spec.model.credential`` by ``name``."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_credentials"
+    )
+    # CASCADE, never SET_NULL: losing the agent must not widen the credential to every agent.
+    agent = models.ForeignKey(
+        "agent_sessions.Agent",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="provider_credentials",
+        help_text="Only this agent may use the credential (empty: any agent of the owner).",
+    )
+    name = models.SlugField(max_length=64, help_text="Referenced by spec.model.credential.")
+    provider = models.CharField(
+        max_length=32, choices=CredentialProvider.choices, default=CredentialProvider.OPENAI
+    )
+    secret = models.TextField(editable=False, help_text="Fernet token of the secret.")
+    hint = models.CharField(max_length=8, blank=True, default="", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("owner", "name"), name="provider_credential_name_unique_per_owner"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.provider}, {self.hint})"
