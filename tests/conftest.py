@@ -18,6 +18,7 @@ from sandboxes.backends import _cgroup as cgroups
 from sandboxes.backends._local_lifecycle import stop_owned
 from sandboxes.backends._procs import descendants
 from sessions.models import Agent, Session
+from sessions.runners.scripted_llm import ScriptedLLM
 from tests import factories
 
 
@@ -115,6 +116,15 @@ def _sandbox_bwraps() -> list[int]:
                     ):
                         pids.append(int(entry.name))
     return pids
+
+
+@pytest.fixture
+def llm(settings: Any) -> Iterator[ScriptedLLM]:
+    """A scripted OpenAI/Anthropic-compatible model server over real HTTP (add turns with
+    ``llm.add``). It listens on loopback, which model endpoints may reach only when allowed."""
+    settings.LLM_ENDPOINT_ALLOWED_HOSTS = ["127.0.0.1"]
+    with ScriptedLLM() as server:
+        yield server
 
 
 @pytest.fixture(scope="session", autouse=True)

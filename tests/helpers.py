@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from asgiref.sync import sync_to_async
 
@@ -27,3 +28,8 @@ def events_of(task: Task) -> list[Event]:
 
 def stdout_of(task: Task) -> str:
     return "".join(e.data["text"] for e in events_of(task) if e.type == "process.stdout")
+
+
+def event_data(task: Task, type: str) -> list[dict[str, Any]]:
+    """The ``data`` of ``task``'s events of one ``type``, in log order."""
+    return [e.data for e in events_of(task) if e.type == type]

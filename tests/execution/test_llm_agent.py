@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,17 +16,9 @@ from sessions.runners.scripted_llm import ScriptedLLM, Turn
 from sessions.services.agents import agent_create
 from sessions.services.sessions import session_create
 from sessions.services.tasks import task_cancel, task_create
-from tests.helpers import events_of, wait_terminal
+from tests.helpers import event_data, wait_terminal
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sandbox]
-
-
-@pytest.fixture
-def llm(settings: Any) -> Iterator[ScriptedLLM]:
-    # The scripted model listens on loopback, which model endpoints reach only when allowed.
-    settings.LLM_ENDPOINT_ALLOWED_HOSTS = ["127.0.0.1"]
-    with ScriptedLLM() as server:
-        yield server
 
 
 @pytest.fixture
@@ -48,10 +39,6 @@ def chat(owner: Any, llm: ScriptedLLM) -> Any:
     return make
 
 
-def typed(task: Any, kind: str) -> list[dict[str, Any]]:
-    return [e.data for e in events_of(task) if e.type == kind]
-
-
 async def test_a_tool_using_conversation(executor: Any, llm: ScriptedLLM, chat: Any) -> None:
     llm.add(
         Turn(chunks=["Let me ", "write it."], tool_calls=[
@@ -70,15 +57,15 @@ async def test_a_tool_using_conversation(executor: Any, llm: ScriptedLLM, chat: 
     assert task.usage["prompt_tokens"] == 4 * 7 and task.usage["completion_tokens"] == 4 * 5
 
     # Deltas stream per message (consecutive ones are coalesced by the event buffer).
-    deltas = await sync_to_async(typed)(task, "message.delta")
+    deltas = await sync_to_async(event_data)(task, "message.delta")
     by_message: dict[str, str] = {}
     for delta in deltas:
         by_message[delta["message_id"]] = by_message.get(delta["message_id"], "") + delta["text"]
     assert list(by_message.values()) == ["Let me write it.", "All done."]
-    completed = await sync_to_async(typed)(task, "message.completed")
+    completed = await sync_to_async(event_data)(task, "message.completed")
     assert [c["text"] for c in completed] == ["Let me write it.", "", "", "All done."]
     assert [c["name"] for c in completed[0]["tool_calls"]] == ["write_file", "shell"]
-    results = await sync_to_async(typed)(task, "tool.result")
+    results = await sync_to_async(event_data)(task, "tool.result")
     assert [(r["name"], r["is_error"]) for r in results] == [
         ("write_file", False), ("shell", False), ("shell", True), ("shell", True),
     ]  # fmt: skip
@@ -134,13 +121,13 @@ async def test_cancel_mid_stream(executor: Any, llm: ScriptedLLM, chat: Any) -> 
     task, _ = await sync_to_async(chat)("talk a lot")
     executor.kick()
     deadline = time.monotonic() + 20
-    while not await sync_to_async(typed)(task, "message.delta"):
+    while not await sync_to_async(event_data)(task, "message.delta"):
         assert time.monotonic() < deadline, "no token arrived"
         await asyncio.sleep(0.05)
     await sync_to_async(task_cancel)(task=task)
     task = await wait_terminal(task, timeout=15)
     assert task.status == "cancelled"
-    streamed = "".join(d["text"] for d in await sync_to_async(typed)(task, "message.delta"))
+    streamed = "".join(d["text"] for d in await sync_to_async(event_data)(task, "message.delta"))
     assert 0 < len(streamed) < len("".join(f"token{i} " for i in range(100)))
 
 

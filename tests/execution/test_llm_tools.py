@@ -20,25 +20,13 @@ from sessions.services.agents import agent_create
 from sessions.services.sessions import session_create
 from sessions.services.tasks import task_cancel, task_create
 from sessions.services.waiting import task_resume
-from tests.helpers import events_of, wait_terminal
+from tests.helpers import event_data, events_of, wait_terminal
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sandbox]
 
 
-@pytest.fixture
-def llm(settings: Any) -> Iterator[ScriptedLLM]:
-    # The scripted model listens on loopback, which model endpoints reach only when allowed.
-    settings.LLM_ENDPOINT_ALLOWED_HOSTS = ["127.0.0.1"]
-    with ScriptedLLM() as server:
-        yield server
-
-
 def call(name: str, **arguments: Any) -> dict[str, str]:
     return {"name": name, "arguments": json.dumps(arguments)}
-
-
-def typed(task: Any, kind: str) -> list[dict[str, Any]]:
-    return [e.data for e in events_of(task) if e.type == kind]
 
 
 @pytest.fixture
@@ -118,7 +106,7 @@ async def test_ask_user_pauses_the_task_and_the_reply_resumes_it(
     assert task.usage["prompt_tokens"] == 3 * 7  # totals span both runs of the task
     kinds = [e.type for e in await sync_to_async(events_of)(task)]
     assert "input.requested" in kinds and "input.received" in kinds
-    statuses = [d["status"] for d in await sync_to_async(typed)(task, "task.status")]
+    statuses = [d["status"] for d in await sync_to_async(event_data)(task, "task.status")]
     moves = [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]]
     assert moves == ["queued", "running", "waiting", "queued", "running", "succeeded"]
     with pytest.raises(Conflict):
@@ -148,7 +136,7 @@ async def test_approvals_approve_deny_and_edit(
         "kind": "approval", "call_id": "call_0", "name": "shell",
         "arguments": {"command": "echo one > one.txt"},
     }  # fmt: skip
-    results = await sync_to_async(typed)(task, "tool.result")
+    results = await sync_to_async(event_data)(task, "tool.result")
     assert [r["name"] for r in results] == ["read_file"]  # ran while the shell call waits
     assert not (session.workspace_path / "one.txt").exists()
     await sync_to_async(task_resume)(task=task, answer={"decision": "approve"})
@@ -172,7 +160,7 @@ async def test_approvals_approve_deny_and_edit(
     task = await wait_terminal(task)
     assert task.status == "succeeded", task.error
     assert (session.workspace_path / "one.txt").exists()  # the denied rm never ran
-    results = await sync_to_async(typed)(task, "tool.result")
+    results = await sync_to_async(event_data)(task, "tool.result")
     outputs = {r["call_id"] + r["name"]: r for r in results}
     assert len(results) == 4
     denied = [r for r in results if r.get("denied")]
@@ -183,7 +171,7 @@ async def test_approvals_approve_deny_and_edit(
     assert edited[0]["arguments"] == {"command": "echo final"}
     assert edited[0]["output"] == "exit_code: 0\nfinal\n"
     assert outputs  # every call got exactly one result
-    calls = await sync_to_async(typed)(task, "tool.call")
+    calls = await sync_to_async(event_data)(task, "tool.call")
     assert sum(1 for c in calls if c.get("requires_approval")) == 3
     await stop_sandbox(session)
 
@@ -222,9 +210,9 @@ async def test_call_agent_runs_a_child_task(
     child_requests = llm.requests[1]["messages"]
     assert child_requests[0] == {"role": "system", "content": "You help."}
     assert child_requests[1:] == [{"role": "user", "content": "Say hi."}]  # only its own turn
-    child_results = await sync_to_async(typed)(child, "tool.result")
+    child_results = await sync_to_async(event_data)(child, "tool.result")
     assert child_results[0]["is_error"] and "cannot ask the user" in child_results[0]["output"]
-    results = await sync_to_async(typed)(task, "tool.result")
+    results = await sync_to_async(event_data)(task, "tool.result")
     first = json.loads(results[0]["output"])
     assert (first["task_id"], first["status"]) == (str(child.uuid), "succeeded")
     assert results[1]["is_error"] and "not one of" in results[1]["output"]  # schema enum
@@ -252,7 +240,7 @@ async def test_python_and_apply_patch_tools(
     executor.kick()
     task = await wait_terminal(task)
     assert task.status == "succeeded", task.error
-    results = await sync_to_async(typed)(task, "tool.result")
+    results = await sync_to_async(event_data)(task, "tool.result")
     assert results[1]["output"].startswith("exit_code: 0"), results[1]
     assert results[2]["output"] == "exit_code: 0\nhello, patched\n"
     assert not results[3]["output"].startswith("exit_code: 0")  # refused to leave /workspace
@@ -303,7 +291,7 @@ async def test_http_fetch_refuses_private_addresses_unless_allowed(
         task, _ = await start(owner, closed, "Fetch it.")
         executor.kick()
         task = await wait_terminal(task)
-        result = (await sync_to_async(typed)(task, "tool.result"))[0]
+        result = (await sync_to_async(event_data)(task, "tool.result"))[0]
         assert result["is_error"] and site.hits == 0, result
         assert "127.0.0.1" in result["output"]
 
@@ -311,7 +299,7 @@ async def test_http_fetch_refuses_private_addresses_unless_allowed(
         task, _ = await start(owner, opened, "Fetch it.")
         executor.kick()
         task = await wait_terminal(task)
-        result = (await sync_to_async(typed)(task, "tool.result"))[0]
+        result = (await sync_to_async(event_data)(task, "tool.result"))[0]
         assert not result["is_error"] and site.hits == 1, result
         head, _, body = result["output"].partition("\n\n")
         assert json.loads(head)["status"] == 200
@@ -337,7 +325,7 @@ async def test_parallel_tool_calls_run_concurrently(
     task, session = await start(owner, agent, "Both at once.")
     executor.kick()
     task = await wait_terminal(task)
-    outputs = [r["output"] for r in await sync_to_async(typed)(task, "tool.result")]
+    outputs = [r["output"] for r in await sync_to_async(event_data)(task, "tool.result")]
     assert outputs == ["exit_code: 0\n", "exit_code: 0\n"]
     await stop_sandbox(session)
 
@@ -366,7 +354,7 @@ async def test_token_and_cost_budgets(
     executor.kick()
     task = await wait_terminal(task)
     assert (task.status, task.error["code"]) == ("failed", "cost_limit")
-    usage = await sync_to_async(typed)(task, "usage")
+    usage = await sync_to_async(event_data)(task, "usage")
     assert usage[0]["cost_usd"] == 7 * 1.0 + 5 * 2.0  # 7 prompt, 5 completion tokens
     assert task.usage["cost_usd"] == 2 * 17.0
     await stop_sandbox(session)
@@ -421,7 +409,7 @@ async def test_mcp_server_tools_are_offered_and_called(
     assert task.status == "succeeded", task.error
     offered = sorted(t["function"]["name"] for t in llm.requests[0]["tools"])
     assert offered == ["fx__add", "fx__fail"]
-    results = await sync_to_async(typed)(task, "tool.result")
+    results = await sync_to_async(event_data)(task, "tool.result")
     by_call = {(r["call_id"], r["name"]): r for r in results[:2]}  # same reply, either order
     assert (by_call["call_0", "fx__add"]["output"], by_call["call_0", "fx__add"]["is_error"]) == (
         "5", False,
@@ -429,7 +417,7 @@ async def test_mcp_server_tools_are_offered_and_called(
     invalid = by_call["call_1", "fx__add"]
     assert invalid["is_error"] and "invalid tool call" in invalid["output"]  # checked locally
     assert results[2]["name"] == "fx__fail" and results[2]["is_error"]
-    errors = await sync_to_async(typed)(task, "error")
+    errors = await sync_to_async(event_data)(task, "error")
     # Reported by each run of the task (before the pause and after it), the server never named.
     assert {e["server"] for e in errors if e["code"] == "mcp_unavailable"} == {"gone"}
 
@@ -459,7 +447,7 @@ async def test_a_stored_credential_is_sent_to_the_provider_and_nowhere_else(
     log = json.dumps([e.data for e in await sync_to_async(events_of)(task)])
     assert secret not in log and "sk-live" not in json.dumps(task.result)
     assert task.usage["cost_usd"] == pytest.approx(2 * 12 / 1e6)  # the catalogue's price
-    shell = (await sync_to_async(typed)(task, "tool.result"))[0]["output"]
+    shell = (await sync_to_async(event_data)(task, "tool.result"))[0]["output"]
     assert shell == "exit_code: 0\n0\n"  # the sandbox never sees the key
     await stop_sandbox(session)
 
@@ -482,7 +470,7 @@ async def test_the_keyless_demo_agent(executor: Any, owner: Any) -> None:
     task = await wait_terminal(task)
     assert task.status == "succeeded", task.error
     assert "hi from the sandbox" in task.result["text"] and "scripted demo" in task.result["text"]
-    assert len(await sync_to_async(typed)(task, "message.delta")) > 3  # streamed word by word
+    assert len(await sync_to_async(event_data)(task, "message.delta")) > 3  # streamed word by word
 
     task, _ = await start(owner, demo, "hello", session)
     executor.kick()

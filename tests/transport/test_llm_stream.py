@@ -24,14 +24,6 @@ GAP_S = 0.4  # between two scripted tokens
 
 
 @pytest.fixture
-def llm(settings: Any) -> Iterator[ScriptedLLM]:
-    # The scripted model listens on loopback, which model endpoints reach only when allowed.
-    settings.LLM_ENDPOINT_ALLOWED_HOSTS = ["127.0.0.1"]
-    with ScriptedLLM() as server:
-        yield server
-
-
-@pytest.fixture
 def llm_daphne(transactional_db: Any, tmp_path: Any) -> Iterator[str]:
     from tests import procs
 
