@@ -202,7 +202,7 @@ def test_key_rotation_keeps_old_tokens_readable_and_re_encrypts_on_update(settin
     credential = credential_create(owner=user, name="k", provider="openai", secret=SECRET)
     Fernet(KEY_A.encode()).decrypt(credential.secret.encode())  # encrypted under A
 
-    settings.CREDENTIALS_ENCRYPTION_KEYS = "B,A".replace("B", KEY_B).replace("A", KEY_A)
+    settings.CREDENTIALS_ENCRYPTION_KEYS = f"{KEY_B},{KEY_A}"  # as the env var gives it
     assert credential_secret(owner=user, name="k", agent=None) == SECRET  # A still decrypts
 
     credential = credential_update(credential=credential)  # no new secret: re-encrypted
