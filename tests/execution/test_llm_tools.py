@@ -477,3 +477,27 @@ async def test_the_keyless_demo_agent(executor: Any, owner: Any) -> None:
     task = await wait_terminal(task)
     assert task.result["text"].startswith("(scripted demo) You said: “hello”.")
     await stop_sandbox(session)
+
+
+async def test_cancelling_stops_a_running_tool(
+    executor: Any, llm: ScriptedLLM, owner: Any, make_agent: Any
+) -> None:
+    import asyncio
+    import subprocess
+    import time
+
+    agent = await sync_to_async(make_agent)(tools=["shell"])
+    llm.add(Turn(tool_calls=[call("shell", command="sleep 6071", timeout_s=300)]))
+    task, session = await start(owner, agent, "Sleep.")
+    executor.kick()
+    deadline = time.monotonic() + 20
+    while subprocess.run(["pgrep", "-f", "sleep 6071"], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "the tool never started"
+        await asyncio.sleep(0.05)
+    await sync_to_async(task_cancel)(task=task)
+    task = await wait_terminal(task, timeout=20)
+    assert task.status == "cancelled"
+    result = (await sync_to_async(event_data)(task, "tool.result"))[0]
+    assert result["output"].startswith("error: cancelled")
+    assert subprocess.run(["pgrep", "-f", "sleep 6071"], capture_output=True).returncode == 1
+    await stop_sandbox(session)

@@ -12,6 +12,8 @@ first parks the task in ``waiting``, the second starts a child task.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -122,13 +124,27 @@ async def _exec(ctx: TaskContext, argv: list[str], timeout_s: float, stdin: byte
     execution = await sandboxes.sandbox_exec(
         session=ctx.session, argv=argv, timeout_s=timeout_s, stdin=stdin
     )
+
+    async def stop_on_request() -> None:
+        # Cancelling the task stops the running tool too (its whole process tree).
+        await ctx.cancel_requested.wait()
+        await execution.terminate(grace_s=ctx.cancel_grace_s)
+
+    watcher = asyncio.ensure_future(stop_on_request())
     out = bytearray()
     code: int | None = None
-    async for event in execution:
-        if event.stream == "exit":
-            code = event.exit_code
-        elif len(out) < TOOL_OUTPUT_BYTES:
-            out += event.data
+    try:
+        async for event in execution:
+            if event.stream == "exit":
+                code = event.exit_code
+            elif len(out) < TOOL_OUTPUT_BYTES:
+                out += event.data
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    if ctx.cancel_requested.is_set():
+        return f"error: cancelled (exit_code: {code})\n{out.decode(errors='replace')}"
     return f"exit_code: {code}\n{out.decode(errors='replace')}"
 
 
