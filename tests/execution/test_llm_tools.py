@@ -501,3 +501,57 @@ async def test_cancelling_stops_a_running_tool(
     assert result["output"].startswith("error: cancelled")
     assert subprocess.run(["pgrep", "-f", "sleep 6071"], capture_output=True).returncode == 1
     await stop_sandbox(session)
+
+
+# A dependency-free MCP stdio server (the sandbox's Python has no mcp package): JSON-RPC lines.
+STDIO_SERVER = r"""
+import json, socket, sys
+TOOLS = [{"name": "shout", "description": "Upper-case a text.",
+          "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}},
+                          "required": ["text"]}},
+         {"name": "where", "description": "The host name.", "inputSchema": {"type": "object"}}]
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "id" not in msg:
+        continue  # a notification
+    method, params = msg["method"], msg.get("params") or {}
+    if method == "initialize":
+        result = {"protocolVersion": params["protocolVersion"], "capabilities": {"tools": {}},
+                  "serverInfo": {"name": "stdio-fixture", "version": "1"}}
+    elif method == "tools/list":
+        result = {"tools": TOOLS}
+    elif method == "tools/call":
+        args = params.get("arguments") or {}
+        text = args["text"].upper() if params["name"] == "shout" else socket.gethostname()
+        result = {"content": [{"type": "text", "text": text}], "isError": False}
+    else:
+        result = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}), flush=True)
+"""
+
+
+async def test_a_stdio_mcp_server_runs_inside_the_sandbox(
+    executor: Any, llm: ScriptedLLM, owner: Any, make_agent: Any
+) -> None:
+    import subprocess
+
+    agent = await sync_to_async(make_agent)(
+        mcp_servers=[{"name": "local", "command": ["python3", "/workspace/mcp_stdio_fixture.py"]}]
+    )
+    session = await sync_to_async(session_create)(owner=owner, agent=agent)
+    (session.workspace_path / "mcp_stdio_fixture.py").write_text(STDIO_SERVER)
+    llm.add(
+        Turn(tool_calls=[call("local__shout", text="hi"), call("local__where")]),
+        Turn(chunks=["done"]),
+    )
+    task, _ = await start(owner, agent, "Shout.", session)
+    executor.kick()
+    task = await wait_terminal(task)
+    assert task.status == "succeeded", task.error
+    offered = sorted(t["function"]["name"] for t in llm.requests[0]["tools"])
+    assert offered == ["local__shout", "local__where"]
+    outputs = {r["name"]: r["output"] for r in await sync_to_async(event_data)(task, "tool.result")}
+    assert outputs == {"local__shout": "HI", "local__where": "sandbox"}  # the sandbox's hostname
+    running = subprocess.run(["pgrep", "-f", "mcp_stdio_fixture"], capture_output=True)
+    assert running.returncode == 1  # stopped with the run
+    await stop_sandbox(session)

@@ -297,5 +297,16 @@ def test_duplicate_names_are_refused() -> None:
 
 
 def test_schema_is_strict() -> None:
-    assert MCP_SERVER_SCHEMA["additionalProperties"] is False
-    assert MCP_SERVER_SCHEMA["required"] == ["name", "url"]
+    import jsonschema
+
+    def valid(entry: dict[str, Any]) -> bool:
+        return jsonschema.Draft202012Validator(MCP_SERVER_SCHEMA).is_valid(entry)
+
+    assert valid({"name": "a", "url": "https://h/mcp", "headers": {"Authorization": "x"}})
+    assert valid({"name": "a", "command": ["python3", "server.py"], "env": {"K": "v"}})
+    assert not valid({"name": "a"})  # neither a URL nor a command
+    assert not valid({"name": "a", "url": "https://h/mcp", "command": ["x"]})  # both
+    assert not valid({"name": "a", "command": ["x"], "headers": {"A": "b"}})  # HTTP-only key
+    assert not valid({"name": "a", "url": "https://h/mcp", "cwd": "x"})  # stdio-only key
+    assert not valid({"name": "a", "url": "file:///etc/passwd"})
+    assert not valid({"name": "a", "url": "https://h/mcp", "extra": 1})

@@ -45,6 +45,13 @@ MCP_SERVER_SCHEMA: dict[str, Any] = {
     "properties": {
         "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"},
         "url": {"type": "string", "pattern": "^https?://"},
+        "command": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "minItems": 1,
+        },
+        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+        "cwd": {"type": "string"},
         "headers": {"type": "object", "additionalProperties": {"type": "string"}},
         "tools": {
             "type": "array",
@@ -53,12 +60,25 @@ MCP_SERVER_SCHEMA: dict[str, Any] = {
         },
         "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
     },
-    "required": ["name", "url"],
+    "required": ["name"],
+    # A remote server (url, headers) or a stdio one started in the sandbox (command, env, cwd).
+    "oneOf": [
+        {
+            "required": ["url"],
+            "not": {"anyOf": [{"required": [k]} for k in ("command", "env", "cwd")]},
+        },
+        {
+            "required": ["command"],
+            "not": {"anyOf": [{"required": [k]} for k in ("url", "headers")]},
+        },
+    ],
     "additionalProperties": False,
 }
 """One entry of the agent spec's ``mcp_servers``: ``name`` (a slug, the prefix of its tools),
 ``url`` (the Streamable HTTP endpoint, e.g. ``https://host/mcp``), ``headers`` (sent with every
-request, e.g. ``Authorization``; never echoed), ``tools`` (the tool names to expose; all when
+request, e.g. ``Authorization``; never echoed), or ``command`` (argv of a stdio server,
+started by the ``stdio`` factory given to :class:`McpToolbox`, in the sandbox) with ``env``
+and ``cwd``, ``tools`` (the tool names to expose; all when
 absent), ``timeout_s`` (seconds per ``tools/call`` and for the start-up handshake; default 60)."""
 
 _VALIDATOR = jsonschema.Draft202012Validator(MCP_SERVER_SCHEMA)
@@ -70,6 +90,7 @@ class _Server:
     name: str
     url: str
     headers: dict[str, str]
+    command: list[str] | None
     allow: list[str] | None
     timeout_s: float
     session: ClientSession | None = None
@@ -109,6 +130,8 @@ class McpToolbox:
         servers: list[dict[str, Any]],
         *,
         url_check: Callable[[str], object] | None = None,
+        stdio: Callable[[dict[str, Any]], contextlib.AbstractAsyncContextManager[Any]]
+        | None = None,
     ) -> None:
         self._servers: list[_Server] = []
         for index, spec in enumerate(servers):
@@ -121,13 +144,16 @@ class McpToolbox:
             self._servers.append(
                 _Server(
                     name=spec["name"],
-                    url=spec["url"],
+                    url=spec.get("url", ""),
                     headers=dict(spec.get("headers") or {}),
+                    command=spec.get("command"),
                     allow=spec.get("tools"),
                     timeout_s=float(spec.get("timeout_s", DEFAULT_TIMEOUT_S)),
                 )
             )
         self._url_check = url_check
+        self._stdio = stdio
+        self._entries = {spec["name"]: spec for spec in servers}
         self._routes: dict[str, tuple[_Server, str]] = {}
         self._stack: contextlib.AsyncExitStack | None = None
         self.tools: list[dict[str, Any]] = []
@@ -168,17 +194,25 @@ class McpToolbox:
         scope = anyio.CancelScope(deadline=anyio.current_time() + server.timeout_s)
         try:
             with scope:
-                if (refusal := await self._check_url(server)) is not None:
+                if server.command is None and (refusal := await self._check_url(server)):
                     self._fail(server, refusal)
                     return
-                http_timeout = httpx2.Timeout(min(server.timeout_s, 30.0), read=300.0)
+                if server.command is not None and self._stdio is None:
+                    self._fail(server, "stdio servers are not available here")
+                    return
                 async with contextlib.AsyncExitStack() as stack:
-                    http = await stack.enter_async_context(
-                        create_mcp_http_client(headers=server.headers, timeout=http_timeout)
-                    )
-                    read, write = await stack.enter_async_context(
-                        streamable_http_client(server.url, http_client=http)
-                    )
+                    if server.command is not None and self._stdio is not None:
+                        read, write = await stack.enter_async_context(
+                            self._stdio(self._entries[server.name])
+                        )
+                    else:
+                        http_timeout = httpx2.Timeout(min(server.timeout_s, 30.0), read=300.0)
+                        http = await stack.enter_async_context(
+                            create_mcp_http_client(headers=server.headers, timeout=http_timeout)
+                        )
+                        read, write = await stack.enter_async_context(
+                            streamable_http_client(server.url, http_client=http)
+                        )
                     session = await stack.enter_async_context(
                         ClientSession(read, write, client_info=CLIENT_INFO)
                     )

@@ -46,6 +46,7 @@ from sessions.runners.base import Runner, TaskContext, TaskResult, validate_sche
 from sessions.runners.llm import agents
 from sessions.runners.llm.history import assistant_message, conversation, tool_message
 from sessions.runners.llm.mcp import MCP_SERVER_SCHEMA, McpToolbox
+from sessions.runners.llm.mcp_sandbox import sandbox_stdio
 from sessions.runners.llm.providers import ModelSettings, ProviderError, provider_for
 from sessions.runners.llm.tools import (
     TOOL_OPTIONS_SCHEMA,
@@ -301,7 +302,13 @@ async def _toolbox(ctx: TaskContext, spec: dict[str, Any]) -> AsyncIterator[Tool
     if not servers:
         yield Toolbox(ctx, spec, None)
         return
-    async with McpToolbox(servers, url_check=outbound.check_url) as mcp:
+
+    def stdio(entry: dict[str, Any]) -> Any:  # stdio servers run in the session's sandbox
+        return sandbox_stdio(
+            ctx.session, entry["command"], env=entry.get("env"), cwd=entry.get("cwd", "")
+        )
+
+    async with McpToolbox(servers, url_check=outbound.check_url, stdio=stdio) as mcp:
         for error in mcp.errors:
             ctx.emit("error", {"code": "mcp_unavailable", **error})
         yield Toolbox(ctx, spec, mcp)
