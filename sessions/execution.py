@@ -118,12 +118,17 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
         await buffer.close()
     except Exception:
         logger.exception("could not write the last events of task %s", task.uuid)
-    if control.reason == "shutdown":
-        return await db_call(task_release_on_shutdown)(task=task, worker=worker)
     if status == "waiting" and outcome.pending is not None:
+        # Parked before any stop landed (even a shutdown): nothing runs, the answer resumes it.
         return await db_call(task_suspend)(
             task=task, worker=worker, pending=outcome.pending, usage=outcome.usage
         )
+    if control.reason == "shutdown":
+        return await db_call(task_release_on_shutdown)(task=task, worker=worker)
+    if status == "waiting":  # a runner that waits must say for what
+        status = TaskStatus.FAILED
+        outcome.error = {"code": "runner_error", "message": "The agent paused without saying "
+                         "what it waits for.", "details": {}}  # fmt: skip
     return await db_call(task_finish)(
         task=task, status=status, result=outcome.result, error=outcome.error, usage=usage
     )

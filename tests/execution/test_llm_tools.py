@@ -555,3 +555,32 @@ async def test_a_stdio_mcp_server_runs_inside_the_sandbox(
     running = subprocess.run(["pgrep", "-f", "mcp_stdio_fixture"], capture_output=True)
     assert running.returncode == 1  # stopped with the run
     await stop_sandbox(session)
+
+
+async def test_an_anthropic_agent_runs_the_same_loop(
+    executor: Any, llm: ScriptedLLM, owner: Any, make_agent: Any
+) -> None:
+    agent = await sync_to_async(make_agent)(
+        model={"provider": "anthropic", "base_url": llm.anthropic_base_url, "name": "claude-x"},
+        system_prompt="Be brief.", tools=["write_file"],
+    )  # fmt: skip
+    llm.add(
+        Turn(chunks=["Writing."], tool_calls=[call("write_file", path="a.txt", content="A")]),
+        Turn(chunks=["Wr", "ote it."]),
+    )
+    task, session = await start(owner, agent, "Write a.txt.")
+    executor.kick()
+    task = await wait_terminal(task)
+    assert task.status == "succeeded", task.error
+    assert (
+        task.result["text"] == "Wrote it." and (session.workspace_path / "a.txt").read_text() == "A"
+    )
+    second = llm.requests[1]
+    assert second["system"] in ("Be brief.", [{"type": "text", "text": "Be brief."}])
+    result_block = second["messages"][-1]["content"][0]
+    assert (result_block["type"], result_block["content"]) == (
+        "tool_result",
+        "wrote 1 bytes to a.txt",
+    )
+    assert task.usage["prompt_tokens"] == 14 and task.usage["completion_tokens"] == 10
+    await stop_sandbox(session)
