@@ -306,6 +306,7 @@ async def fetch(
     timeout_s: float = 15.0,
     max_redirects: int = 5,
     allow_hosts: Sequence[str] = (),
+    only_hosts: Sequence[str] = (),
 ) -> FetchResult:
     """Fetch ``url`` for a user, refusing non-public addresses at every hop (see module doc).
 
@@ -319,6 +320,10 @@ async def fetch(
         timeout_s: seconds for the whole call, DNS, redirects and body included.
         max_redirects: redirects followed (301, 302, 303, 307, 308); one more is an error.
         allow_hosts: extra allow-list entries, as for :func:`check_url`.
+        only_hosts: when given, a restriction: every hop's host must be one of these names
+            (exact, or ``*.suffix``), on top of the address check (reason ``not_listed``).
+            Unlike ``allow_hosts`` it never lets a non-public address through, so it is what
+            a user-written spec may set.
 
     Raises:
         OutboundRefused: (400) the URL or a redirect target is refused; see :func:`check_url`.
@@ -333,6 +338,10 @@ async def fetch(
     try:
         async with asyncio.timeout(timeout_s):
             for _ in range(max_redirects + 1):
+                hop_host = _host(hop.url)
+                if only_hosts and not _host_allowed(hop_host, {h.lower() for h in only_hosts}):
+                    message = f"{hop_host} is not one of the hosts this agent may fetch."
+                    raise _refused(hop_host, "not_listed", message)
                 addresses = await asyncio.to_thread(_check, hop.url, allow)  # DNS off the loop
                 async with _client(timeout_s) as client:
                     response = await hop.send(client, addresses)

@@ -278,14 +278,17 @@ class _Site:
 
 
 async def test_http_fetch_refuses_private_addresses_unless_allowed(
-    executor: Any, llm: ScriptedLLM, owner: Any, make_agent: Any
+    executor: Any, llm: ScriptedLLM, owner: Any, make_agent: Any, settings: Any
 ) -> None:
     site = _Site()
     try:
         closed = await sync_to_async(make_agent)("closed", tools=["http_fetch"])
         opened = await sync_to_async(make_agent)(
-            "opened", tools=["http_fetch"],
-            tool_options={"http_fetch": {"allow_hosts": ["127.0.0.1"], "max_bytes": 8}},
+            "opened", tools=["http_fetch"], tool_options={"http_fetch": {"max_bytes": 8}}
+        )
+        narrow = await sync_to_async(make_agent)(
+            "narrow", tools=["http_fetch"],
+            tool_options={"http_fetch": {"only_hosts": ["docs.example.com"]}},
         )  # fmt: skip
         llm.add(Turn(tool_calls=[call("http_fetch", url=site.url)]), Turn(chunks=["no"]))
         task, _ = await start(owner, closed, "Fetch it.")
@@ -294,6 +297,16 @@ async def test_http_fetch_refuses_private_addresses_unless_allowed(
         result = (await sync_to_async(event_data)(task, "tool.result"))[0]
         assert result["is_error"] and site.hits == 0, result
         assert "127.0.0.1" in result["output"]
+
+        # Only the operator opens private addresses; an agent spec can only narrow the list.
+        settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
+        llm.add(Turn(tool_calls=[call("http_fetch", url=site.url)]), Turn(chunks=["no"]))
+        task, _ = await start(owner, narrow, "Fetch it.")
+        executor.kick()
+        task = await wait_terminal(task)
+        result = (await sync_to_async(event_data)(task, "tool.result"))[0]
+        assert result["is_error"] and "not one of the hosts" in result["output"], result
+        assert site.hits == 0
 
         llm.add(Turn(tool_calls=[call("http_fetch", url=site.url)]), Turn(chunks=["yes"]))
         task, _ = await start(owner, opened, "Fetch it.")

@@ -180,10 +180,10 @@ class LlmRunner(Runner):
         totals = state.totals
         text = ""
         max_steps = int(spec.get("max_steps", 8))
+        api_key = await _api_key(ctx, model)
         async with (
             provider_for(
-                model, api_key=await _api_key(ctx, model),
-                max_retries=int(spec.get("max_retries", 3)),
+                model, api_key=api_key, max_retries=int(spec.get("max_retries", 3))
             ) as provider,
             _toolbox(ctx, spec) as tools,
         ):  # fmt: skip
@@ -229,9 +229,11 @@ class LlmRunner(Runner):
                         return TaskResult("waiting", pending=pending, usage=totals)
             except ProviderError as exc:
                 details = {"status": exc.status} if exc.status is not None else {}
+                # A provider may echo the key it was given; it must not reach the task's error.
+                message = exc.message.replace(api_key, "[redacted]") if api_key else exc.message
                 return TaskResult(
                     "failed", usage=totals,
-                    error={"code": "provider_error", "message": exc.message, "details": details},
+                    error={"code": "provider_error", "message": message, "details": details},
                 )  # fmt: skip
         return TaskResult(
             "failed", result={"text": text}, usage=totals,

@@ -94,7 +94,9 @@ TOOL_OPTIONS_SCHEMA: dict[str, Any] = {
         "shell": {**_OBJECT, "properties": {"timeout_s": {"type": "number", "minimum": 1}}},
         "python": {**_OBJECT, "properties": {"timeout_s": {"type": "number", "minimum": 1}}},
         "http_fetch": {**_OBJECT, "properties": {
-            "allow_hosts": {"type": "array", "items": {"type": "string"}},
+            # A restriction (only these hostnames, "*.example.com" for subdomains), never an
+            # exception to the outbound guard: that is the operator's OUTBOUND_ALLOWED_HOSTS.
+            "only_hosts": {"type": "array", "items": {"type": "string", "minLength": 1}},
             "max_bytes": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
             "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
         }},
@@ -198,7 +200,7 @@ async def _http_fetch(ctx: TaskContext, args: dict[str, Any]) -> str:
         body=body.encode() if body is not None else None,
         max_bytes=int(options.get("max_bytes", 200_000)),
         timeout_s=float(options.get("timeout_s", 20.0)),
-        allow_hosts=list(options.get("allow_hosts", [])),
+        only_hosts=list(options.get("only_hosts", [])),
     )
     text = result.body[:TOOL_OUTPUT_BYTES].decode(errors="replace")
     cut = result.truncated or len(result.body) > TOOL_OUTPUT_BYTES
