@@ -74,12 +74,17 @@ async def complete(
     return reply, chunks
 
 
-def test_the_registry_builds_each_provider(llm: ScriptedLLM) -> None:
+async def test_the_registry_builds_each_provider(llm: ScriptedLLM) -> None:
     openai_ = provider_for({"base_url": llm.base_url}, api_key="", max_retries=0)
     claude = provider_for(
         {"provider": "anthropic", "base_url": llm.anthropic_base_url}, api_key="k", max_retries=0
     )
     assert isinstance(openai_, OpenAIProvider) and isinstance(claude, AnthropicProvider)
+    # Tasks on the same endpoint and key share one SDK client (and its warm connections).
+    again = provider_for({"base_url": llm.base_url}, api_key="", max_retries=0)
+    other_key = provider_for({"base_url": llm.base_url}, api_key="k2", max_retries=0)
+    assert isinstance(again, OpenAIProvider) and isinstance(other_key, OpenAIProvider)
+    assert again.client is openai_.client and other_key.client is not openai_.client
 
 
 async def test_text_streams_chunk_by_chunk(provider: Provider, llm: ScriptedLLM) -> None:

@@ -26,6 +26,7 @@ from sessions.runners.llm.providers import (
     ModelSettings,
     Provider,
     ProviderError,
+    shared_client,
     with_ids,
 )
 
@@ -43,12 +44,13 @@ class AnthropicProvider(Provider):
     """
 
     def __init__(self, *, base_url: str, api_key: str, max_retries: int = 3) -> None:
-        self.client = anthropic.AsyncAnthropic(
-            base_url=base_url, api_key=api_key or "unused", max_retries=max_retries
-        )
+        self.client = shared_client(
+            anthropic.AsyncAnthropic, base_url=base_url, api_key=api_key or "unused",
+            max_retries=max_retries,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
-        await self.client.close()
+        """Nothing: the client is shared (see ``shared_client``)."""
 
     async def complete(
         self,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import uuid
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,12 +113,13 @@ class OpenAIProvider(Provider):
     """
 
     def __init__(self, *, base_url: str, api_key: str, max_retries: int = 3) -> None:
-        self.client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "unused", max_retries=max_retries
-        )
+        self.client = shared_client(
+            openai.AsyncOpenAI, base_url=base_url, api_key=api_key or "unused",
+            max_retries=max_retries,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
-        await self.client.close()
+        """Nothing: the client is shared (see :func:`shared_client`)."""
 
     async def complete(
         self,
@@ -168,6 +171,39 @@ class OpenAIProvider(Provider):
         except openai.OpenAIError as exc:
             raise ProviderError(str(exc)) from None
         return ModelReply("".join(parts), with_ids([calls[i] for i in sorted(calls)]), usage)
+
+
+SHARED_CLIENTS_PER_LOOP = 32
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, OrderedDict[tuple[Any, ...], Any]]
+_clients = weakref.WeakKeyDictionary()
+
+
+def shared_client(factory: Callable[..., Any], **options: Any) -> Any:
+    """An SDK client (``openai.AsyncOpenAI``, ``anthropic.AsyncAnthropic``) shared by the tasks
+    of this event loop that use the same endpoint, key and options.
+
+    Building one costs ~25 ms (its TLS context loads the CA bundle) and a fresh one opens a new
+    connection (a TLS handshake to a remote provider) for every task; a shared one keeps its
+    pool warm. SDK clients are made for concurrent use. Clients are per event loop (their
+    connections belong to it); the least recently used beyond :data:`SHARED_CLIENTS_PER_LOOP`
+    are closed.
+    """
+    loop = asyncio.get_running_loop()
+    cache = _clients.setdefault(loop, OrderedDict())
+    key = (factory, *sorted(options.items()))
+    client = cache.get(key)
+    if client is None:
+        client = cache[key] = factory(**options)
+        while len(cache) > SHARED_CLIENTS_PER_LOOP:
+            _, old = cache.popitem(last=False)
+            task = loop.create_task(old.close())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+    cache.move_to_end(key)
+    return client
+
+
+_closing: set[asyncio.Task[Any]] = set()
 
 
 def with_ids(calls: list[dict[str, str]]) -> list[dict[str, str]]:
