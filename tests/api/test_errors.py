@@ -81,3 +81,32 @@ def test_form_encoded_bodies_are_refused_by_json_endpoints(api_client):
 
 def test_unknown_api_urls_are_404_in_the_error_shape(api_client):
     error_of(api_client.get(f"{API}/no-such-thing"), 404, "not_found")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unreachable_database_is_a_503_in_the_error_shape(api_client, session):
+    from django.db import connection
+
+    saved = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = "/nonexistent-dir/db.sqlite3"
+    else:
+        connection.settings_dict["PORT"] = str(_closed_port())
+    try:
+        response = api_client.get(f"/api/v1/sessions/{session.uuid}")
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert response["Retry-After"] == "5"
+    assert api_client.get(f"/api/v1/sessions/{session.uuid}").status_code == 200  # back
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
