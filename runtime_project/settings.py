@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -116,6 +118,7 @@ INSTALLED_APPS = [
     "sandboxes.apps.SandboxesConfig",
     "debugger.apps.DebuggerConfig",
     "providers.apps.ProvidersConfig",
+    "schedules.apps.SchedulesConfig",
 ]
 
 MIDDLEWARE = [
@@ -214,6 +217,134 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+
+# STORAGE ---------------------------------------------------------------------------------------
+# Workspace snapshots and artifacts go through Django's default storage: MEDIA_ROOT on this
+# machine unless STORAGE_S3_BUCKET names a bucket on S3 or an S3-compatible store (MinIO, R2,
+# Ceph), which every worker machine can reach, so a session can move between them (docs/storage.md).
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket naming rules
+_S3_REGION = re.compile(r"^[a-z0-9-]{1,32}$")  # "eu-west-1", "auto" (R2), "us-east-1" (MinIO)
+_S3_ENV = (
+    "STORAGE_S3_ENDPOINT_URL",
+    "STORAGE_S3_REGION",
+    "STORAGE_S3_ACCESS_KEY_ID",
+    "STORAGE_S3_SECRET_ACCESS_KEY",
+    "STORAGE_S3_PREFIX",
+    "STORAGE_S3_ADDRESSING_STYLE",
+)
+
+
+def _s3_endpoint_url(name: str) -> str | None:
+    """An ``http(s)://host[:port]`` URL or ``None``; never echoed back, it may carry userinfo."""
+    raw = os.environ.get(name, "")
+    if not raw:
+        return None
+    error = ImproperlyConfigured(
+        f"{name} is not a valid endpoint URL (expected e.g. http://127.0.0.1:9000 or "
+        "https://<account>.r2.cloudflarestorage.com, without credentials)"
+    )
+    try:
+        parts = urlsplit(raw)
+        port_ok = parts.port is None or 0 < parts.port < 65536  # .port raises on junk
+    except ValueError:
+        raise error from None
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or not port_ok
+        or parts.username is not None
+        or parts.password is not None
+        or parts.query
+        or parts.fragment
+    ):
+        raise error
+    return raw
+
+
+def _s3_prefix(name: str) -> str:
+    """The key prefix (django-storages ``location``): ``a/b``, no empty, ``.`` or ``..`` part."""
+    raw = os.environ.get(name, "").strip("/")
+    if raw and any(part in {"", ".", ".."} or "\\" in part for part in raw.split("/")):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a valid key prefix (e.g. runtime/prod)")
+    return raw
+
+
+def _storages() -> dict[str, Any]:
+    """Django's ``STORAGES``: S3Storage when ``STORAGE_S3_BUCKET`` is set, else the filesystem.
+
+    Keys and the endpoint are never put in an error message. Without
+    ``STORAGE_S3_ACCESS_KEY_ID``/``STORAGE_S3_SECRET_ACCESS_KEY``, boto3 finds credentials the
+    standard way (``AWS_*`` env, shared config files, an instance or pod role).
+    """
+    storages: dict[str, Any] = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        # Django's own default; setting STORAGES replaces the whole dict, so it is spelled out.
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    bucket = os.environ.get("STORAGE_S3_BUCKET", "")
+    if not bucket:
+        stray = [name for name in _S3_ENV if os.environ.get(name)]
+        if stray:  # a half-configured S3 would silently keep snapshots on this machine only
+            raise ImproperlyConfigured(f"{stray[0]} is set but STORAGE_S3_BUCKET is not")
+        return storages
+    if not _S3_BUCKET.match(bucket) or ".." in bucket:
+        raise ImproperlyConfigured(
+            f"STORAGE_S3_BUCKET={bucket!r} is not a valid bucket name (3-63 characters: "
+            "lower-case letters, digits, '.' and '-')"
+        )
+    endpoint_url = _s3_endpoint_url("STORAGE_S3_ENDPOINT_URL")
+    region = os.environ.get("STORAGE_S3_REGION") or None
+    if region is not None and not _S3_REGION.match(region):
+        raise ImproperlyConfigured(f"STORAGE_S3_REGION={region!r} is not a valid region name")
+    access_key = os.environ.get("STORAGE_S3_ACCESS_KEY_ID", "")
+    secret_key = os.environ.get("STORAGE_S3_SECRET_ACCESS_KEY", "")
+    if bool(access_key) != bool(secret_key):
+        missing = "STORAGE_S3_SECRET_ACCESS_KEY" if access_key else "STORAGE_S3_ACCESS_KEY_ID"
+        raise ImproperlyConfigured(
+            f"{missing} is required when the other STORAGE_S3_* key is set (set both or neither)"
+        )
+    # MinIO and most self-hosted stores only answer path-style requests (host/bucket/key);
+    # AWS prefers virtual-hosted style, which botocore picks by itself ("auto").
+    addressing = _choice(
+        "STORAGE_S3_ADDRESSING_STYLE",
+        "path" if endpoint_url else "auto",
+        {"auto", "path", "virtual"},
+    )
+    from botocore.config import Config
+
+    options: dict[str, Any] = {
+        "bucket_name": bucket,
+        "endpoint_url": endpoint_url,
+        "region_name": region,
+        "location": _s3_prefix("STORAGE_S3_PREFIX"),
+        # Objects stay private (bucket policy decides); URLs, if ever handed out, are signed and
+        # short-lived.
+        "default_acl": None,
+        "querystring_auth": True,
+        "querystring_expire": 300,
+        # Never replace an object by name: a snapshot is immutable once written.
+        "file_overwrite": False,
+        # S3File downloads a whole object before the first read; spool above 32 MiB to disk
+        # instead of memory (the default, 0, keeps a 1 GiB snapshot in RAM).
+        "max_memory_size": 32 * 1024 * 1024,
+        # botocore's defaults (60 s connect timeout, legacy retries) would hold a request for
+        # minutes when the store is down; fail in seconds with a 503 instead.
+        "client_config": Config(
+            s3={"addressing_style": addressing},
+            signature_version="s3v4",
+            connect_timeout=5,
+            read_timeout=60,
+            retries={"max_attempts": 3, "mode": "standard"},
+        ),
+    }
+    if access_key:
+        options["access_key"] = access_key
+        options["secret_key"] = secret_key
+    storages["default"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+    return storages
+
+
+STORAGES = _storages()
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
@@ -253,7 +384,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # EXECUTION -------------------------------------------------------------------------------------
-TASK_EXECUTOR = _choice("TASK_EXECUTOR", "inline", {"inline", "worker"})
+TASK_EXECUTOR = _choice("TASK_EXECUTOR", "inline", {"inline", "worker", "celery"})
 TASK_CONCURRENCY = _typed("TASK_CONCURRENCY", int, 4)
 TASK_LEASE_S = _typed("TASK_LEASE_S", float, 30.0)
 TASK_MAX_ATTEMPTS = _typed("TASK_MAX_ATTEMPTS", int, 2)
@@ -273,6 +404,33 @@ ONESHOT_MAX_WAIT_S = _typed("ONESHOT_MAX_WAIT_S", float, 600.0)
 TASK_WAIT_TIMEOUT_S = _typed("TASK_WAIT_TIMEOUT_S", float, 24 * 3600.0)
 # call_agent: how deep agents may call agents (a child of a child of a task is depth 2).
 LLM_MAX_AGENT_DEPTH = _typed("LLM_MAX_AGENT_DEPTH", int, 3)
+
+# CELERY (TASK_EXECUTOR=celery; runtime_project/celery.py) -----------------------------------
+# The broker carries task ids only; the database row stays the truth (a message for a task that
+# is no longer queued is ignored). acks_late + prefetch 1: a worker that dies before finishing
+# leaves its message to another worker; the visibility timeout outlives the longest task, or
+# Redis would hand a running task's message to a second worker.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL or "memory://")
+if TASK_EXECUTOR == "celery" and CELERY_BROKER_URL == "memory://":
+    raise ImproperlyConfigured("TASK_EXECUTOR=celery needs CELERY_BROKER_URL or REDIS_URL")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "default")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(TASK_MAX_TIMEOUT_S + 3600)}
+CELERY_WORKER_CONCURRENCY = _typed("CELERY_WORKER_CONCURRENCY", int, TASK_CONCURRENCY)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Queue per agent kind, so sandbox-heavy and model-bound work scale apart
+# (`celery -A runtime_project worker -Q sandbox` on some machines, `-Q llm` on others).
+TASK_QUEUES = env.json(
+    "TASK_QUEUES", default={"command": "sandbox", "python": "sandbox", "llm": "llm"}
+)
+# Beat (scale-out): the safety-net sweep (expired leases, lost broker messages, sandbox reaping).
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {"task": "sessions.sweep", "schedule": max(TASK_LEASE_S / 2, 1.0)},
+}
 
 # SANDBOX ---------------------------------------------------------------------------------------
 SANDBOX_BACKEND = _choice("SANDBOX_BACKEND", "local", {"local", "docker"})
@@ -369,6 +527,21 @@ CREDENTIALS_ENCRYPTION_KEYS: list[str] = _credential_keys()
 # The model catalogue listed by GET /api/v1/models next to the agents' models (JSON list of
 # {"id", "provider", "base_url"?, "pricing"?: {"prompt_per_mtok", "completion_per_mtok"}}, USD).
 LLM_MODELS: list[dict[str, Any]] = _llm_models()
+
+# SCHEDULES -------------------------------------------------------------------------------------
+# Cron schedules (docs/schedules.md). SCHEDULER_ENABLED starts the embedded scheduler loop in the
+# server process (schedules.scheduler.run_scheduler); it does not govern the Celery beat entry.
+# Every SCHEDULER_INTERVAL_S seconds a pass fires the due schedules, so a run starts at most about
+# that long after its cron tick.
+SCHEDULER_ENABLED = _bool("SCHEDULER_ENABLED", True)
+SCHEDULER_INTERVAL_S = _typed("SCHEDULER_INTERVAL_S", float, 15.0)
+if not SCHEDULER_INTERVAL_S > 0:
+    raise ImproperlyConfigured(f"SCHEDULER_INTERVAL_S={SCHEDULER_INTERVAL_S} must be above 0")
+if SCHEDULER_ENABLED:  # scale-out: beat fires them (the embedded default: the server process)
+    CELERY_BEAT_SCHEDULE["schedules"] = {
+        "task": "schedules.tasks.fire_due_schedules",
+        "schedule": SCHEDULER_INTERVAL_S,
+    }
 
 # DEMO / BOOTSTRAP ------------------------------------------------------------------------------
 SEED_DEMO = _bool("SEED_DEMO", EMBEDDED)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
     path("health", health, name="health"),
     path("api/v1/", include("providers.urls")),
+    path("api/v1/", include("schedules.urls")),
     path("api/v1/", include("sessions.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

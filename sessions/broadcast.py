@@ -58,5 +58,19 @@ def publish_events(session_uuid: Any, envelopes: list[dict[str, Any]]) -> None:
 
 
 def notify_executor(message_type: str, task_uuid: Any) -> None:
-    """Wake the executor(s): ``task.queued`` or ``task.cancel`` for ``task_uuid``."""
-    _send(EXECUTOR_GROUP, {"type": message_type, "task_id": str(task_uuid)})
+    """Wake the executor(s): ``task.queued`` or ``task.cancel`` for ``task_uuid``.
+
+    With ``TASK_EXECUTOR=celery`` a queued task becomes a broker message instead
+    (``sessions.dispatch``); a cancel also goes to the task's control group, which the process
+    running it listens to on whatever machine it is."""
+    if message_type == "task.queued" and settings.TASK_EXECUTOR == "celery":
+        from sessions.dispatch import dispatch_task
+
+        dispatch_task(task_uuid)
+        return
+    message = {"type": message_type, "task_id": str(task_uuid)}
+    _send(EXECUTOR_GROUP, message)
+    if message_type == "task.cancel":
+        from sessions.dispatch import task_control_group
+
+        _send(task_control_group(task_uuid), message)

@@ -198,13 +198,52 @@ async def execute_task_async(task_id: Any) -> Task | None:
     or another task of its session runs).
     """
     worker = worker_name()
-    task = await db_call(Task.objects.select_related("session").get)(uuid=task_id)
+    task = await db_call(Task.objects.select_related("session").filter(uuid=task_id).first)()
+    if task is None:
+        return None  # deleted meanwhile: a stale message
     claimed = await db_call(task_claim_next)(worker=worker, limit=1, session_id=task.session_id)
-    if not claimed or claimed[0].pk != task.pk:
-        for other in claimed:  # not ours: give it back to the queue's normal flow by running it
-            await run_claimed_task(other, worker=worker)
-        return None
-    return await run_claimed_task(claimed[0], worker=worker)
+    finished = None
+    for job in claimed:  # at most one: ours, or an older task of the session that goes first
+        done = await _run_listening(job, worker=worker)
+        finished = done if job.pk == task.pk else None
+    if settings.TASK_EXECUTOR == "celery" and claimed:
+        from sessions.dispatch import dispatch_next_in_session
+
+        await db_call(dispatch_next_in_session)(task.session_id)
+    return finished
+
+
+async def _run_listening(task: Task, *, worker: str) -> Task:
+    """``run_claimed_task`` with this process listening to the task's control group, so a
+    cancel sent from any web process reaches it (the lease renewal also polls the database)."""
+    from channels.layers import get_channel_layer
+
+    from sessions.dispatch import task_control_group
+
+    control = TaskControl()
+    layer = get_channel_layer()
+    listener = None
+    if layer is not None:
+        channel = await layer.new_channel("task.")
+        group = task_control_group(task.uuid)
+        await layer.group_add(group, channel)
+
+        async def listen() -> None:
+            while True:
+                message = await layer.receive(channel)
+                if message.get("type") == "task.cancel":
+                    control.request("cancelled")
+
+        listener = asyncio.ensure_future(listen())
+    try:
+        return await run_claimed_task(task, worker=worker, control=control)
+    finally:
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
+            with contextlib.suppress(Exception):
+                await layer.group_discard(group, channel)
 
 
 def execute_task(task_id: Any) -> Task | None:

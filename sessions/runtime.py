@@ -23,10 +23,44 @@ async def start_runtime() -> None:
         )
     else:
         logger.info("sandbox backend %s, isolation tier %s", caps.backend, caps.tier)
+    if settings.TASK_EXECUTOR != "celery":
+        # Cron schedules: the server process fires them, except in scale-out, where beat does.
+        # Several servers firing at once is safe: a tick is claimed by a unique row, once.
+        import asyncio
+
+        from schedules.scheduler import run_scheduler
+
+        global _scheduler
+        _scheduler = asyncio.get_running_loop().create_task(run_scheduler(asyncio.Event()))
     if settings.TASK_EXECUTOR == "inline":
         await get_executor().start()
+    elif settings.TASK_EXECUTOR == "celery":
+        import asyncio
+
+        global _sweeper
+        _sweeper = asyncio.get_running_loop().create_task(_sweep_forever())
+        logger.info("TASK_EXECUTOR=celery: tasks run in Celery workers (broker messages)")
     else:
         logger.info(
             "TASK_EXECUTOR=%s: tasks run in `manage.py run_worker` processes",
             settings.TASK_EXECUTOR,
         )
+
+
+_sweeper = None
+_scheduler = None
+
+
+async def _sweep_forever() -> None:
+    """Each web process also runs the celery executor's safety net (``sessions.dispatch.sweep``),
+    so a deployment without beat still recovers lost workers and lost broker messages."""
+    import asyncio
+
+    from sessions.dispatch import sweep
+
+    while True:
+        await asyncio.sleep(max(settings.TASK_LEASE_S / 2, 1.0))
+        try:
+            await sweep()
+        except Exception:
+            logger.warning("sweep failed", exc_info=True)

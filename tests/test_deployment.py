@@ -95,9 +95,9 @@ def _readme_commands(text: str) -> list[str]:
 # docker-compose.yml ----------------------------------------------------------------------------
 
 
-def test_compose_has_the_four_services():
+def test_compose_has_the_five_services():
     services = _compose()["services"]
-    assert {"web", "worker", "postgres", "redis"} <= set(services)
+    assert {"web", "worker", "beat", "postgres", "redis"} <= set(services)
 
 
 @pytest.mark.parametrize("name", ["web", "worker"])
@@ -111,11 +111,15 @@ def test_web_and_worker_build_from_the_dockerfile(name):
     assert service.get("init") is True
 
 
-def test_web_exposes_8000_and_worker_runs_run_worker():
+def test_web_exposes_8000_and_worker_and_beat_run_celery():
     services = _compose()["services"]
     assert 8000 in _container_ports(services["web"])
-    assert "run_worker" in _command(services["worker"])
-    assert "run_worker" not in _command(services["web"])
+    assert "celery -A runtime_project worker" in _command(services["worker"])
+    assert "celery -A runtime_project beat" in _command(services["beat"])
+    assert "celery" not in _command(services["web"])
+    # The Procfile (deployments without Docker) runs the same processes.
+    procfile = (ROOT / "Procfile").read_text()
+    assert "celery -A runtime_project worker" in procfile and "daphne" in procfile
 
 
 @pytest.mark.parametrize("name", ["web", "worker"])
@@ -134,7 +138,7 @@ def test_env_wires_database_and_redis_to_their_services(name):
     assert redis.scheme == "redis"
     assert redis.hostname == "redis"
 
-    assert env["TASK_EXECUTOR"] == "worker"
+    assert env["TASK_EXECUTOR"] == "celery"
     assert env["SECRET_KEY"], "settings refuse to start on PostgreSQL without SECRET_KEY"
     assert {"postgres", "redis"} <= set(services[name]["depends_on"])
 

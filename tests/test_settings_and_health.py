@@ -35,7 +35,7 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     ("name", "value", "message"),
     [
         ("TASK_CONCURRENCY", "four", "TASK_CONCURRENCY='four' is not a valid int"),
-        ("TASK_EXECUTOR", "celery", "TASK_EXECUTOR='celery' must be one of ['inline', 'worker']"),
+        ("TASK_EXECUTOR", "rq", "TASK_EXECUTOR='rq' must be one of ['celery', 'inline', 'worker']"),
         ("DATABASE_URL", "not a url", "DATABASE_URL"),
         ("TASK_LEASE_S", "soon", "TASK_LEASE_S='soon' is not a valid float"),
     ],
