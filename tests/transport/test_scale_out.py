@@ -101,6 +101,7 @@ class Cluster:
                     proc.wait(15)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()  # reaped: no zombie left for the suite's process checks
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
