@@ -9,7 +9,8 @@ streams), ``{"type": "task.created", "request_id", "task"}``, ``{"type": "task.c
 body, plus ``request_id``), ``task.cancel`` (``task_id``), ``ping``.
 
 Close codes: 4401 not authenticated, 4404 unknown or not yours, 4400 a frame that is not
-JSON, 1000 after a task stream ended.
+JSON, 1000 after a task stream ended, 1012 when the server shuts down (after a
+``{"type": "stream.reconnect", "reason", "last_seq"}`` frame: reconnect with ``after``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,6 +36,7 @@ from sessions.subscriptions import EventSubscription
 logger = logging.getLogger(__name__)
 
 PROTOCOL = "agent-runtime.v1"
+LIVE: weakref.WeakSet[_StreamConsumer] = weakref.WeakSet()  # open streams, drained on SIGTERM
 
 
 def task_summary(task: Task) -> dict[str, Any]:
@@ -49,6 +52,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     session: Session
     task: Task | None = None
     pump: asyncio.Task[None] | None = None
+    last_seq = 0  # of the last event sent: where the client resumes
 
     async def connect(self) -> None:
         offered = self.scope.get("subprotocols") or []
@@ -75,7 +79,19 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         except ValueError:
             await self._fail(4400, "invalid_input", "after must be a non-negative integer.")
             return
+        self.last_seq = after
         self.pump = asyncio.ensure_future(self._pump(after))
+        LIVE.add(self)
+
+    async def drain(self) -> None:
+        """The server is shutting down: tell the client where to resume, then close with 1012
+        (Service Restart), so it reconnects (to another web process) with ``after``."""
+        if self.pump is not None:
+            self.pump.cancel()
+        with contextlib.suppress(Exception):
+            await self.send_json({"type": "stream.reconnect", "reason": "server_shutdown",
+                                  "last_seq": self.last_seq})  # fmt: skip
+            await self.close(code=1012)
 
     async def resolve(self, user: Any) -> None:
         raise NotImplementedError(".resolve() must be overridden")
@@ -95,6 +111,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                         await self.send_json({"type": "stream.heartbeat", "last_seq": sub.last_seq})
                     else:
                         await self.send_json(envelope)
+                        self.last_seq = envelope["seq"]
                 await self.send_json({"type": "stream.end", "last_seq": sub.last_seq})
             await self.close(code=1000)
         except asyncio.CancelledError:

@@ -14,6 +14,7 @@ async def start_runtime() -> None:
     from sandboxes.registry import get_backend
     from sessions.executors import get_executor
 
+    _install_drain()
     caps = get_backend().capabilities()
     if not caps.available:
         logger.error("sandbox UNAVAILABLE (%s): tasks will fail until this is fixed", caps.reason)
@@ -64,3 +65,40 @@ async def _sweep_forever() -> None:
             await sweep()
         except Exception:
             logger.warning("sweep failed", exc_info=True)
+
+
+def _install_drain() -> None:
+    """Under daphne: on SIGTERM, tell every WebSocket client to reconnect (``stream.reconnect``,
+    close 1012), let the inline executor's running tasks finish for up to ``TASK_DRAIN_S`` (the
+    rest are handed back: requeued when retry-safe), then stop the server. SSE clients simply
+    reconnect with ``Last-Event-ID`` when their stream ends."""
+    import asyncio
+    import signal
+
+    try:
+        from twisted.internet import reactor
+    except ImportError:  # another ASGI server: it has its own shutdown (lifespan)
+        return
+    if not getattr(reactor, "running", False):
+        return
+    loop = asyncio.get_running_loop()
+    draining: list[asyncio.Task[None]] = []
+
+    async def drain_and_stop() -> None:
+        from sessions.consumers import LIVE
+        from sessions.executors import get_executor
+
+        streams = list(LIVE)
+        logger.info("SIGTERM: telling %d stream(s) to reconnect, then stopping", len(streams))
+        await asyncio.gather(*(c.drain() for c in streams), return_exceptions=True)
+        if settings.TASK_EXECUTOR == "inline":
+            await get_executor().stop(drain_s=settings.TASK_DRAIN_S)
+        reactor.stop()  # type: ignore[attr-defined,misc]
+
+    def on_term() -> None:
+        if not draining:
+            draining.append(loop.create_task(drain_and_stop()))
+        else:  # a second signal: stop now
+            reactor.stop()  # type: ignore[attr-defined,misc]
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)

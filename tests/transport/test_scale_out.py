@@ -84,8 +84,10 @@ class Cluster:
         )
 
     def kill_worker(self, i: int) -> None:
-        os.killpg(self.workers[i].pid, signal.SIGKILL)  # the worker and its pool processes
+        group = self.workers[i].pid
+        os.killpg(group, signal.SIGKILL)  # the worker and its pool processes
         self.workers[i].wait()
+        _reap_group(group)
 
     def restart_web(self, i: int) -> None:
         procs.stop(self.webs[i])
@@ -102,10 +104,36 @@ class Cluster:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()  # reaped: no zombie left for the suite's process checks
+                _reap_group(proc.pid, within_s=2.0)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
                          for p in sorted(self.tmp.glob("*.log")))  # fmt: skip
+
+
+def _reap_group(group: int, within_s: float = 5.0) -> None:
+    """Reap the killed worker's pool processes: orphaned, they are re-parented to this test
+    process (the suite is a child subreaper) and would stay zombies otherwise."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-group, os.WNOHANG)
+        except ChildProcessError:
+            if not any(_in_group(group)):
+                return
+            pid = 0
+        if pid == 0:
+            time.sleep(0.05)
+
+
+def _in_group(group: int) -> Iterator[int]:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == group:
+                    yield int(entry.name)
+            except ProcessLookupError:
+                continue
 
 
 @pytest.fixture
@@ -134,6 +162,7 @@ class Subscriber(threading.Thread):
         self.expected: set[str] = set()
         self.done = threading.Event()
         self.reconnects = 0
+        self.controls: list[str] = []  # control frames (heartbeats, stream.reconnect)
 
     def run(self) -> None:
         deadline = time.monotonic() + 240
@@ -147,6 +176,7 @@ class Subscriber(threading.Thread):
                     while True:
                         frame = json.loads(ws.recv(timeout=30))
                         if "seq" not in frame:
+                            self.controls.append(frame.get("type", ""))
                             continue
                         self.seqs.append(frame["seq"])
                         data = frame["data"]
@@ -213,6 +243,8 @@ def test_two_web_processes_two_celery_workers_a_killed_worker_and_a_restarted_we
         assert sub.seqs == list(range(1, sub.seqs[-1] + 1)), (sub.session_id, sub.web)
         assert sub.seqs[-1] == last.seq or sub.seqs[-1] < last.seq
     assert any(sub.reconnects for sub in subscribers if sub.web == 1)  # the restart was felt
+    # …and announced: the stopping web process told its clients to reconnect.
+    assert any("stream.reconnect" in sub.controls for sub in subscribers if sub.web == 1)
     retried = Task.objects.filter(session__uuid__in=sessions, attempt__gt=1).count()
     assert retried >= 1, "the killed worker ran nothing?"
 
@@ -232,3 +264,18 @@ def test_two_web_processes_two_celery_workers_a_killed_worker_and_a_restarted_we
     assert Task.objects.get(uuid=long_id).status == "cancelled"
     for client in clients:
         client.close()
+    assert not _zombies(), _zombies()
+
+
+def _zombies() -> list[str]:
+    me, found = os.getpid(), []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if fields[0] == "Z" and int(fields[1]) == me:
+                found.append(stat[:60])
+    return found
