@@ -154,9 +154,9 @@ class Subscriber(threading.Thread):
     """Follows one session's WebSocket on one web process, resuming with ``after`` whenever
     the connection drops, until every task it was told about has ended."""
 
-    def __init__(self, cluster: Cluster, web: int, session_id: str, token: str) -> None:
+    def __init__(self, ports: list[int], web: int, session_id: str, token: str) -> None:
         super().__init__(daemon=True)
-        self.cluster, self.web, self.session_id, self.token = cluster, web, session_id, token
+        self.ports, self.web, self.session_id, self.token = ports, web, session_id, token
         self.seqs: list[int] = []
         self.terminal: set[str] = set()
         self.expected: set[str] = set()
@@ -168,7 +168,7 @@ class Subscriber(threading.Thread):
         deadline = time.monotonic() + 240
         while not self.done.is_set() and time.monotonic() < deadline:
             after = self.seqs[-1] if self.seqs else 0
-            url = (f"ws://127.0.0.1:{self.cluster.ports[self.web]}/ws/sessions/"
+            url = (f"ws://127.0.0.1:{self.ports[self.web]}/ws/sessions/"
                    f"{self.session_id}/?after={after}")  # fmt: skip
             try:
                 with connect(url, additional_headers={"Authorization": f"Bearer {self.token}"},
@@ -204,7 +204,7 @@ def test_two_web_processes_two_celery_workers_a_killed_worker_and_a_restarted_we
     assert made.status_code == 201, made.text
     sessions = [clients[i % 2].post("/api/v1/sessions", json={"agent": "talker"}).json()["id"]
                 for i in range(SESSIONS)]  # fmt: skip
-    subscribers = [Subscriber(cl, web, sid, api_token) for sid in sessions for web in (0, 1)]
+    subscribers = [Subscriber(cl.ports, web, sid, api_token) for sid in sessions for web in (0, 1)]
     for sub in subscribers:
         sub.start()
     time.sleep(1)  # every subscriber connected (they resume from seq 0 anyway)
