@@ -44,19 +44,21 @@ def slow_reply(request: dict[str, Any]) -> Turn:
 class Cluster:
     """The processes of one scale-out deployment on this machine."""
 
-    def __init__(self, tmp: Path, llm: ScriptedLLM) -> None:
+    def __init__(
+        self, tmp: Path, llm: ScriptedLLM, *, broker: str = REDIS_URL, size: int = 2
+    ) -> None:
         tag = uuid.uuid4().hex[:8]  # queues of this test only: other runs may share the Redis
         self.queues = {"default": f"default-{tag}", "llm": f"llm-{tag}", "sandbox": f"sbx-{tag}"}
         self.env = {
-            "TASK_EXECUTOR": "celery", "REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": REDIS_URL,
+            "TASK_EXECUTOR": "celery", "REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": broker,
             "CELERY_TASK_DEFAULT_QUEUE": self.queues["default"],
             "TASK_QUEUES": json.dumps({"llm": self.queues["llm"], "command": self.queues["sandbox"]}),
             "TASK_LEASE_S": "3", "LLM_ENDPOINT_ALLOWED_HOSTS": "127.0.0.1", "STREAM_HEARTBEAT_S": "1",
         }  # fmt: skip
         self.tmp = tmp
-        self.ports = [procs.free_port(), procs.free_port()]
-        self.webs = [self.start_web(i) for i in range(2)]
-        self.workers = [self.start_worker(i) for i in range(2)]
+        self.ports = [procs.free_port() for _ in range(size)]
+        self.webs = [self.start_web(i) for i in range(size)]
+        self.workers = [self.start_worker(i) for i in range(size)]
 
     def _procfile(self, name: str, log: str, **env: Any) -> subprocess.Popen[bytes]:
         """Run the Procfile's ``name`` line as a Procfile runner (honcho) would: ``sh -c``."""
@@ -279,3 +281,38 @@ def _zombies() -> list[str]:
             if fields[0] == "Z" and int(fields[1]) == me:
                 found.append(stat[:60])
     return found
+
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def test_rabbitmq_as_the_broker(tmp_path: Path, api_user: Any, api_token: str) -> None:
+    """The same executor on RabbitMQ (CELERY_BROKER_URL=amqp://…); Redis stays the channel layer."""
+    from django.db import connection
+    from kombu import Connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("several processes writing at once need PostgreSQL (CI runs this on it)")
+    try:
+        with Connection(RABBITMQ_URL, connect_timeout=2) as amqp:
+            amqp.ensure_connection(max_retries=1)
+    except Exception:
+        pytest.skip(f"no RabbitMQ at {RABBITMQ_URL} (it is optional; Redis is the default)")
+    with ScriptedLLM(responder=slow_reply) as llm:
+        cl = Cluster(tmp_path, llm, broker=RABBITMQ_URL, size=1)
+        try:
+            auth = {"Authorization": f"Bearer {api_token}"}
+            with httpx.Client(base_url=f"http://127.0.0.1:{cl.ports[0]}", headers=auth,
+                              timeout=30) as http:  # fmt: skip
+                spec = {"model": {"base_url": llm.base_url, "name": "s"}, "max_retries": 0}
+                http.post("/api/v1/agents", json={"slug": "r", "name": "r", "kind": "llm",
+                                                  "spec": spec}).raise_for_status()  # fmt: skip
+                sid = http.post("/api/v1/sessions", json={"agent": "r"}).json()["id"]
+                ids = [http.post(f"/api/v1/sessions/{sid}/messages", json={"message": f"{n}"})
+                       .json()["id"] for n in range(3)]  # fmt: skip
+            deadline = time.monotonic() + 60
+            while Task.objects.filter(uuid__in=ids, status="succeeded").count() < 3:
+                assert time.monotonic() < deadline, cl.logs()
+                time.sleep(0.1)
+        finally:
+            cl.close()
