@@ -23,6 +23,7 @@ from sandboxes.backends import _cgroup as cgroups
 from sandboxes.backends._bwrap import sandbox_uid
 from sandboxes.backends.local import LocalBackend
 from sandboxes.base import ExecEvent, SandboxSpec, SandboxUnavailable
+from tests.procs import zombie_children
 from tests.sandboxes.helpers import collect, run, spec_for
 
 pytestmark = pytest.mark.sandbox
@@ -211,21 +212,6 @@ if os.fork() == 0:
 print("ready", flush=True)
 time.sleep(600)
 """
-
-
-def zombie_children() -> list[str]:
-    me = os.getpid()
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(f"/proc/{entry.name}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2 :].split()
-            if fields[0] == "Z" and int(fields[1]) == me:
-                found.append(stat[:60])
-    return found
 
 
 async def test_execs_reuse_one_sandbox_and_leave_no_zombies(

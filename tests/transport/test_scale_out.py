@@ -266,21 +266,7 @@ def test_two_web_processes_two_celery_workers_a_killed_worker_and_a_restarted_we
     assert Task.objects.get(uuid=long_id).status == "cancelled"
     for client in clients:
         client.close()
-    assert not _zombies(), _zombies()
-
-
-def _zombies() -> list[str]:
-    me, found = os.getpid(), []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(f"/proc/{entry.name}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2 :].split()
-            if fields[0] == "Z" and int(fields[1]) == me:
-                found.append(stat[:60])
-    return found
+    assert not procs.zombie_children(), procs.zombie_children()
 
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672//"
