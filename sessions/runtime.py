@@ -88,12 +88,16 @@ def _install_drain() -> None:
         from sessions.consumers import LIVE
         from sessions.executors import get_executor
 
-        streams = list(LIVE)
-        logger.info("SIGTERM: telling %d stream(s) to reconnect, then stopping", len(streams))
-        await asyncio.gather(*(c.drain() for c in streams), return_exceptions=True)
-        if settings.TASK_EXECUTOR == "inline":
-            await get_executor().stop(drain_s=settings.TASK_DRAIN_S)
-        reactor.stop()  # type: ignore[attr-defined,misc]
+        try:
+            streams = list(LIVE)
+            logger.info("SIGTERM: telling %d stream(s) to reconnect, then stopping", len(streams))
+            await asyncio.gather(*(c.drain() for c in streams), return_exceptions=True)
+            if settings.TASK_EXECUTOR == "inline":
+                await get_executor().stop(drain_s=settings.TASK_DRAIN_S)
+        except Exception:
+            logger.exception("draining on SIGTERM failed; stopping anyway")
+        finally:
+            reactor.stop()  # type: ignore[attr-defined,misc]
 
     def on_term() -> None:
         if not draining:
