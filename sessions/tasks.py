@@ -6,14 +6,26 @@ import asyncio
 
 from celery import shared_task
 
+_runner: asyncio.Runner | None = None
+
+
+def _loop_runner() -> asyncio.Runner:
+    """One event loop per pool process, kept across tasks: the database connections of its
+    thread pool, the channel-layer connection and the shared SDK clients stay warm (a fresh
+    loop per task opened them all again; bench/executors.py)."""
+    global _runner
+    if _runner is None:
+        _runner = asyncio.Runner()
+    return _runner
+
 
 @shared_task(name="sessions.execute_task", ignore_result=True)
 def execute_task_job(task_id: str) -> None:
     """Claim ``task_id`` if it is still the next runnable task of its session and run it here
     (a stale or duplicate message does nothing); then send the session's next queued task."""
-    from sessions.execution import execute_task
+    from sessions.execution import execute_task_async
 
-    execute_task(task_id)
+    _loop_runner().run(execute_task_async(task_id))
 
 
 @shared_task(name="sessions.sweep", ignore_result=True)
