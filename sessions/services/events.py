@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from sessions.broadcast import publish_events
 from sessions.models import Artifact, Event, Session
+from sessions.services.locks import lock_sessions
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +90,7 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
         return []
     payloads = [_externalize(session, d) for d in drafts]
     with transaction.atomic():
-        locked = (
-            Session.objects.select_for_update().only("id", "uuid", "last_seq").get(pk=session.pk)
-        )
+        locked = lock_sessions().only("id", "uuid", "last_seq").get(pk=session.pk)
         first = locked.last_seq + 1
         events = [
             Event(

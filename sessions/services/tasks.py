@@ -30,6 +30,7 @@ from sessions.choices import (
 from sessions.models import Session, Task
 from sessions.runners import get_runner_class
 from sessions.services.events import event_append
+from sessions.services.locks import lock_sessions, lock_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def task_create(
     try:
         with transaction.atomic():
             # Lock the session so two concurrent creates see each other (strategy + queue order).
-            Session.objects.select_for_update().filter(pk=session.pk).first()
+            lock_sessions().filter(pk=session.pk).first()
             active = list(Task.objects.filter(session=session, status__in=ACTIVE_STATUSES))
             if active and multitask_strategy == MultitaskStrategy.REJECT:
                 raise Conflict(
@@ -140,7 +141,7 @@ def task_cancel(*, task: Task, reason: str = "cancelled by user") -> Task:
         IllegalTransition: the task already finished (409).
     """
     with transaction.atomic():
-        task = Task.objects.select_for_update().select_related("session").get(pk=task.pk)
+        task = lock_tasks().select_related("session").get(pk=task.pk)
         if task.status in (TaskStatus.QUEUED, TaskStatus.WAITING):
             # Nothing runs a queued task, nor a waiting one (its runner returned when it paused).
             task.pending_action = None
@@ -225,7 +226,7 @@ def task_claim_next(*, worker: str, limit: int, session_id: int | None = None) -
 def _claim_one(pk: int, session_id: int, worker: str) -> Task | None:
     with transaction.atomic():
         # The session row lock serialises claims within a session across workers.
-        Session.objects.select_for_update().filter(pk=session_id).first()
+        lock_sessions().filter(pk=session_id).first()
         if Task.objects.filter(
             session_id=session_id, status__in=[TaskStatus.RUNNING, TaskStatus.WAITING]
         ).exists():
@@ -254,7 +255,7 @@ def task_unclaim(*, task: Task, worker: str) -> bool:
     ``queued`` again at the same attempt, with a ``task.status`` event saying so. Returns
     whether it was given back (``False`` when it is no longer this worker's claim)."""
     with transaction.atomic():
-        locked = Task.objects.select_for_update().select_related("session").get(pk=task.pk)
+        locked = lock_tasks().select_related("session").get(pk=task.pk)
         if locked.status != TaskStatus.RUNNING or locked.worker != worker:
             return False
         fields = locked.transition(TaskStatus.QUEUED, phase="requeued")
@@ -285,7 +286,7 @@ def task_finish(
 ) -> Task:
     """Record the outcome and append the terminal ``task.status`` event (once)."""
     with transaction.atomic():
-        task = Task.objects.select_for_update().select_related("session").get(pk=task.pk)
+        task = lock_tasks().select_related("session").get(pk=task.pk)
         if task.is_terminal:
             return task
         fields = task.finish(status, result=result, error=error, usage=usage)
@@ -333,7 +334,7 @@ def task_release_on_shutdown(*, task: Task, worker: str) -> Task:
     """Release a task its worker stopped because the process is shutting down (code
     ``worker_shutdown``; requeued when retry-safe, see ``task_release``)."""
     with transaction.atomic():
-        locked = Task.objects.select_for_update().select_related("session", "agent").get(pk=task.pk)
+        locked = lock_tasks().select_related("session", "agent").get(pk=task.pk)
         return task_release(
             task=locked,
             code="worker_shutdown",
@@ -352,7 +353,7 @@ def task_recover_expired(*, now: Any = None) -> list[Task]:
     touched = []
     for pk in expired:
         with transaction.atomic():
-            task = Task.objects.select_for_update().select_related("session", "agent").get(pk=pk)
+            task = lock_tasks().select_related("session", "agent").get(pk=pk)
             if task.status not in (TaskStatus.RUNNING, TaskStatus.WAITING) or (
                 task.lease_expires_at and task.lease_expires_at >= now
             ):

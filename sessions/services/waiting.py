@@ -29,6 +29,7 @@ from sessions.choices import TaskStatus
 from sessions.models import Agent, Task
 from sessions.runners import get_runner_class
 from sessions.services.events import event_append
+from sessions.services.locks import lock_tasks
 from sessions.services.tasks import _status_event
 
 ANSWER_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -64,7 +65,7 @@ def task_suspend(
     cancelled instead. Returns the task as saved.
     """
     with transaction.atomic():
-        locked = Task.objects.select_for_update().select_related("session").get(pk=task.pk)
+        locked = lock_tasks().select_related("session").get(pk=task.pk)
         if locked.status != TaskStatus.RUNNING or locked.worker != worker:
             return locked  # recovered or finished elsewhere meanwhile
         if locked.cancel_requested_at is not None:
@@ -106,7 +107,7 @@ def task_resume(*, task: Task, answer: dict[str, Any]) -> Task:
     from sessions.runners.base import validate_schema
 
     with transaction.atomic():
-        locked = Task.objects.select_for_update().select_related("session").get(pk=task.pk)
+        locked = lock_tasks().select_related("session").get(pk=task.pk)
         pending = locked.pending_action
         if locked.status != TaskStatus.WAITING or not pending:
             raise Conflict(
