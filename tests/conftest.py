@@ -157,3 +157,20 @@ def _nothing_left_running() -> Iterator[None]:
             for child in parent.glob(mine):
                 with contextlib.suppress(OSError):
                     child.rmdir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_released(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """Before pytest-django drops the PostgreSQL test database, end the sessions still open on
+    it: the pool threads of the in-process executors keep their connections, and DROP DATABASE
+    refused ("being accessed by other users"), leaving the database behind."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
