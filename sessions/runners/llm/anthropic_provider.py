@@ -26,7 +26,6 @@ from sessions.runners.llm.providers import (
     ModelSettings,
     Provider,
     ProviderError,
-    shared_client,
     with_ids,
 )
 
@@ -43,14 +42,7 @@ class AnthropicProvider(Provider):
     honouring ``retry-after``.
     """
 
-    def __init__(self, *, base_url: str, api_key: str, max_retries: int = 3) -> None:
-        self.client = shared_client(
-            anthropic.AsyncAnthropic, base_url=base_url, api_key=api_key or "unused",
-            max_retries=max_retries,
-        )  # fmt: skip
-
-    async def aclose(self) -> None:
-        """Nothing: the client is shared (see ``shared_client``)."""
+    sdk = anthropic.AsyncAnthropic
 
     async def complete(
         self,

@@ -13,13 +13,11 @@ results, history) on a machine with no model and no key:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-from collections.abc import Callable
 from typing import Any
 
-from sessions.runners.llm.providers import ModelReply, ModelSettings, OpenAIProvider, Provider
+from sessions.runners.llm.providers import OpenAIProvider
 from sessions.runners.scripted_llm import ScriptedLLM, Turn
 
 WORD_DELAY_S = 0.03  # between streamed chunks, so the streaming is visible in a console
@@ -85,21 +83,9 @@ def demo_server() -> ScriptedLLM:
         return _server
 
 
-class ScriptedDemoProvider(Provider):
-    """The ``scripted`` provider: the ``openai`` SDK against :func:`demo_server`."""
+class ScriptedDemoProvider(OpenAIProvider):
+    """The ``scripted`` provider: the ``openai`` SDK against :func:`demo_server` (the spec's
+    ``base_url`` and key, if any, are ignored)."""
 
     def __init__(self, *, base_url: str = "", api_key: str = "", max_retries: int = 0) -> None:
-        self.inner = OpenAIProvider(base_url=demo_server().base_url, api_key="", max_retries=0)
-
-    async def complete(
-        self,
-        messages: list[dict[str, Any]],
-        settings: ModelSettings,
-        *,
-        on_text: Callable[[str], None],
-        cancelled: asyncio.Event,
-    ) -> ModelReply:
-        return await self.inner.complete(messages, settings, on_text=on_text, cancelled=cancelled)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+        super().__init__(base_url=demo_server().base_url, api_key="", max_retries=0)

@@ -19,7 +19,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import openai
 
@@ -74,7 +74,19 @@ class ProviderError(Exception):
 
 
 class Provider(abc.ABC):
-    """One configured endpoint. Use as ``async with``; it closes its HTTP client."""
+    """One configured endpoint, on the SDK client :data:`sdk` builds (shared per endpoint, key
+    and event loop: :func:`shared_client`, so nothing is closed per task).
+
+    Usable as ``async with`` for symmetry with other clients; leaving it closes nothing."""
+
+    sdk: ClassVar[Callable[..., Any]]
+
+    def __init__(self, *, base_url: str, api_key: str, max_retries: int = 3) -> None:
+        # An empty key is sent as "unused": keyless local servers (Ollama, vLLM) accept it.
+        self.client = shared_client(
+            type(self).sdk, base_url=base_url, api_key=api_key or "unused",
+            max_retries=max_retries,
+        )  # fmt: skip
 
     @abc.abstractmethod
     async def complete(
@@ -93,15 +105,11 @@ class Provider(abc.ABC):
             ProviderError: the call failed (4xx at once; 429/5xx after the retries).
         """
 
-    @abc.abstractmethod
-    async def aclose(self) -> None:
-        """Release the HTTP client."""
-
     async def __aenter__(self) -> Provider:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        return None
 
 
 class OpenAIProvider(Provider):
@@ -112,14 +120,7 @@ class OpenAIProvider(Provider):
     ``index`` and are joined here.
     """
 
-    def __init__(self, *, base_url: str, api_key: str, max_retries: int = 3) -> None:
-        self.client = shared_client(
-            openai.AsyncOpenAI, base_url=base_url, api_key=api_key or "unused",
-            max_retries=max_retries,
-        )  # fmt: skip
-
-    async def aclose(self) -> None:
-        """Nothing: the client is shared (see :func:`shared_client`)."""
+    sdk = openai.AsyncOpenAI
 
     async def complete(
         self,
