@@ -77,6 +77,11 @@ class Server:
             VAR_DIR=str(self.tmp),
             PYTHONUNBUFFERED="1",
             TASK_CONCURRENCY="4",
+            # what is measured is the server, not its limits (docs/limits.md)
+            THROTTLE_USER="none",
+            THROTTLE_TEAM="none",
+            TEAM_MAX_RUNNING_TASKS="0",
+            TEAM_MAX_SANDBOXES="0",
         )
         for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
             self.env.pop(name, None)  # the embedded default, whatever the caller's shell says

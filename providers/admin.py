@@ -1,6 +1,7 @@
-"""Django admin for stored provider credentials: list and search them; the secret is
-write-only (a password field that sets a new secret; pages show ``hint`` only, never the secret
-or its ciphertext)."""
+"""Django admin for stored provider credentials: list and search them (with their team); the
+secret is write-only (a password field that sets a new secret; pages show ``hint`` only, never
+the secret or its ciphertext). The form checks that the agent restriction is an agent of the
+credential's team and that the owner is a member of it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from accounts.models import Membership
 from providers.models import ProviderCredential
 from providers.services import clean_secret, set_secret
 from runtime_project.exceptions import InvalidInput
@@ -29,7 +31,7 @@ class CredentialAdminForm(forms.ModelForm):
 
     class Meta:
         model = ProviderCredential
-        fields = ("owner", "name", "provider", "agent")
+        fields = ("owner", "team", "name", "provider", "agent")
 
     def clean_new_secret(self) -> str:
         raw = self.cleaned_data.get("new_secret") or ""
@@ -41,24 +43,39 @@ class CredentialAdminForm(forms.ModelForm):
             raise forms.ValidationError(exc.message) from None
 
     def clean(self) -> dict[str, Any]:
+        """The agent must be a live agent of the team; a new owner or team needs the owner to
+        be a member of the team (an owner who left later does not block other edits)."""
         cleaned = super().clean() or {}
-        owner, agent = cleaned.get("owner"), cleaned.get("agent")
-        if owner is not None and agent is not None and agent.owner_id != owner.pk:
-            self.add_error("agent", "The agent must belong to the credential's owner.")
+        owner, team, agent = cleaned.get("owner"), cleaned.get("team"), cleaned.get("agent")
+        if team is not None and agent is not None:
+            if agent.team_id != team.pk:
+                self.add_error("agent", "The agent must belong to the credential's team.")
+            elif agent.deleted_at is not None:
+                self.add_error("agent", "The agent is deleted.")
+        changed = {"owner", "team"} & set(self.changed_data)
+        if (
+            owner is not None
+            and team is not None
+            and changed
+            and not Membership.objects.filter(team=team, user=owner).exists()
+        ):
+            self.add_error("owner", "The owner must be a member of the team.")
         return cleaned
 
 
 @admin.register(ProviderCredential)
 class ProviderCredentialAdmin(admin.ModelAdmin):
     form = CredentialAdminForm
-    list_display = ("name", "provider", "owner", "agent", "hint", "last_used_at", "updated_at")
+    list_display = (
+        "name", "provider", "team", "owner", "agent", "hint", "last_used_at", "updated_at",
+    )  # fmt: skip
     list_filter = ("provider",)
-    list_select_related = ("owner", "agent")
-    search_fields = ("name", "uuid", "owner__username", "agent__slug")
-    raw_id_fields = ("owner", "agent")
+    list_select_related = ("team", "owner", "agent")
+    search_fields = ("name", "uuid", "team__slug", "owner__username", "agent__slug")
+    raw_id_fields = ("team", "owner", "agent")
     readonly_fields = ("uuid", "hint", "created_at", "updated_at", "last_used_at")
     fieldsets = (
-        (None, {"fields": ("uuid", "owner", "name", "provider", "agent")}),
+        (None, {"fields": ("uuid", "team", "owner", "name", "provider", "agent")}),
         ("Secret", {"fields": ("hint", "new_secret")}),
         ("Times", {"fields": ("created_at", "updated_at", "last_used_at")}),
     )

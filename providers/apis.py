@@ -1,6 +1,10 @@
 """REST of the providers app: stored credentials (``/api/v1/credentials``) and the models a
 caller may use (``/api/v1/models``). Thin views: serializers check shapes, services and
-selectors do the work. No response ever holds a secret or its ciphertext, only ``hint``."""
+selectors do the work. No response ever holds a secret or its ciphertext, only ``hint``.
+
+Credentials belong to a team: its members read them (scope ``agents:read``), its admins
+create, change and delete them (scope ``admin``, role admin or owner: a lower role gets 403,
+a stranger 404)."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import Scope
+from accounts.selectors import team_for_write
 from providers import selectors
 from providers.models import CredentialProvider
 from providers.services import (
@@ -28,9 +34,8 @@ from providers.services import (
 )
 from runtime_project.api import Pagination, error_responses
 from runtime_project.exceptions import InvalidInput
-from sessions.apis.common import paginated_response, uuid_path
+from sessions.apis.common import TeamRefSerializer, paginated_response, uuid_path
 from sessions.models import Agent
-from sessions.selectors import agent_get
 
 TAGS = ["credentials"]
 CREDENTIAL_ID = uuid_path("credential_id", "credential")
@@ -39,8 +44,15 @@ SECRET_HELP = (
     "never returned (responses show `hint`, its last four characters)."
 )
 AGENT_HELP = (
-    "Restrict the credential to one of your agents (its id or slug); `null` or absent: any of "
-    "your agents may use it."
+    "Restrict the credential to one agent of its team (the agent's id or slug); `null` or "
+    "absent: any agent of the team may use it."
+)
+CREDENTIAL_TEAM_FIELD = serializers.CharField(
+    required=False,
+    help_text=(
+        "Team (UUID or slug) the credential belongs to; default: the API key's team, else "
+        "your personal team. You need the admin role or above there."
+    ),
 )
 
 
@@ -51,6 +63,7 @@ class CredentialOutputSerializer(serializers.Serializer):
     agent = serializers.UUIDField(
         source="agent.uuid", allow_null=True, help_text="The only agent that may use it, or null."
     )
+    team = TeamRefSerializer(help_text="The team whose agents may use it.")
     hint = serializers.CharField(help_text="`…` and the secret's last four characters.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -60,20 +73,22 @@ class CredentialOutputSerializer(serializers.Serializer):
         ref_name = "Credential"
 
 
-def _agent(request: Request, agent_id: str | None) -> Agent | None:
-    """The caller's own agent ``agent_id`` (404 ``not_found`` otherwise), or ``None``."""
+def _agent(team: Any, agent_id: str | None) -> Agent | None:
+    """The live agent ``agent_id`` (id or slug) of ``team`` (404 ``not_found`` otherwise), or
+    ``None``."""
     if agent_id is None:
         return None
-    return agent_get(user=request.user, agent_id=agent_id, for_write=True)
+    return selectors.credential_agent_get(team=team, agent_id=agent_id)
 
 
 class CredentialListApi(APIView):
+    required_scope = Scope.AGENTS_READ
     pagination_class = Pagination
 
     @extend_schema(
         operation_id="credentials_list",
         summary="List credentials",
-        description="Your stored provider credentials, ordered by name (secrets never shown).",
+        description="Your teams' stored provider credentials, by name (secrets never shown).",
         responses={200: CredentialOutputSerializer(many=True), **error_responses()},
         tags=TAGS,
     )
@@ -87,6 +102,7 @@ class CredentialListApi(APIView):
 
 
 class CredentialCreateApi(APIView):
+    required_scope = Scope.ADMIN
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -98,6 +114,7 @@ class CredentialCreateApi(APIView):
             write_only=True, allow_blank=True, trim_whitespace=False, help_text=SECRET_HELP
         )
         agent = serializers.CharField(required=False, allow_null=True, help_text=AGENT_HELP)
+        team = CREDENTIAL_TEAM_FIELD
 
         class Meta:
             ref_name = "CredentialCreateInput"
@@ -106,29 +123,36 @@ class CredentialCreateApi(APIView):
         operation_id="credentials_create",
         summary="Store a credential",
         description=(
-            "Stores a provider API key, encrypted at rest, under a `name` unique among your "
-            "credentials (a taken name is a 409 `credential_name_taken`). An llm agent uses it "
-            'with `"model": {"credential": "<name>", ...}` in its spec.'
+            "Stores a provider API key of a team (you need the admin role there), encrypted "
+            "at rest, under a `name` unique among the team's credentials (a taken name is a "
+            "409 `credential_name_taken`). The team's llm agents use it with "
+            '`"model": {"credential": "<name>", ...}` in their spec.'
         ),
         request=InputSerializer,
-        responses={201: CredentialOutputSerializer, **error_responses(400, 404, 409)},
+        responses={201: CredentialOutputSerializer, **error_responses(400, 403, 404, 409)},
         tags=TAGS,
     )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        team = team_for_write(
+            user=request.user, team_id=data.get("team"), min_role=selectors.WRITE_ROLE
+        )
         credential = credential_create(
             owner=request.user,
+            team=team,
             name=data["name"],
             provider=data["provider"],
             secret=data["secret"],
-            agent=_agent(request, data.get("agent")),
+            agent=_agent(team, data.get("agent")),
         )
         return Response(CredentialOutputSerializer(credential).data, status=status.HTTP_201_CREATED)
 
 
 class CredentialDetailApi(APIView):
+    required_scope = Scope.AGENTS_READ
+
     @extend_schema(
         operation_id="credentials_retrieve",
         summary="Get a credential",
@@ -142,6 +166,7 @@ class CredentialDetailApi(APIView):
 
 
 class CredentialUpdateApi(APIView):
+    required_scope = Scope.ADMIN
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -162,15 +187,16 @@ class CredentialUpdateApi(APIView):
         summary="Rotate a credential or change its agent",
         description=(
             "Replace the secret (`secret`) and/or the agent restriction (`agent`, `null` lifts "
-            "it). The stored secret is re-encrypted under the server's current key either way."
+            "it). The stored secret is re-encrypted under the server's current key either way. "
+            "Team admins only."
         ),
         parameters=[CREDENTIAL_ID],
         request=InputSerializer,
-        responses={200: CredentialOutputSerializer, **error_responses(400, 404, 409)},
+        responses={200: CredentialOutputSerializer, **error_responses(400, 403, 404, 409)},
         tags=TAGS,
     )
     def patch(self, request: Request, credential_id: str) -> Response:
-        credential = selectors.credential_get(user=request.user, uuid=credential_id)
+        credential = selectors.credential_get(user=request.user, uuid=credential_id, for_write=True)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -181,22 +207,27 @@ class CredentialUpdateApi(APIView):
             )
         changes: dict[str, Any] = {"secret": data.get("secret")}
         if "agent" in data:
-            changes["agent"] = _agent(request, data["agent"])
+            changes["agent"] = _agent(credential.team, data["agent"])
         credential = credential_update(credential=credential, **changes)
         return Response(CredentialOutputSerializer(credential).data)
 
 
 class CredentialDeleteApi(APIView):
+    required_scope = Scope.ADMIN
+
     @extend_schema(
         operation_id="credentials_destroy",
         summary="Delete a credential",
-        description="Agents that reference it fail with `credential_not_found` from then on.",
+        description=(
+            "Agents that reference it fail with `credential_not_found` from then on. Team "
+            "admins only."
+        ),
         parameters=[CREDENTIAL_ID],
-        responses={204: OpenApiResponse(description="Deleted"), **error_responses(404)},
+        responses={204: OpenApiResponse(description="Deleted"), **error_responses(403, 404)},
         tags=TAGS,
     )
     def delete(self, request: Request, credential_id: str) -> Response:
-        credential = selectors.credential_get(user=request.user, uuid=credential_id)
+        credential = selectors.credential_get(user=request.user, uuid=credential_id, for_write=True)
         credential_delete(credential=credential)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -262,12 +293,14 @@ ModelListResponse = inline_serializer(
 
 
 class ModelListApi(APIView):
+    required_scope = Scope.AGENTS_READ
+
     @extend_schema(
         operation_id="models_list",
         summary="List usable agents and models",
         description=(
             "What you may use, in the shape of OpenAI's `GET /v1/models`: one `agent` entry "
-            "per llm agent you can run (yours and public ones), then one `model` entry per "
+            "per agent you can run (your teams' and public ones), then one `model` entry per "
             "distinct model of those agents and of the server's catalogue (`LLM_MODELS`, with "
             "`pricing` in USD per million tokens when configured). Endpoints and keys are "
             "never listed."

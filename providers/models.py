@@ -1,9 +1,10 @@
 """Stored provider credentials (API keys of model providers), encrypted at rest.
 
-A credential belongs to an owner (a user today; a later ``team`` owner is a nullable ``team``
-FK next to ``owner`` with a check constraint "exactly one of owner/team", a second unique
-constraint on ``(team, name)``, and a wider ``providers.selectors._owned_by``). It may be
-restricted to one of the owner's agents (``agent``); otherwise any agent of the owner may use it.
+A credential belongs to a team (``team``; ``owner`` is the user who stored it) and its name is
+unique within the team. Every member of the team may see it (never its secret), its admins
+manage it (``providers.selectors``, ``providers.services``). It may be restricted to one agent
+of the same team (``agent``); otherwise any agent of the team may use it. The llm runner looks
+a credential up in the running agent's team, never in the caller's.
 
 The secret is only ever stored as a Fernet token (``secret``, see ``providers.crypto``); the API
 and the admin show ``hint`` (the last four characters) and never the secret or its token.
@@ -32,6 +33,9 @@ class ProviderCredential(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_credentials"
     )
+    team = models.ForeignKey(
+        "accounts.Team", on_delete=models.CASCADE, related_name="provider_credentials"
+    )
     # CASCADE, never SET_NULL: losing the agent must not widen the credential to every agent.
     agent = models.ForeignKey(
         "agent_sessions.Agent",
@@ -39,7 +43,7 @@ class ProviderCredential(models.Model):
         null=True,
         blank=True,
         related_name="provider_credentials",
-        help_text="Only this agent may use the credential (empty: any agent of the owner).",
+        help_text="Only this agent may use the credential (empty: any agent of the team).",
     )
     name = models.SlugField(max_length=64, help_text="Referenced by spec.model.credential.")
     provider = models.CharField(
@@ -55,7 +59,7 @@ class ProviderCredential(models.Model):
         ordering = ("name",)
         constraints = [
             models.UniqueConstraint(
-                fields=("owner", "name"), name="provider_credential_name_unique_per_owner"
+                fields=("team", "name"), name="provider_credential_name_unique_per_team"
             )
         ]
 

@@ -1,6 +1,10 @@
 """Writes of stored provider credentials: create, update (rotate the secret or change the agent),
 delete, and re-encrypt everything under the first configured key.
 
+A credential belongs to a team (names are unique per team) and may be restricted to one live
+agent of that team. Who may call these (team admins) is checked by the caller
+(``providers.selectors.credential_get(for_write=True)``, ``accounts.selectors.team_for_write``).
+
 Secrets are encrypted before they reach the database (``providers.crypto``) and never appear in
 a return value, an error message or a log line: errors name the field, never its value.
 """
@@ -13,6 +17,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from accounts.selectors import default_team
 from providers import crypto
 from providers.models import CredentialProvider, ProviderCredential
 from providers.selectors import unreadable
@@ -70,9 +75,13 @@ def _check_provider(provider: Any) -> str:
     return str(provider)
 
 
-def _check_agent(owner: Any, agent: Agent | None) -> Agent | None:
-    """A credential may only be restricted to one of its owner's (live) agents."""
-    if agent is not None and (agent.owner_id != owner.pk or agent.deleted_at is not None):
+def _check_agent(team_id: int, agent: Agent | None) -> Agent | None:
+    """A credential may only be restricted to a live agent of its own team.
+
+    Raises:
+        NotFound: ``agent`` is deleted or of another team (public or not).
+    """
+    if agent is not None and (agent.team_id != team_id or agent.deleted_at is not None):
         raise NotFound("Agent not found.", details={"id": str(agent.uuid)})
     return agent
 
@@ -86,30 +95,44 @@ def set_secret(credential: ProviderCredential, secret: str) -> None:
 
 @transaction.atomic
 def credential_create(
-    *, owner: Any, name: str, provider: str, secret: str, agent: Agent | None = None
+    *,
+    owner: Any,
+    team: Any | None = None,
+    name: str,
+    provider: str,
+    secret: str,
+    agent: Agent | None = None,
 ) -> ProviderCredential:
-    """Store a new credential of ``owner`` (encrypted under the first configured key).
+    """Store a new credential of ``team`` (default: ``owner``'s default team), encrypted under
+    the first configured key; ``owner`` is the user storing it. The caller checks that
+    ``owner`` may (an admin of ``team``).
 
     Args:
-        agent: restrict the credential to this agent of ``owner`` (``None``: any of its agents).
+        agent: restrict the credential to this agent of ``team`` (``None``: any agent of the
+            team may use it).
 
     Raises:
         InvalidInput: bad ``name``, ``provider`` or ``secret`` (``details.fields``).
-        NotFound: ``agent`` is not a live agent of ``owner``.
-        Conflict: ``credential_name_taken``: the owner already has a credential of that name.
+        NotFound: ``agent`` is not a live agent of ``team``; ``no_team``: no ``team`` given
+            and ``owner`` belongs to none.
+        Conflict: ``credential_name_taken``: the team already has a credential of that name.
     """
     name = _check_name(name)
     provider = _check_provider(provider)
     secret = clean_secret(secret)
-    _check_agent(owner, agent)
-    credential = ProviderCredential(owner=owner, name=name, provider=provider, agent=agent)
+    if team is None:
+        team = default_team(user=owner)
+    _check_agent(team.pk, agent)
+    credential = ProviderCredential(
+        owner=owner, team=team, name=name, provider=provider, agent=agent
+    )
     set_secret(credential, secret)
     taken = Conflict(
-        f"You already have a credential called {name!r}.",
+        f"The team already has a credential called {name!r}.",
         code="credential_name_taken",
         details={"name": name},
     )
-    if ProviderCredential.objects.filter(owner=owner, name=name).exists():
+    if ProviderCredential.objects.filter(team=team, name=name).exists():
         raise taken
     try:
         with transaction.atomic():
@@ -132,7 +155,7 @@ def credential_update(
 
     Raises:
         InvalidInput: bad ``secret``.
-        NotFound: ``agent`` is not a live agent of the credential's owner.
+        NotFound: ``agent`` is not a live agent of the credential's team.
         Conflict: ``credential_unreadable``: no new secret given and the stored one cannot be
             decrypted any more (store a new secret).
     """
@@ -145,7 +168,7 @@ def credential_update(
         except crypto.InvalidToken:
             raise unreadable(credential) from None
     if not isinstance(agent, EllipsisType):
-        credential.agent = _check_agent(credential.owner, agent)
+        credential.agent = _check_agent(credential.team_id, agent)
     credential.save()
     return credential
 

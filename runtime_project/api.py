@@ -30,17 +30,20 @@ ErrorSerializer = inline_serializer(
 
 
 def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
-    """Schema entries for the error envelope at the given HTTP statuses."""
+    """Schema entries for the error envelope at the given HTTP statuses, plus the ones every
+    authenticated operation may answer: 401 (credential), 403 (scope or role) and 429 (rate
+    limits and team quotas, with ``Retry-After``)."""
     descriptions = {
         400: "Invalid input (field errors under details.fields)",
-        401: "Not authenticated",
-        403: "Forbidden",
-        404: "Not found (or not yours)",
-        409: "Conflict with the object's state",
+        401: "Not authenticated (or the credential is revoked or expired)",
+        403: "The credential lacks the scope, or your role in the team may not do this",
+        404: "Not found (or not in your teams)",
+        409: "Conflict with the object's state (or `server_busy` in exclusive mode)",
         413: "Payload too large",
+        429: "Rate limit or team quota reached; retry after `Retry-After` seconds",
         503: "Service unavailable",
     }
     return {
         s: OpenApiResponse(response=ErrorSerializer, description=descriptions.get(s, "Error"))
-        for s in (401, *statuses)
+        for s in sorted({401, 403, 429, *statuses})
     }

@@ -1,7 +1,6 @@
-"""Token authentication for REST (``Authorization: Bearer|Token <key>``) and WebSocket
-(the same header, or a ``token.<key>`` subprotocol, since browsers cannot set WS headers).
-
-Tokens are DRF's ``authtoken`` keys (one per user; created by ``manage.py create_user_token``).
+"""Bearer authentication for REST and SSE (``Authorization: Bearer|Token <credential>``) and
+WebSocket (the same header, or a ``token.<credential>`` subprotocol, since browsers cannot set
+WS headers). A credential is an API key or an OAuth2 access token (``accounts.authentication``).
 """
 
 from __future__ import annotations
@@ -13,20 +12,25 @@ from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from rest_framework import exceptions
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.authtoken.models import Token
+from rest_framework.authentication import BaseAuthentication
 
 WS_TOKEN_SUBPROTOCOL_PREFIX = "token."  # noqa: S105 - a prefix, not a secret
 
 
-class BearerTokenAuthentication(TokenAuthentication):
-    """Accept ``Authorization: Bearer <key>`` as well as DRF's ``Token <key>``.
+class CredentialFailed(exceptions.AuthenticationFailed):
+    """401 whose error code says why the credential was refused (e.g. ``api_key_revoked``)."""
 
-    The header is parsed here rather than through DRF's ``get_authorization_header`` so both
-    keywords work; errors are DRF's (401 with a ``WWW-Authenticate: Bearer`` challenge).
+    def __init__(self, error: Any) -> None:
+        super().__init__(error.message, code=error.code)
+        self.error_code = error.code
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    """Accept ``Authorization: Bearer <credential>`` (and ``Token <credential>``).
+
+    Errors are 401 with a ``WWW-Authenticate: Bearer`` challenge.
     """
 
-    keyword = "Bearer"
     keywords = frozenset({"bearer", "token"})
 
     def authenticate(self, request: Any) -> Any:
@@ -38,18 +42,38 @@ class BearerTokenAuthentication(TokenAuthentication):
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed(
-                "Invalid token header: expected 'Bearer <key>' with no spaces in the key."
+                "Invalid authorization header: expected 'Bearer <credential>'."
             )
-        return self.authenticate_credentials(parts[1])
+        # Imported here: DRF loads this class while ``rest_framework.views`` is still importing,
+        # before the accounts models can be.
+        from accounts.authentication import CredentialError, resolve_bearer
+
+        try:
+            credential = resolve_bearer(parts[1])
+        except CredentialError as error:
+            raise CredentialFailed(error) from None
+        return credential.user, credential.record
+
+    def authenticate_header(self, request: Any) -> str:
+        return bearer_challenge(request)
+
+
+def bearer_challenge(request: Any) -> str:
+    """The ``WWW-Authenticate`` value of a 401: names the RFC 9728 protected-resource metadata,
+    where OAuth2 clients (MCP clients first) discover the authorization server."""
+    from accounts.oauth import resource_metadata_url
+
+    return f'Bearer realm="api", resource_metadata="{resource_metadata_url(request)}"'
 
 
 def user_for_token(key: str) -> Any:
-    """The active user owning ``key``, or ``AnonymousUser``."""
+    """The user a credential resolves to (its restrictions bound), or ``AnonymousUser``."""
+    from accounts.authentication import CredentialError, resolve_bearer
+
     try:
-        token = Token.objects.select_related("user").get(key=key)
-    except Token.DoesNotExist:
+        return resolve_bearer(key).user
+    except CredentialError:
         return AnonymousUser()
-    return token.user if token.user.is_active else AnonymousUser()
 
 
 def token_from_scope(scope: dict[str, Any]) -> str | None:

@@ -9,6 +9,7 @@ unexpected exception becomes a 500 ``internal_error`` without a traceback (it is
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -71,6 +72,31 @@ class Conflict(ApplicationError):
     code = "conflict"
 
 
+class TooManyRequests(ApplicationError):
+    """A quota or rate is exhausted; retry later (429 with a ``Retry-After`` header).
+
+    Args:
+        retry_after_s: seconds the caller should wait before retrying (rounded up to whole
+            seconds, at least 1); sent as ``Retry-After`` and as ``details.retry_after_s``.
+    """
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    code = "too_many_requests"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float = 1,
+        details: dict[str, Any] | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+        super().__init__(
+            message, details={**(details or {}), "retry_after_s": self.retry_after_s}, code=code
+        )
+
+
 class PayloadTooLarge(ApplicationError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"
@@ -118,6 +144,9 @@ _DRF_CODES: dict[type[Exception], str] = {
 
 
 def _drf_code(exc: drf_exceptions.APIException) -> str:
+    explicit = getattr(exc, "error_code", None)
+    if explicit:
+        return str(explicit)
     for cls, code in _DRF_CODES.items():
         if isinstance(exc, cls):
             return code
@@ -127,7 +156,9 @@ def _drf_code(exc: drf_exceptions.APIException) -> str:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF ``EXCEPTION_HANDLER``: render every error as the envelope, never a traceback."""
     if isinstance(exc, ApplicationError):
-        return Response(exc.as_dict(), status=exc.status_code)
+        retry_after = getattr(exc, "retry_after_s", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return Response(exc.as_dict(), status=exc.status_code, headers=headers)
     if isinstance(exc, DjangoValidationError):
         fields = (
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

@@ -7,6 +7,24 @@ from typing import Any
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
+# The resume cursor of every SSE stream: ``?after=`` or the ``Last-Event-ID`` header.
+CURSOR_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "description": "Replay events with seq greater than this (default 0).",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": "Resume after this seq (sent by EventSource on reconnect).",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+]
+
 
 def _sse(summary: str, description: str, param: str, tag: str, op_id: str) -> dict[str, Any]:
     return {
@@ -22,20 +40,7 @@ def _sse(summary: str, description: str, param: str, tag: str, op_id: str) -> di
                     "required": True,
                     "schema": {"type": "string", "format": "uuid"},
                 },
-                {
-                    "name": "after",
-                    "in": "query",
-                    "required": False,
-                    "description": "Replay events with seq greater than this (default 0).",
-                    "schema": {"type": "integer", "minimum": 0},
-                },
-                {
-                    "name": "Last-Event-ID",
-                    "in": "header",
-                    "required": False,
-                    "description": "Resume after this seq (sent by EventSource on reconnect).",
-                    "schema": {"type": "integer", "minimum": 0},
-                },
+                *CURSOR_PARAMETERS,
             ],
             "security": [{"tokenAuth": []}, {"cookieAuth": []}],
             "responses": {

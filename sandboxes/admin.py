@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.audit import AuditedAdmin, audit_request
 from sandboxes.models import Sandbox
 from sandboxes.registry import get_backend
 from sandboxes.services import sandbox_stop_sync
@@ -30,7 +31,7 @@ def _live(sandbox: Sandbox) -> Any:
 
 
 @admin.register(Sandbox)
-class SandboxAdmin(admin.ModelAdmin):
+class SandboxAdmin(AuditedAdmin):
     list_display = (
         "session", "owner", "live_state", "memory_mb", "processes", "idle_policy",
         "idle_timeout_s", "tier", "start_count", "last_started_at",
@@ -70,7 +71,11 @@ class SandboxAdmin(admin.ModelAdmin):
 
     @admin.action(description="Stop (kill) the selected sandboxes")
     def stop_sandboxes(self, request: HttpRequest, queryset: QuerySet[Sandbox]) -> None:
-        stopped = sum(1 for sandbox in queryset if sandbox_stop_sync(session=sandbox.session))
+        stopped = 0
+        for sandbox in queryset:
+            if sandbox_stop_sync(session=sandbox.session):
+                stopped += 1
+                audit_request(request, "admin.sandbox_stop", sandbox.session)
         self.message_user(request, f"Stopped {stopped} running sandbox(es).", messages.SUCCESS)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:

@@ -26,6 +26,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import writes
+from accounts.models import Scope
 from runtime_project.api import error_responses
 from runtime_project.exceptions import ApplicationError
 from sandboxes import selectors, services
@@ -112,7 +114,7 @@ class SandboxStateSerializer(serializers.Serializer):
 
 
 def _session(request: Request, session_id: str) -> Session:
-    return session_get(user=request.user, session_id=session_id)
+    return session_get(user=request.user, session_id=session_id, for_write=writes(request))
 
 
 def _state(session: Session) -> dict[str, Any]:
@@ -131,6 +133,8 @@ def _process(p: ProcessInfo) -> dict[str, Any]:
 
 
 class SandboxDetailApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     @extend_schema(
         tags=TAGS,
         operation_id="sandbox_get",
@@ -167,6 +171,8 @@ class SandboxDetailApi(APIView):
 
 
 class SandboxStartApi(APIView):
+    required_scope = Scope.TASKS_WRITE
+
     @extend_schema(
         tags=TAGS,
         operation_id="sandbox_start",
@@ -183,6 +189,8 @@ class SandboxStartApi(APIView):
 
 
 class SandboxStopApi(APIView):
+    required_scope = Scope.TASKS_WRITE
+
     @extend_schema(
         tags=TAGS,
         operation_id="sandbox_stop",
@@ -269,6 +277,8 @@ async def _exec_collect(session: Session, data: dict[str, Any]) -> dict[str, Any
 
 
 class SandboxExecApi(APIView):
+    required_scope = Scope.TASKS_WRITE
+
     @extend_schema(
         tags=TAGS,
         operation_id="sandbox_exec",
@@ -315,6 +325,8 @@ async def _exec_stream(session: Session, data: dict[str, Any]) -> AsyncIterator[
 
 
 class ProcessListApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     @extend_schema(
         tags=TAGS,
         operation_id="sandbox_processes",
@@ -347,6 +359,8 @@ class ProcessListApi(APIView):
 
 
 class ProcessStdinApi(APIView):
+    required_scope = Scope.TASKS_WRITE
+
     class InputSerializer(serializers.Serializer):
         data = serializers.CharField(allow_blank=True, trim_whitespace=False, default="")  # type: ignore[assignment]
         eof = serializers.BooleanField(default=False, help_text="Close stdin afterwards.")
@@ -374,6 +388,8 @@ class ProcessStdinApi(APIView):
 
 
 class ProcessKillApi(APIView):
+    required_scope = Scope.TASKS_WRITE
+
     class InputSerializer(serializers.Serializer):
         signal = serializers.ChoiceField(choices=sorted(SIGNALS), default="KILL")
 
@@ -400,6 +416,8 @@ class ProcessKillApi(APIView):
 
 
 class ProcessOutputApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     @extend_schema(
         tags=TAGS,
         operation_id="sandbox_process_output",

@@ -8,6 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import writes
+from accounts.models import Scope
 from runtime_project.api import error_responses
 from sandboxes import snapshots
 from sessions.apis.common import SESSION_ID
@@ -24,6 +26,8 @@ class SnapshotSerializer(serializers.Serializer):
 
 
 class SnapshotListApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     @extend_schema(
         tags=TAGS,
         operation_id="sandbox_snapshots",
@@ -32,7 +36,7 @@ class SnapshotListApi(APIView):
         responses={200: SnapshotSerializer(many=True), **error_responses(401, 404)},
     )
     def get(self, request: Request, session_id: str) -> Response:
-        session = session_get(user=request.user, session_id=session_id)
+        session = session_get(user=request.user, session_id=session_id, for_write=writes(request))
         return Response(
             SnapshotSerializer(snapshots.snapshot_list(session=session), many=True).data
         )
@@ -46,12 +50,14 @@ class SnapshotListApi(APIView):
         responses={201: SnapshotSerializer, **error_responses(401, 404, 413)},
     )
     def post(self, request: Request, session_id: str) -> Response:
-        session = session_get(user=request.user, session_id=session_id)
+        session = session_get(user=request.user, session_id=session_id, for_write=writes(request))
         created = snapshots.snapshot_create(session=session)
         return Response(SnapshotSerializer(created).data, status=status.HTTP_201_CREATED)
 
 
 class SnapshotRestoreApi(APIView):
+    required_scope = Scope.SESSIONS_WRITE
+
     @extend_schema(
         tags=TAGS,
         operation_id="sandbox_snapshot_restore",
@@ -64,6 +70,6 @@ class SnapshotRestoreApi(APIView):
         },
     )
     def post(self, request: Request, session_id: str, name: str) -> Response:
-        session = session_get(user=request.user, session_id=session_id)
+        session = session_get(user=request.user, session_id=session_id, for_write=writes(request))
         restored = snapshots.snapshot_restore(session=session, name=name)
         return Response({"files": len(restored)})

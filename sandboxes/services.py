@@ -28,6 +28,7 @@ from sandboxes.base import (
     SandboxInfo,
     SandboxSpec,
 )
+from sandboxes.limits import sandbox_start_slot
 from sandboxes.models import IdlePolicy, Sandbox
 from sandboxes.registry import get_backend
 from sessions.models import Session
@@ -98,6 +99,7 @@ def sandbox_spec(*, session: Session, agent_spec: Mapping[str, Any] | None = Non
             "session": str(session.uuid),
             "agent": str(session.agent.uuid),
             "owner": str(session.owner_id),
+            "team": str(session.team.uuid),  # counted by the team's quota (sandboxes/limits.py)
         },
         idle_timeout_s=(
             float(sandbox.idle_timeout_s) if sandbox.idle_policy == IdlePolicy.STOP else None
@@ -127,14 +129,17 @@ async def sandbox_ensure(*, session: Session, spec: SandboxSpec, emit: Emit | No
 
     Raises:
         SandboxUnavailable / SandboxError: from the backend.
+        TooManyRequests: the session's team has its limit of live sandboxes
+            (``team_sandbox_limit``, 429).
     """
     backend = get_backend()
     if await backend.is_running(spec.sandbox_id):
         return False
-    if emit is not None:
-        emit("sandbox.starting", {"backend": backend.name})
-    started = time.monotonic()
-    info = await backend.create(spec)
+    async with sandbox_start_slot(session=session, backend=backend):
+        if emit is not None:
+            emit("sandbox.starting", {"backend": backend.name})
+        started = time.monotonic()
+        info = await backend.create(spec)
     duration_ms = round((time.monotonic() - started) * 1000, 1)
     await sync_to_async(_record_start)(session.pk, info)
     if emit is not None:

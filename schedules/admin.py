@@ -1,6 +1,7 @@
-"""Django admin for schedules: the list with agent, cron, time zone and next/last run, a "run
-now" action (through the services, like the API), and each schedule's latest runs inline.
-The add/change form checks cron, time zone, input and config like the API does."""
+"""Django admin for schedules: the list with team, agent, cron, time zone and next/last run, a
+"run now" action (through the services, like the API), and each schedule's latest runs inline.
+The add/change form checks cron, time zone, input and config like the API does, that the agent
+is one of the schedule's team or a public one, and that the owner is a member of the team."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone as django_tz
 
+from accounts.models import ROLE_RANK, Membership
 from runtime_project.exceptions import ApplicationError, InvalidInput, NotFound
 from schedules.cron import next_tick
 from schedules.models import Schedule, ScheduleRun, SessionMode
+from schedules.selectors import WRITE_ROLE, schedule_agent_get
 from schedules.services import schedule_fire, schedule_validate
 from sessions.admin import ReadOnlyInline, latest_formset
-from sessions.selectors import agent_get
 
 RUNS_INLINED = 50
 ERROR_PREVIEW_CHARS = 200
@@ -41,17 +43,29 @@ def _messages(value: Any) -> list[str]:
 class ScheduleAdminForm(forms.ModelForm):
     class Meta:
         model = Schedule
-        fields = ("owner", "agent", "name", *_CHECKED)
+        fields = ("owner", "team", "agent", "name", *_CHECKED)
 
     def clean(self) -> dict[str, Any]:
+        """The services' checks, plus: the agent is one the team may run, and a new owner or
+        team needs the owner to be a member (not a viewer) of the team."""
         cleaned = super().clean() or {}
-        owner, agent = cleaned.get("owner"), cleaned.get("agent")
-        if owner is None or agent is None:
+        owner, team, agent = cleaned.get("owner"), cleaned.get("team"), cleaned.get("agent")
+        if owner is not None and team is not None and {"owner", "team"} & set(self.changed_data):
+            role = (
+                Membership.objects.filter(team=team, user=owner)
+                .values_list("role", flat=True)
+                .first()
+            )
+            if role is None or ROLE_RANK[role] < ROLE_RANK[WRITE_ROLE]:
+                self.add_error("owner", "The owner must be a member (not a viewer) of the team.")
+        if team is None or agent is None:
             return cleaned
         try:
-            agent_get(user=owner, agent_id=agent.uuid)
+            schedule_agent_get(team=team, agent_id=agent.uuid)
         except NotFound:
-            self.add_error("agent", "The owner may not use this agent (deleted, or private).")
+            self.add_error(
+                "agent", "The team may not use this agent (deleted, or private to another team)."
+            )
             return cleaned
         try:
             values = {key: cleaned[key] for key in _CHECKED if key in cleaned}
@@ -84,6 +98,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     form = ScheduleAdminForm
     list_display = (
         "name",
+        "team",
         "agent",
         "owner",
         "cron",
@@ -93,9 +108,9 @@ class ScheduleAdmin(admin.ModelAdmin):
         "last_run_at",
     )
     list_filter = ("enabled", "session_mode")
-    list_select_related = ("agent", "owner")
-    search_fields = ("name", "uuid", "owner__username", "agent__slug")
-    raw_id_fields = ("owner", "agent")
+    list_select_related = ("team", "agent", "owner")
+    search_fields = ("name", "uuid", "team__slug", "owner__username", "agent__slug")
+    raw_id_fields = ("team", "owner", "agent")
     readonly_fields = (
         "uuid",
         "session",

@@ -1,7 +1,9 @@
 """REST of the schedules app (``/api/v1/schedules``): cron schedules that queue a task on an
 agent, their runs, and "run now". Thin views: serializers check shapes, the services check
-cron expressions, time zones and inputs (``details.fields``), the selectors check access (a
-stranger's schedule is 404)."""
+cron expressions, time zones and inputs (``details.fields``), the selectors check access.
+
+A schedule belongs to a team: its members see it, and all but viewers may change, delete and
+run it (a viewer gets 403, a stranger 404)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import Scope
+from accounts.selectors import team_for_write
 from runtime_project.api import Pagination, error_responses
 from runtime_project.exceptions import InvalidInput
 from schedules import selectors
@@ -24,9 +28,8 @@ from schedules.services import (
     schedule_fire,
     schedule_update,
 )
-from sessions.apis.common import paginated_response, uuid_path
+from sessions.apis.common import TEAM_FIELD, TeamRefSerializer, paginated_response, uuid_path
 from sessions.choices import TaskStatus
-from sessions.selectors import agent_get
 
 TAGS = ["schedules"]
 SCHEDULE_ID = uuid_path("schedule_id", "schedule")
@@ -36,7 +39,7 @@ CRON_HELP = (
     "wall-clock time in `timezone`."
 )
 TIMEZONE_HELP = "IANA time zone name, e.g. `Europe/Berlin` (default `UTC`)."
-AGENT_HELP = "The agent's id (UUID) or slug: your own agent or a public one."
+AGENT_HELP = "The agent's id (UUID) or slug: an agent of the schedule's team or a public one."
 INPUT_HELP = "The input of every task, validated against the agent's input schema."
 CONFIG_HELP = "The config of every task (`timeout_s` in seconds, `env`, ...)."
 MODE_HELP = (
@@ -57,6 +60,10 @@ class ScheduleOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="uuid")
     name = serializers.CharField()
     agent = _AgentRefSerializer()
+    team = TeamRefSerializer(help_text="The team the schedule and its sessions belong to.")
+    owner = serializers.CharField(
+        source="owner.username", help_text="Who created it; its tasks run as this user."
+    )
     cron = serializers.CharField(help_text=CRON_HELP)
     timezone = serializers.CharField(help_text=TIMEZONE_HELP)
     input = serializers.DictField(help_text=INPUT_HELP)
@@ -104,21 +111,22 @@ class ScheduleRunOutputSerializer(serializers.Serializer):
         ref_name = "ScheduleRun"
 
 
-def _agent(request: Request, data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with ``agent`` (an id or slug) resolved to an agent the caller may use (404
-    ``not_found`` otherwise)."""
+def _agent(team: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``agent`` (an id or slug) resolved to an agent a schedule of ``team`` may
+    run: the team's or a public one (404 ``not_found`` otherwise)."""
     if "agent" in data:
-        data = {**data, "agent": agent_get(user=request.user, agent_id=data["agent"])}
+        data = {**data, "agent": selectors.schedule_agent_get(team=team, agent_id=data["agent"])}
     return data
 
 
 class ScheduleListApi(APIView):
+    required_scope = Scope.SESSIONS_READ
     pagination_class = Pagination
 
     @extend_schema(
         operation_id="schedules_list",
         summary="List schedules",
-        description="Your schedules, ordered by name.",
+        description="The schedules of your teams, ordered by name.",
         responses={200: ScheduleOutputSerializer(many=True), **error_responses()},
         tags=TAGS,
     )
@@ -132,6 +140,7 @@ class ScheduleListApi(APIView):
 
 
 class ScheduleCreateApi(APIView):
+    required_scope = Scope.TASKS_WRITE
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -145,6 +154,7 @@ class ScheduleCreateApi(APIView):
             choices=SessionMode.choices, default=SessionMode.NEW, help_text=MODE_HELP
         )
         enabled = serializers.BooleanField(default=True)
+        team = TEAM_FIELD
 
         class Meta:
             ref_name = "ScheduleCreateInput"
@@ -158,20 +168,27 @@ class ScheduleCreateApi(APIView):
             "`next_run_at` is the next tick. Ticks missed while no scheduler ran are skipped: "
             "the schedule fires once when scheduling resumes, not once per missed tick. An "
             "invalid `cron`, `timezone`, `input` or `config` is a 400 naming the fields under "
-            "`details.fields`."
+            "`details.fields`. The schedule belongs to `team` (you need the member role "
+            "there); its tasks run as you, in sessions of that team."
         ),
         request=InputSerializer,
-        responses={201: ScheduleOutputSerializer, **error_responses(400, 404)},
+        responses={201: ScheduleOutputSerializer, **error_responses(400, 403, 404)},
         tags=TAGS,
     )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        schedule = schedule_create(owner=request.user, **_agent(request, serializer.validated_data))
+        data = dict(serializer.validated_data)
+        team = team_for_write(
+            user=request.user, team_id=data.pop("team", None), min_role=selectors.WRITE_ROLE
+        )
+        schedule = schedule_create(owner=request.user, team=team, **_agent(team, data))
         return Response(ScheduleOutputSerializer(schedule).data, status=status.HTTP_201_CREATED)
 
 
 class ScheduleDetailApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     @extend_schema(
         operation_id="schedules_retrieve",
         summary="Get a schedule",
@@ -185,6 +202,7 @@ class ScheduleDetailApi(APIView):
 
 
 class ScheduleUpdateApi(APIView):
+    required_scope = Scope.TASKS_WRITE
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -213,11 +231,13 @@ class ScheduleUpdateApi(APIView):
         ),
         parameters=[SCHEDULE_ID],
         request=InputSerializer,
-        responses={200: ScheduleOutputSerializer, **error_responses(400, 404)},
+        responses={200: ScheduleOutputSerializer, **error_responses(400, 403, 404)},
         tags=TAGS,
     )
     def patch(self, request: Request, schedule_id: str) -> Response:
-        schedule = selectors.schedule_get(user=request.user, schedule_id=schedule_id)
+        schedule = selectors.schedule_get(
+            user=request.user, schedule_id=schedule_id, for_write=True
+        )
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if not serializer.validated_data:
@@ -225,26 +245,32 @@ class ScheduleUpdateApi(APIView):
                 "Nothing to change.",
                 details={"fields": {"non_field_errors": ["Give at least one field to change."]}},
             )
-        schedule = schedule_update(schedule=schedule, **_agent(request, serializer.validated_data))
+        changes = _agent(schedule.team_id, serializer.validated_data)
+        schedule = schedule_update(schedule=schedule, **changes)
         return Response(ScheduleOutputSerializer(schedule).data)
 
 
 class ScheduleDeleteApi(APIView):
+    required_scope = Scope.TASKS_WRITE
+
     @extend_schema(
         operation_id="schedules_destroy",
         summary="Delete a schedule",
         description="Deletes the schedule and its run records; the tasks it queued stay.",
         parameters=[SCHEDULE_ID],
-        responses={204: OpenApiResponse(description="Deleted"), **error_responses(404)},
+        responses={204: OpenApiResponse(description="Deleted"), **error_responses(403, 404)},
         tags=TAGS,
     )
     def delete(self, request: Request, schedule_id: str) -> Response:
-        schedule = selectors.schedule_get(user=request.user, schedule_id=schedule_id)
+        schedule = selectors.schedule_get(
+            user=request.user, schedule_id=schedule_id, for_write=True
+        )
         schedule_delete(schedule=schedule)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ScheduleRunListApi(APIView):
+    required_scope = Scope.SESSIONS_READ
     pagination_class = Pagination
 
     @extend_schema(
@@ -269,6 +295,8 @@ class ScheduleRunListApi(APIView):
 
 
 class ScheduleFireApi(APIView):
+    required_scope = Scope.TASKS_WRITE
+
     @extend_schema(
         operation_id="schedules_run_create",
         summary="Run a schedule now",
@@ -280,10 +308,12 @@ class ScheduleFireApi(APIView):
         ),
         request=None,
         parameters=[SCHEDULE_ID],
-        responses={201: ScheduleRunOutputSerializer, **error_responses(404, 409)},
+        responses={201: ScheduleRunOutputSerializer, **error_responses(403, 404, 409)},
         tags=TAGS,
     )
     def post(self, request: Request, schedule_id: str) -> Response:
-        schedule = selectors.schedule_get(user=request.user, schedule_id=schedule_id)
+        schedule = selectors.schedule_get(
+            user=request.user, schedule_id=schedule_id, for_write=True
+        )
         run = schedule_fire(schedule=schedule)
         return Response(ScheduleRunOutputSerializer(run).data, status=status.HTTP_201_CREATED)

@@ -1,9 +1,10 @@
 """Cron schedules that queue a task on an agent, and the record of every run.
 
-A :class:`Schedule` belongs to its owner and names an agent the owner may use. At each tick of
+A :class:`Schedule` belongs to a team (``team``; ``owner`` is the member who created it, and
+its tasks run as that user) and names an agent of the team or a public one. At each tick of
 its ``cron`` expression (read in its ``timezone``) a scheduler queues a ``run`` task with the
-schedule's ``input`` and ``config``, in a new session per run or in one session kept on the
-schedule (``session_mode``). Each firing is a :class:`ScheduleRun` row; the unique
+schedule's ``input`` and ``config``, in a new session of the team per run or in one session
+kept on the schedule (``session_mode``). Each firing is a :class:`ScheduleRun` row; the unique
 ``(schedule, tick)`` constraint is what lets several schedulers run at once while each tick
 fires at most once (``schedules.services``).
 """
@@ -35,6 +36,7 @@ class Schedule(TimeStampedModel):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="schedules"
     )
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="schedules")
     agent = models.ForeignKey(
         "agent_sessions.Agent", on_delete=models.CASCADE, related_name="schedules"
     )

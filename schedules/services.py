@@ -1,5 +1,13 @@
 """Writes of the schedules app: create, update, delete, and fire (due ticks, or "run now").
 
+Whose schedule
+    A schedule belongs to a team (``team``; ``owner`` is the member who created it) and runs an
+    agent of that team or a public one. Every run queues its task as the owner, in a session of
+    the schedule's team; a run whose owner is no longer a member (or only a viewer) of the team
+    queues nothing and records ``schedule_owner_not_member``. Who may call these (a member of
+    the team) is checked by the caller (``schedules.selectors.schedule_get(for_write=True)``,
+    ``accounts.selectors.team_for_write``).
+
 How a tick fires at most once
     ``schedules_fire_due`` reads the due schedules, then fires each in its own transaction whose
     first statement inserts the ``ScheduleRun`` row ``(schedule, tick)``. Several schedulers may
@@ -32,14 +40,15 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone as django_tz
 
-from runtime_project.exceptions import ApplicationError, Conflict, InvalidInput
+from accounts.models import ROLE_RANK, Membership
+from accounts.selectors import default_team
+from runtime_project.exceptions import ApplicationError, Conflict, Forbidden, InvalidInput
 from schedules.cron import check_cron, check_timezone, next_tick
 from schedules.models import RunTrigger, Schedule, ScheduleRun, SessionMode
-from schedules.selectors import schedules_due
+from schedules.selectors import WRITE_ROLE, schedule_agent_get, schedules_due
 from sessions.choices import TaskType
 from sessions.models import Agent, Session, Task
 from sessions.runners import get_runner_class
-from sessions.selectors import agent_get
 from sessions.services.sessions import session_create
 from sessions.services.tasks import task_create
 
@@ -54,13 +63,35 @@ _TIMING = ("cron", "timezone", "enabled")
 # Validation --------------------------------------------------------------------------------------
 
 
-def _visible_agent(owner: Any, agent: Agent) -> Agent:
-    """``agent`` re-read, if ``owner`` may use it (their own or a public one, not deleted).
+def _usable_agent(team: Any, agent: Agent) -> Agent:
+    """``agent`` re-read, if a schedule of ``team`` may run it (an agent of the team or a
+    public one, not deleted).
 
     Raises:
-        NotFound: deleted, or another user's private agent.
+        NotFound: deleted, or a private agent of another team.
     """
-    return agent_get(user=owner, agent_id=agent.uuid)
+    return schedule_agent_get(team=team, agent_id=agent.uuid)
+
+
+def _check_owner(schedule: Schedule) -> None:
+    """The schedule's owner must still be able to write in its team to have tasks queued.
+
+    Raises:
+        Forbidden: ``schedule_owner_not_member``: the owner left the team or is only a
+            viewer there now.
+    """
+    role = (
+        Membership.objects.filter(team_id=schedule.team_id, user_id=schedule.owner_id)
+        .values_list("role", flat=True)
+        .first()
+    )
+    if role is None or ROLE_RANK[role] < ROLE_RANK[WRITE_ROLE]:
+        raise Forbidden(
+            "The schedule's owner may no longer start tasks in its team (not a member, or "
+            "only a viewer); a member of the team may create the schedule again.",
+            code="schedule_owner_not_member",
+            details={"owner": schedule.owner.get_username(), "role": role},
+        )
 
 
 def _fields_of(exc: InvalidInput, field: str) -> dict[str, Any]:
@@ -169,6 +200,7 @@ def schedule_create(
     *,
     owner: Any,
     agent: Agent,
+    team: Any | None = None,
     name: str,
     cron: str,
     timezone: str = "UTC",
@@ -177,15 +209,19 @@ def schedule_create(
     session_mode: str = SessionMode.NEW,
     enabled: bool = True,
 ) -> Schedule:
-    """Create a schedule of ``owner`` on ``agent``; ``next_run_at`` is its first tick after now
-    (``None`` when created disabled).
+    """Create a schedule of ``team`` (default: ``owner``'s default team) on ``agent``, run as
+    ``owner``; ``next_run_at`` is its first tick after now (``None`` when created disabled).
+    The caller checks that ``owner`` may write in ``team``.
 
     Raises:
-        NotFound: ``owner`` may not use ``agent`` (deleted, or another user's private agent).
+        NotFound: ``agent`` is deleted or a private agent of another team; ``no_team``: no
+            ``team`` given and ``owner`` belongs to none.
         InvalidInput: invalid fields, all listed under ``details.fields`` (see
             :func:`schedule_validate`).
     """
-    agent = _visible_agent(owner, agent)
+    if team is None:
+        team = default_team(user=owner)
+    agent = _usable_agent(team, agent)
     values = schedule_validate(
         agent=agent,
         values={
@@ -198,7 +234,7 @@ def schedule_create(
             "enabled": enabled,
         },
     )
-    schedule = Schedule(owner=owner, agent=agent, **values)
+    schedule = Schedule(owner=owner, team=team, agent=agent, **values)
     schedule.next_run_at = _next_run_at(schedule, django_tz.now())
     schedule.save()
     return schedule
@@ -216,7 +252,8 @@ def schedule_update(*, schedule: Schedule, **changes: Any) -> Schedule:
 
     Raises:
         TypeError: a key that is not editable.
-        NotFound: the new agent is not usable by the schedule's owner.
+        NotFound: the new agent is deleted or a private agent of another team than the
+            schedule's.
         InvalidInput: invalid fields under ``details.fields``.
     """
     unknown = set(changes) - set(EDITABLE)
@@ -227,10 +264,12 @@ def schedule_update(*, schedule: Schedule, **changes: Any) -> Schedule:
         # overwrite each other's fields.
         fresh = (
             Schedule.objects.select_for_update(of=("self",))
-            .select_related("owner", "agent")
+            .select_related("owner", "team", "agent")
             .get(pk=schedule.pk)
         )
-        agent = _visible_agent(fresh.owner, changes["agent"]) if "agent" in changes else fresh.agent
+        agent = fresh.agent
+        if "agent" in changes:
+            agent = _usable_agent(fresh.team_id, changes["agent"])
         values = {key: value for key, value in changes.items() if key != "agent"}
         if "agent" in changes:  # the new agent must accept the input and config too
             values.setdefault("input", fresh.input)
@@ -338,7 +377,7 @@ def _fire(*, schedule_id: int, tick: datetime, now: datetime, trigger: str) -> S
             return None
         schedule = (
             Schedule.objects.select_for_update(of=("self",))
-            .select_related("owner", "agent", "session")
+            .select_related("owner", "team", "agent", "session")
             .filter(pk=schedule_id)
             .first()
         )
@@ -388,19 +427,28 @@ def _fire(*, schedule_id: int, tick: datetime, now: datetime, trigger: str) -> S
 
 
 def _queue_task(schedule: Schedule) -> tuple[Task, Session]:
-    """Queue the schedule's task in its session (created as needed).
+    """Queue the schedule's task, as its owner, in its session (created as needed in the
+    schedule's team).
 
     Raises:
-        ApplicationError: the agent is no longer usable by the owner (``not_found``), the input
-            or config no longer valid (``invalid_input``), ...
+        ApplicationError: the owner may no longer write in the team
+            (``schedule_owner_not_member``), the agent is no longer usable by the team
+            (``not_found``), the input or config no longer valid (``invalid_input``), ...
     """
-    agent = _visible_agent(schedule.owner, schedule.agent)
+    _check_owner(schedule)
+    agent = _usable_agent(schedule.team_id, schedule.agent)
     # Checked before a session is made for nothing (task_create checks again).
     get_runner_class(agent.kind).validate_input(schedule.input, agent.input_schema or None)
     session = schedule.session if schedule.session_mode == SessionMode.REUSE else None
-    if session is None or session.deleted_at is not None or session.agent_id != agent.pk:
+    if (
+        session is None
+        or session.deleted_at is not None
+        or session.agent_id != agent.pk
+        or session.team_id != schedule.team_id
+    ):
         session = session_create(
             owner=schedule.owner,
+            team=schedule.team,
             agent=agent,
             name=schedule.name,
             metadata={"schedule_id": str(schedule.uuid)},

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
+from accounts.audit import AuditedAdmin, audit_request
 from runtime_project.exceptions import ApplicationError
 from sessions.models import Agent, AgentVersion, Event, Session, Task
 from sessions.services.tasks import task_cancel, task_retry
@@ -73,7 +74,7 @@ class AgentVersionInline(ReadOnlyInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(AuditedAdmin):
     list_display = ("slug", "name", "kind", "version", "owner", "is_public", "deleted_at")
     list_filter = ("kind", "is_public")
     list_select_related = ("owner",)
@@ -94,7 +95,7 @@ class TaskInline(ReadOnlyInline):
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+class SessionAdmin(AuditedAdmin):
     list_display = (
         "uuid",
         "name",
@@ -131,7 +132,7 @@ class EventInline(ReadOnlyInline):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(AuditedAdmin):
     list_display = (
         "uuid",
         "session",
@@ -180,6 +181,7 @@ class TaskAdmin(admin.ModelAdmin):
             except ApplicationError:  # finished meanwhile
                 skipped += 1
                 continue
+            audit_request(request, "admin.task_cancel", task)
             cancelled += 1
         if cancelled:
             self.message_user(request, f"Cancel requested for {cancelled} task(s).")
@@ -193,10 +195,11 @@ class TaskAdmin(admin.ModelAdmin):
         retried, failed = 0, []
         for task in queryset.select_related("session__agent"):
             try:
-                task_retry(task=task, user=request.user)
+                new = task_retry(task=task, user=request.user)
             except ApplicationError as exc:
                 failed.append(f"{task.uuid}: {exc.message}")
                 continue
+            audit_request(request, "admin.task_retry", task, new_task=str(getattr(new, "uuid", "")))
             retried += 1
         if retried:
             self.message_user(request, f"Queued {retried} new task(s).")

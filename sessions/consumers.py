@@ -6,11 +6,13 @@ Frames are JSON. Server → client: event envelopes (DESIGN §3: ``seq``, ``sess
 streams), ``{"type": "task.created", "request_id", "task"}``, ``{"type": "task.cancelling", …}``,
 ``{"type": "pong"}`` and ``{"type": "error", "request_id", "error": {"code", "message",
 "details"}}``. Client → server (session streams): ``task.create`` (same fields as the REST
-body, plus ``request_id``), ``task.cancel`` (``task_id``), ``ping``.
+body, plus ``request_id``), ``task.cancel`` (``task_id``), ``ping``; write frames need the
+``tasks:write`` scope and the member role.
 
-Close codes: 4401 not authenticated, 4404 unknown or not yours, 4400 a frame that is not
-JSON, 1000 after a task stream ended, 1012 when the server shuts down (after a
-``{"type": "stream.reconnect", "reason", "last_seq"}`` frame: reconnect with ``after``).
+Close codes: 4401 not authenticated, 4403 the credential lacks ``sessions:read``, 4404
+unknown or not yours, 4400 a frame that is not JSON, 1000 after a task stream ended, 1012
+when the server shuts down (after a ``{"type": "stream.reconnect", "reason", "last_seq"}``
+frame: reconnect with ``after``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from accounts import access
+from accounts.audit import audit_record
+from accounts.models import Role, Scope
 from runtime_project.exceptions import ApplicationError, InvalidInput, error_body
 from sessions.choices import MultitaskStrategy, TaskType
 from sessions.models import Session, Task
@@ -48,6 +53,18 @@ def task_summary(task: Task) -> dict[str, Any]:
     }
 
 
+def _may_write(user: Any, session: Session) -> None:
+    """A write frame needs ``tasks:write`` and, re-read now (roles may have changed since the
+    connection opened), the member role in the session's team.
+
+    Raises:
+        Forbidden: the scope or the role is missing. NotFound: no longer a member.
+    """
+    access.require_scope(user, Scope.TASKS_WRITE)
+    access.forget_roles(user)
+    access.require_role(user, session.team_id, Role.MEMBER, what="Session")
+
+
 class _StreamConsumer(AsyncWebsocketConsumer):
     session: Session
     task: Task | None = None
@@ -67,6 +84,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
+            access.require_scope(user, Scope.SESSIONS_READ)
             await self.resolve(user)
             after = int(
                 parse_qs(self.scope.get("query_string", b"").decode()).get("after", ["0"])[0]
@@ -74,7 +92,8 @@ class _StreamConsumer(AsyncWebsocketConsumer):
             if after < 0:
                 raise ValueError
         except ApplicationError as exc:
-            await self._fail(4404 if exc.status_code == 404 else 4400, exc.code, exc.message)
+            close = {404: 4404, 403: 4403}.get(exc.status_code, 4400)
+            await self._fail(close, exc.code, exc.message)
             return
         except ValueError:
             await self._fail(4400, "invalid_input", "after must be a non-negative integer.")
@@ -161,6 +180,8 @@ class SessionStreamConsumer(_StreamConsumer):
         kind = frame.get("type")
         request_id = frame.get("request_id")
         user = self.scope["user"]
+        if kind in ("task.create", "task.cancel"):
+            await database_sync_to_async(_may_write)(user, self.session)
         if kind == "task.create":
             task_type = frame.get("task_type", TaskType.RUN)
             strategy = frame.get("multitask_strategy", MultitaskStrategy.ENQUEUE)
@@ -187,6 +208,10 @@ class SessionStreamConsumer(_StreamConsumer):
                 multitask_strategy=strategy,
                 idempotency_key=frame.get("idempotency_key") or None,
             )
+            if created:
+                await database_sync_to_async(audit_record)(
+                    actor=user, action="task.create", target=task, details={"via": "websocket"}
+                )
             await self.send_json(
                 {
                     "type": "task.created",
@@ -200,6 +225,9 @@ class SessionStreamConsumer(_StreamConsumer):
             if task.session_id != self.session.pk:
                 raise InvalidInput("That task belongs to another session.", code="wrong_session")
             task = await database_sync_to_async(task_cancel)(task=task)
+            await database_sync_to_async(audit_record)(
+                actor=user, action="task.cancel", target=task, details={"via": "websocket"}
+            )
             await self.send_json(
                 {"type": "task.cancelling", "request_id": request_id, "task": task_summary(task)}
             )
@@ -218,7 +246,12 @@ class TaskStreamConsumer(_StreamConsumer):
     async def handle_frame(self, frame: dict[str, Any]) -> None:
         if frame.get("type") == "task.cancel":
             assert self.task is not None
+            await database_sync_to_async(_may_write)(self.scope["user"], self.session)
             task = await database_sync_to_async(task_cancel)(task=self.task)
+            await database_sync_to_async(audit_record)(
+                actor=self.scope["user"], action="task.cancel", target=task,
+                details={"via": "websocket"},
+            )  # fmt: skip
             await self.send_json(
                 {
                     "type": "task.cancelling",

@@ -25,6 +25,7 @@ from runtime_project.exceptions import ApplicationError
 from sessions.choices import TaskStatus
 from sessions.models import Task
 from sessions.runners import TaskContext, TaskResult, get_runner_class
+from sessions.runners.secrets import RunSecrets
 from sessions.services.agents import agent_spec_at
 from sessions.services.events import EventBuffer
 from sessions.services.tasks import (
@@ -71,7 +72,20 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
     """Run a task that ``task_claim_next`` put in ``running``; returns it in a terminal status.
 
     Never raises for a runner failure: errors become ``failed`` with an error object.
+    The session's secrets are injected as the agent spec asks and masked in everything the run
+    produces (``sessions.runners.secrets``).
     """
+    secrets = RunSecrets()
+    try:
+        return await _run_with_secrets(task, worker=worker, control=control, secrets=secrets)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(secrets.close())
+
+
+async def _run_with_secrets(
+    task: Task, *, worker: str, control: TaskControl | None, secrets: RunSecrets
+) -> Task:
     control = control or TaskControl()
     buffer = EventBuffer(session=task.session, task_id=task.pk, task_uuid=str(task.uuid))
     buffer.start()
@@ -79,6 +93,7 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
     started = time.monotonic()
     try:
         spec = await db_call(agent_spec_at)(agent=task.agent, version=task.agent_version)
+        await secrets.open(session=task.session, spec=spec, buffer=buffer)
         runner = get_runner_class(task.agent.kind)()
         ctx = TaskContext(
             task_uuid=str(task.uuid),
@@ -95,10 +110,13 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
             task=task,
             worker=worker,
             resume=task.resume,
+            secret_env=secrets.env,
         )
         if task.cancel_requested_at is not None:
             control.request("cancelled")
         outcome = await _supervise(runner.run(ctx), task=task, worker=worker, control=control)
+    except ApplicationError as exc:  # e.g. secret_not_found: the task's error, no traceback
+        outcome = TaskResult(status=TaskStatus.FAILED, error=_error_of(exc))
     except Exception as exc:
         logger.exception("task %s crashed", task.uuid)
         outcome = TaskResult(status=TaskStatus.FAILED, error=_error_of(exc))
@@ -114,10 +132,14 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
             "details": {"timeout_s": task.timeout_s},
         }
     usage = {**outcome.usage, "wall_ms": int((time.monotonic() - started) * 1000)}
+    outcome.result, outcome.error = secrets.mask(outcome.result), secrets.mask(outcome.error)
+    outcome.pending = secrets.mask(outcome.pending)
     try:
         await buffer.close()
     except Exception:
         logger.exception("could not write the last events of task %s", task.uuid)
+    with contextlib.suppress(Exception):
+        await secrets.remove_files()  # before the task is seen finished; log masking stays on
     if status == "waiting" and outcome.pending is not None:
         # Parked before any stop landed (even a shutdown): nothing runs, the answer resumes it.
         return await db_call(task_suspend)(

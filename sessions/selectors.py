@@ -1,5 +1,6 @@
-"""Reads. Every selector takes the requesting user and only returns that user's objects (or
-public agents), so object-level access is never forgotten: a stranger gets 404, not 403."""
+"""Reads. Every selector takes the requesting user and only returns objects of the user's teams
+(or public agents), so object-level access is never forgotten: a stranger gets 404, a team
+viewer gets 403 on writes (``for_write``), and an API key only sees its own team."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from runtime_project.exceptions import NotFound
+from accounts import access
+from accounts.models import Role
+from runtime_project.exceptions import Forbidden, NotFound
 from sessions.choices import ACTIVE_STATUSES
-from sessions.models import Agent, Event, Session, Task
+from sessions.models import Agent, Event, Session, ShareLink, Task
 
 
 def _uuid_or_404(value: Any, what: str) -> str:
@@ -20,55 +23,74 @@ def _uuid_or_404(value: Any, what: str) -> str:
         raise NotFound(f"{what} not found.", details={"id": str(value)}) from None
 
 
+def _writable(user: Any, team_id: int, what: str) -> None:
+    """Raises Forbidden when ``user`` sees ``team_id``'s object but is only a viewer there."""
+    access.require_role(user, team_id, Role.MEMBER, what=what)
+
+
 def agent_list(*, user: Any) -> QuerySet[Agent]:
-    """Agents the user owns or that are public (not deleted)."""
-    return Agent.objects.filter(Q(owner=user) | Q(is_public=True), deleted_at__isnull=True)
+    """Agents of the user's teams and public agents (not deleted)."""
+    return Agent.objects.filter(
+        Q(team_id__in=access.team_ids(user)) | Q(is_public=True), deleted_at__isnull=True
+    )
 
 
 def agent_get(*, user: Any, agent_id: Any, for_write: bool = False) -> Agent:
-    """One agent by uuid or slug (the user's own agent wins over a public one of the same slug).
-    With ``for_write`` only the owner's agents match.
+    """One agent by uuid or slug (an agent of the user's teams wins over a public one of the
+    same slug). With ``for_write`` the user must be a member (not a viewer) of its team.
 
     Raises:
         NotFound: unknown, deleted, or not visible to ``user``.
+        Forbidden: visible but not writable (a viewer, or a public agent of another team).
     """
-    qs = (
-        Agent.objects.filter(owner=user, deleted_at__isnull=True)
-        if for_write
-        else agent_list(user=user)
-    )
+    qs = agent_list(user=user)
     try:
         agent = qs.filter(uuid=uuid.UUID(str(agent_id))).first()
     except ValueError:
-        matches = qs.filter(slug=str(agent_id))
-        agent = matches.filter(owner=user).first() or matches.first()
+        matches = qs.filter(slug=str(agent_id)).order_by("created_at")
+        agent = matches.filter(team_id__in=access.team_ids(user)).first() or matches.first()
     if agent is None:
         raise NotFound("Agent not found.", details={"id": str(agent_id)})
+    if for_write:
+        if access.role_in(user, agent.team_id) is None:
+            raise Forbidden("This public agent belongs to another team; it is read-only to you.")
+        _writable(user, agent.team_id, "Agent")
     return agent
 
 
 def session_list(*, user: Any, deleted: bool = False) -> QuerySet[Session]:
-    return Session.objects.filter(owner=user, deleted_at__isnull=not deleted).select_related(
-        "agent"
-    )
+    return Session.objects.filter(
+        team_id__in=access.team_ids(user), deleted_at__isnull=not deleted
+    ).select_related("agent", "team")
 
 
-def session_get(*, user: Any, session_id: Any, include_deleted: bool = False) -> Session:
-    """Raises NotFound when unknown, not the user's, or soft-deleted (unless asked)."""
+def session_get(
+    *, user: Any, session_id: Any, include_deleted: bool = False, for_write: bool = False
+) -> Session:
+    """One session of the user's teams.
+
+    Raises:
+        NotFound: unknown, not in the user's teams, or soft-deleted (unless asked).
+        Forbidden: ``for_write`` and the user is a viewer of its team.
+    """
     sid = _uuid_or_404(session_id, "Session")
-    qs = Session.objects.filter(owner=user, uuid=sid).select_related("agent")
+    qs = Session.objects.filter(team_id__in=access.team_ids(user), uuid=sid).select_related("agent")
     if not include_deleted:
         qs = qs.filter(deleted_at__isnull=True)
     session = qs.first()
     if session is None:
         raise NotFound("Session not found.", details={"id": str(session_id)})
+    if for_write:
+        _writable(user, session.team_id, "Session")
     return session
 
 
 def task_list(
     *, user: Any, session: Session | None = None, status: list[str] | None = None
 ) -> QuerySet[Task]:
-    qs = Task.objects.filter(session__owner=user, session__deleted_at__isnull=True)
+    qs = Task.objects.filter(
+        session__team_id__in=access.team_ids(user), session__deleted_at__isnull=True
+    )
     if session is not None:
         qs = qs.filter(session=session)
     if status:
@@ -76,16 +98,26 @@ def task_list(
     return qs.select_related("session", "agent")
 
 
-def task_get(*, user: Any, task_id: Any) -> Task:
-    """Raises NotFound when unknown or not the user's."""
+def task_get(*, user: Any, task_id: Any, for_write: bool = False) -> Task:
+    """One task of a live session of the user's teams.
+
+    Raises:
+        NotFound: unknown or not visible. Forbidden: ``for_write`` by a viewer.
+    """
     tid = _uuid_or_404(task_id, "Task")
     task = (
-        Task.objects.filter(uuid=tid, session__owner=user, session__deleted_at__isnull=True)
+        Task.objects.filter(
+            uuid=tid,
+            session__team_id__in=access.team_ids(user),
+            session__deleted_at__isnull=True,
+        )
         .select_related("session", "agent")
         .first()
     )
     if task is None:
         raise NotFound("Task not found.", details={"id": str(task_id)})
+    if for_write:
+        _writable(user, task.session.team_id, "Task")
     return task
 
 
@@ -155,3 +187,26 @@ def message_list(*, session: Session, after: int = 0, limit: int = 100) -> list[
                            is_error=bool(data.get("is_error")))  # fmt: skip
         out.append(message)
     return out
+
+
+def share_link_list(*, session: Session) -> QuerySet[ShareLink]:
+    """The session's share links (revoked and expired ones too), newest first. The caller
+    got ``session`` from :func:`session_get`, which checked the user's access."""
+    return ShareLink.objects.filter(session=session).select_related("created_by")
+
+
+def share_link_get(*, session: Session, share_id: Any) -> ShareLink:
+    """One share link of ``session`` by its public id.
+
+    Raises:
+        NotFound: (``share_not_found``) unknown, or a link of another session.
+    """
+    try:
+        link = share_link_list(session=session).filter(uuid=uuid.UUID(str(share_id))).first()
+    except ValueError:
+        link = None
+    if link is None:
+        raise NotFound(
+            "Share link not found.", code="share_not_found", details={"id": str(share_id)}
+        )
+    return link

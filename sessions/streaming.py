@@ -18,8 +18,11 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
+from rest_framework.exceptions import AuthenticationFailed
 
-from runtime_project.auth import BearerTokenAuthentication
+from accounts import access
+from accounts.models import Scope
+from runtime_project.auth import BearerTokenAuthentication, bearer_challenge
 from runtime_project.exceptions import ApplicationError, InvalidInput, error_body
 from sessions.models import Session, Task
 from sessions.selectors import session_get, task_get
@@ -101,7 +104,8 @@ def _non_negative_int(raw: str, name: str) -> int:
 
 
 async def authenticate(request: HttpRequest) -> Any:
-    """Bearer/Token header first, then the session cookie. Returns the user or ``None``."""
+    """Bearer/Token header first, then the session cookie. Returns the user, ``None``
+    (anonymous), or the ``AuthenticationFailed`` of a refused credential."""
 
     def _auth() -> Any:
         result = BearerTokenAuthentication().authenticate(request)  # type: ignore[arg-type]
@@ -112,7 +116,9 @@ async def authenticate(request: HttpRequest) -> Any:
 
     try:
         return await sync_to_async(_auth)()
-    except Exception:  # AuthenticationFailed and friends: treat as anonymous → 401
+    except AuthenticationFailed as exc:  # a refused credential: 401 with its reason
+        return exc
+    except Exception:  # anything else: treat as anonymous → 401
         return None
 
 
@@ -120,13 +126,19 @@ def _error(exc: ApplicationError) -> JsonResponse:
     return JsonResponse(exc.as_dict(), status=exc.status_code)
 
 
-def _unauthenticated() -> JsonResponse:
+def _unauthenticated(
+    request: HttpRequest, refused: AuthenticationFailed | None = None
+) -> JsonResponse:
+    code = getattr(refused, "error_code", None) or "not_authenticated"
+    message = (
+        str(refused.detail)
+        if refused is not None
+        else ("Authentication credentials were not provided or are invalid.")
+    )
     return JsonResponse(
-        error_body(
-            "not_authenticated", "Authentication credentials were not provided or are invalid."
-        ),
+        error_body(code, message),
         status=401,
-        headers={"WWW-Authenticate": 'Bearer realm="api"'},
+        headers={"WWW-Authenticate": bearer_challenge(request)},
     )
 
 
@@ -136,9 +148,10 @@ async def _stream(
     """Authenticate, resolve the stream's object for the caller, read the cursor (the larger of
     ``?after=`` and ``Last-Event-ID``), and answer with the SSE response or an error."""
     user = await authenticate(request)
-    if user is None:
-        return _unauthenticated()
+    if user is None or isinstance(user, AuthenticationFailed):
+        return _unauthenticated(request, user)
     try:
+        access.require_scope(user, Scope.SESSIONS_READ)
         session, task = await sync_to_async(resolve)(user)
         after = _non_negative_int(request.GET.get("after", "0") or "0", "after")
         after = max(after, _last_event_id(request))

@@ -7,7 +7,6 @@ import itertools
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from sessions.models import Agent, Session, Task
 from sessions.services.agents import agent_create
@@ -23,8 +22,18 @@ def make_user(username: str | None = None, **extra: Any) -> Any:
     )
 
 
-def make_token(user: Any) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+def make_token(user: Any, scopes: list[str] | None = None, team: Any = None, **extra: Any) -> str:
+    """A new API key of ``user`` (all scopes, acting in all the user's teams unless told)."""
+    from accounts.services import api_key_create
+
+    _, key = api_key_create(
+        user=user,
+        team=team,
+        name="tests",
+        scopes=scopes or ["admin"],
+        **extra,
+    )
+    return key
 
 
 def make_agent(owner: Any, **overrides: Any) -> Agent:
@@ -57,3 +66,20 @@ def finish_task(task: Task, status: str = "succeeded", **outcome: Any) -> Task:
     claimed = task_claim_next(worker="tests", limit=1, session_id=task.session_id)
     assert [t.pk for t in claimed] == [task.pk], "the task is not next in its session's queue"
     return task_finish(task=claimed[0], status=status, **outcome)
+
+
+def team_of(user: Any) -> Any:
+    """``user``'s personal team."""
+    from accounts.selectors import default_team
+
+    return default_team(user=user)
+
+
+def add_member(team: Any, user: Any, role: str = "member") -> Any:
+    """Make ``user`` a member of ``team`` with ``role`` (viewer, member, admin, owner)."""
+    from accounts.models import Membership
+
+    membership, _ = Membership.objects.update_or_create(
+        team=team, user=user, defaults={"role": role}
+    )
+    return membership

@@ -10,9 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.audit import audit_request
+from accounts.models import Scope
+from accounts.selectors import team_for_write
 from runtime_project.api import Pagination, error_responses
 from sessions import selectors
-from sessions.apis.common import AGENT_ID, paginated_response
+from sessions.apis.common import AGENT_ID, TEAM_FIELD, TeamRefSerializer, paginated_response
 from sessions.choices import AgentKind
 from sessions.services.agents import agent_create, agent_delete, agent_update
 
@@ -29,7 +32,8 @@ class AgentOutputSerializer(serializers.Serializer):
     input_schema = serializers.JSONField(help_text="JSON Schema of a task's input ({} = any).")
     version = serializers.IntegerField(help_text="Bumped on every change of kind/spec/schema.")
     is_public = serializers.BooleanField()
-    owner = serializers.CharField(source="owner.username")
+    owner = serializers.CharField(source="owner.username", help_text="Who created it.")
+    team = TeamRefSerializer()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -38,6 +42,7 @@ class AgentOutputSerializer(serializers.Serializer):
 
 
 class AgentListApi(APIView):
+    required_scope = Scope.AGENTS_READ
     pagination_class = Pagination
 
     @extend_schema(
@@ -48,13 +53,14 @@ class AgentListApi(APIView):
         tags=TAGS,
     )
     def get(self, request: Request) -> Response:
-        agents = selectors.agent_list(user=request.user).select_related("owner")
+        agents = selectors.agent_list(user=request.user).select_related("owner", "team")
         return paginated_response(
             queryset=agents, serializer_class=AgentOutputSerializer, request=request, view=self
         )
 
 
 class AgentCreateApi(APIView):
+    required_scope = Scope.AGENTS_WRITE
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -65,6 +71,7 @@ class AgentCreateApi(APIView):
         description = serializers.CharField(allow_blank=True, default="")
         input_schema = serializers.DictField(default=dict)
         is_public = serializers.BooleanField(default=False)
+        team = TEAM_FIELD
 
         class Meta:
             ref_name = "AgentCreateInput"
@@ -84,11 +91,16 @@ class AgentCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        agent = agent_create(owner=request.user, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        team = team_for_write(user=request.user, team_id=data.pop("team", None))
+        agent = agent_create(owner=request.user, team=team, **data)
+        audit_request(request, "agent.create", agent)
         return Response(AgentOutputSerializer(agent).data, status=status.HTTP_201_CREATED)
 
 
 class AgentDetailApi(APIView):
+    required_scope = Scope.AGENTS_READ
+
     @extend_schema(
         operation_id="agents_retrieve",
         summary="Get an agent",
@@ -102,6 +114,7 @@ class AgentDetailApi(APIView):
 
 
 class AgentUpdateApi(APIView):
+    required_scope = Scope.AGENTS_WRITE
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -133,10 +146,13 @@ class AgentUpdateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         agent = agent_update(agent=agent, user=request.user, **serializer.validated_data)
+        audit_request(request, "agent.update", agent, fields=sorted(serializer.validated_data))
         return Response(AgentOutputSerializer(agent).data)
 
 
 class AgentDeleteApi(APIView):
+    required_scope = Scope.AGENTS_WRITE
+
     @extend_schema(
         operation_id="agents_destroy",
         summary="Delete an agent",
@@ -151,10 +167,12 @@ class AgentDeleteApi(APIView):
     def delete(self, request: Request, agent_id: str) -> Response:
         agent = selectors.agent_get(user=request.user, agent_id=agent_id, for_write=True)
         agent_delete(agent=agent)
+        audit_request(request, "agent.delete", agent)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AgentVersionListApi(APIView):
+    required_scope = Scope.AGENTS_READ
     pagination_class = Pagination
 
     class OutputSerializer(serializers.Serializer):

@@ -70,3 +70,20 @@ AGENT_ID = OpenApiParameter(
     OpenApiParameter.PATH,
     description="The agent's id (UUID) or slug; your own agent wins over a public one.",
 )
+
+
+TEAM_FIELD = serializers.CharField(
+    required=False,
+    help_text=(
+        "Team (UUID or slug) the new object belongs to; default: the API key's team, else "
+        "your personal team. You need the member role or above there."
+    ),
+)
+
+
+class TeamRefSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="uuid")
+    slug = serializers.SlugField()
+
+    class Meta:
+        ref_name = "TeamRef"

@@ -14,6 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import writes
+from accounts.models import Scope
 from runtime_project.api import error_responses
 from sessions import selectors
 from sessions.apis.common import SESSION_ID, TASK_ID, validated_query
@@ -73,6 +75,8 @@ def _event_page(*, session: Session, task: Task | None, after: int, limit: int) 
 
 
 class SessionEventListApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     @extend_schema(
         operation_id="sessions_events_list",
         summary="Read a session's events",
@@ -85,12 +89,16 @@ class SessionEventListApi(APIView):
         tags=TAGS,
     )
     def get(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(user=request.user, session_id=session_id)
+        session = selectors.session_get(
+            user=request.user, session_id=session_id, for_write=writes(request)
+        )
         filters = validated_query(EventFilterSerializer, request)
         return Response(_event_page(session=session, task=None, **filters))
 
 
 class TaskEventListApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     @extend_schema(
         operation_id="tasks_events_list",
         summary="Read a task's events",
@@ -100,6 +108,6 @@ class TaskEventListApi(APIView):
         tags=TAGS,
     )
     def get(self, request: Request, task_id: str) -> Response:
-        task = selectors.task_get(user=request.user, task_id=task_id)
+        task = selectors.task_get(user=request.user, task_id=task_id, for_write=writes(request))
         filters = validated_query(EventFilterSerializer, request)
         return Response(_event_page(session=task.session, task=task, **filters))

@@ -14,6 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import writes
+from accounts.audit import audit_request
+from accounts.models import Scope
 from runtime_project.api import error_responses
 from sessions import selectors
 from sessions.apis.common import SESSION_ID, validated_query
@@ -51,6 +54,8 @@ class MessagePageSerializer(serializers.Serializer):
 
 
 class MessageListApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     class FilterSerializer(serializers.Serializer):
         after = serializers.IntegerField(min_value=0, default=0, help_text="Seq to start after.")
         limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
@@ -67,7 +72,9 @@ class MessageListApi(APIView):
         tags=TAGS,
     )
     def get(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(user=request.user, session_id=session_id)
+        session = selectors.session_get(
+            user=request.user, session_id=session_id, for_write=writes(request)
+        )
         query = validated_query(self.FilterSerializer, request)
         messages = selectors.message_list(session=session, **query)
         next_after = messages[-1]["seq"] if messages else query["after"]
@@ -76,6 +83,7 @@ class MessageListApi(APIView):
 
 
 class MessageCreateApi(APIView):
+    required_scope = Scope.TASKS_WRITE
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -115,7 +123,9 @@ class MessageCreateApi(APIView):
         tags=TAGS,
     )
     def post(self, request: Request, session_id: str) -> Any:
-        session = selectors.session_get(user=request.user, session_id=session_id)
+        session = selectors.session_get(
+            user=request.user, session_id=session_id, for_write=writes(request)
+        )
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
@@ -124,6 +134,7 @@ class MessageCreateApi(APIView):
             input={"message": data["message"]}, config=data["config"],
             multitask_strategy=data["multitask_strategy"], on_disconnect=data["on_disconnect"],
         )  # fmt: skip
+        audit_request(request, "task.create", task, via="messages")
         if data["stream"]:
             from sessions.streaming import sse_response
 

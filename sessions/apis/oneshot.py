@@ -29,9 +29,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.audit import audit_request
+from accounts.models import Scope
+from accounts.selectors import team_for_write
 from runtime_project.api import error_responses
 from runtime_project.exceptions import ApplicationError
 from sessions import selectors
+from sessions.apis.common import TEAM_FIELD
 from sessions.apis.sessions import SessionOutputSerializer
 from sessions.apis.tasks import SSE_DESCRIPTION, TaskOutputSerializer
 from sessions.broadcast import session_group
@@ -57,6 +61,8 @@ class OneshotCreateApi(APIView):
     """Validates and creates; the waiting is done by :func:`oneshot_view`. Called on its own it
     answers like a wait that timed out (202)."""
 
+    required_scope = Scope.TASKS_WRITE
+
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -75,6 +81,7 @@ class OneshotCreateApi(APIView):
         task_type = serializers.ChoiceField(choices=TaskType.choices, default=TaskType.RUN)
         config = serializers.DictField(default=dict)
         session = SessionInputSerializer(required=False, help_text="The new session's fields.")
+        team = TEAM_FIELD
         mode = serializers.ChoiceField(
             choices=["wait", "stream"],
             default="wait",
@@ -127,10 +134,13 @@ class OneshotCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        team = team_for_write(user=request.user, team_id=data.get("team"))
         agent = selectors.agent_get(user=request.user, agent_id=data["agent"])
         # TODO(services): a ``oneshot_create`` service should own this transaction.
         with transaction.atomic():  # a task refused (bad input) must not leave a session
-            session = session_create(owner=request.user, agent=agent, **data.get("session", {}))
+            session = session_create(
+                owner=request.user, team=team, agent=agent, **data.get("session", {})
+            )
             task, _ = task_create(
                 session=session,
                 user=request.user,
@@ -139,6 +149,7 @@ class OneshotCreateApi(APIView):
                 config=data["config"],
                 on_disconnect=data["on_disconnect"],
             )
+        audit_request(request, "task.create", task, oneshot=True)
         if data["mode"] == "stream":
             from sessions.streaming import sse_response  # the lead's module; imports us back
 

@@ -14,11 +14,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import writes
+from accounts.audit import audit_request
+from accounts.models import Scope
+from accounts.selectors import team_for_write
 from runtime_project.api import Pagination, error_responses
 from sessions import selectors
 from sessions.apis.common import (
     SESSION_ID,
+    TEAM_FIELD,
     CommaSeparatedListField,
+    TeamRefSerializer,
     paginated_response,
     validated_query,
 )
@@ -69,6 +75,7 @@ class SessionOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="uuid")
     name = serializers.CharField()
     agent = AgentRefSerializer()
+    team = TeamRefSerializer()
     status = serializers.ChoiceField(choices=SessionStatus.choices)
     tags = serializers.ListField(child=serializers.CharField())
     metadata = serializers.DictField()
@@ -123,6 +130,7 @@ def _with_tag(sessions: QuerySet[Session], tag: str) -> QuerySet[Session]:
 
 
 class SessionListApi(APIView):
+    required_scope = Scope.SESSIONS_READ
     pagination_class = Pagination
 
     class FilterSerializer(serializers.Serializer):
@@ -163,6 +171,7 @@ class SessionListApi(APIView):
 
 
 class SessionCreateApi(APIView):
+    required_scope = Scope.SESSIONS_WRITE
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -172,6 +181,7 @@ class SessionCreateApi(APIView):
         metadata = serializers.DictField(
             default=dict, help_text="Free-form JSON, e.g. `model_config` for LLM agents."
         )
+        team = TEAM_FIELD
 
         class Meta:
             ref_name = "SessionCreateInput"
@@ -188,12 +198,16 @@ class SessionCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
+        team = team_for_write(user=request.user, team_id=data.pop("team", None))
         agent = selectors.agent_get(user=request.user, agent_id=data.pop("agent"))
-        session = session_create(owner=request.user, agent=agent, **data)
+        session = session_create(owner=request.user, team=team, agent=agent, **data)
+        audit_request(request, "session.create", session)
         return Response(SessionOutputSerializer(session).data, status=status.HTTP_201_CREATED)
 
 
 class SessionDetailApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     @extend_schema(
         operation_id="sessions_retrieve",
         summary="Get a session",
@@ -202,11 +216,14 @@ class SessionDetailApi(APIView):
         tags=TAGS,
     )
     def get(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(user=request.user, session_id=session_id)
+        session = selectors.session_get(
+            user=request.user, session_id=session_id, for_write=writes(request)
+        )
         return Response(SessionOutputSerializer(session).data)
 
 
 class SessionUpdateApi(APIView):
+    required_scope = Scope.SESSIONS_WRITE
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -227,7 +244,9 @@ class SessionUpdateApi(APIView):
         tags=TAGS,
     )
     def patch(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(user=request.user, session_id=session_id)
+        session = selectors.session_get(
+            user=request.user, session_id=session_id, for_write=writes(request)
+        )
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         session = session_update(session=session, **serializer.validated_data)
@@ -235,6 +254,8 @@ class SessionUpdateApi(APIView):
 
 
 class SessionDeleteApi(APIView):
+    required_scope = Scope.SESSIONS_WRITE
+
     @extend_schema(
         operation_id="sessions_destroy",
         summary="Delete a session",
@@ -247,12 +268,17 @@ class SessionDeleteApi(APIView):
         tags=TAGS,
     )
     def delete(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(user=request.user, session_id=session_id)
+        session = selectors.session_get(
+            user=request.user, session_id=session_id, for_write=writes(request)
+        )
         session_delete(session=session)
+        audit_request(request, "session.delete", session)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class SessionRestoreApi(APIView):
+    required_scope = Scope.SESSIONS_WRITE
+
     @extend_schema(
         operation_id="sessions_restore",
         summary="Restore a deleted session",
@@ -264,14 +290,17 @@ class SessionRestoreApi(APIView):
     )
     def post(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(
-            user=request.user, session_id=session_id, include_deleted=True
+            user=request.user, session_id=session_id, include_deleted=True, for_write=True
         )
         if session.deleted_at is not None:
             session = session_restore(session=session)
+            audit_request(request, "session.restore", session)
         return Response(SessionOutputSerializer(session).data)
 
 
 class SessionCancelApi(APIView):
+    required_scope = Scope.TASKS_WRITE
+
     class OutputSerializer(serializers.Serializer):
         tasks = TaskOutputSerializer(many=True)
 
@@ -291,7 +320,10 @@ class SessionCancelApi(APIView):
         tags=TAGS,
     )
     def post(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(user=request.user, session_id=session_id)
+        session = selectors.session_get(
+            user=request.user, session_id=session_id, for_write=writes(request)
+        )
         tasks = task_cancel_all(session=session)
+        audit_request(request, "session.cancel", session, tasks=len(tasks))
         data = self.OutputSerializer({"tasks": tasks}).data
         return Response(data, status=status.HTTP_202_ACCEPTED)

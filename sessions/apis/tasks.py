@@ -13,6 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import writes
+from accounts.audit import audit_request
+from accounts.models import Scope
 from runtime_project.api import Pagination, error_responses
 from runtime_project.exceptions import Conflict, InvalidInput
 from sessions import selectors
@@ -119,6 +122,7 @@ def queue_positions(session: Session) -> dict[int, int]:
 
 
 class TaskListApi(APIView):
+    required_scope = Scope.SESSIONS_READ
     pagination_class = Pagination
 
     class FilterSerializer(serializers.Serializer):
@@ -143,7 +147,9 @@ class TaskListApi(APIView):
         tags=TAGS,
     )
     def get(self, request: Request, session_id: str) -> Response:
-        session = selectors.session_get(user=request.user, session_id=session_id)
+        session = selectors.session_get(
+            user=request.user, session_id=session_id, for_write=writes(request)
+        )
         filters = validated_query(self.FilterSerializer, request)
         tasks = selectors.task_list(
             user=request.user, session=session, status=filters.get("status") or None
@@ -158,6 +164,7 @@ class TaskListApi(APIView):
 
 
 class TaskCreateApi(APIView):
+    required_scope = Scope.TASKS_WRITE
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -212,7 +219,9 @@ class TaskCreateApi(APIView):
         tags=TAGS,
     )
     def post(self, request: Request, session_id: str) -> Any:
-        session = selectors.session_get(user=request.user, session_id=session_id)
+        session = selectors.session_get(
+            user=request.user, session_id=session_id, for_write=writes(request)
+        )
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
             raise InvalidInput(
@@ -224,6 +233,8 @@ class TaskCreateApi(APIView):
         data = dict(serializer.validated_data)
         stream = data.pop("stream")
         task, created = task_create(session=session, user=request.user, idempotency_key=key, **data)
+        if created:
+            audit_request(request, "task.create", task)
         if stream:
             from sessions.streaming import sse_response  # the lead's module; imports us back
 
@@ -240,6 +251,8 @@ class TaskCreateApi(APIView):
 
 
 class TaskDetailApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     @extend_schema(
         operation_id="tasks_retrieve",
         summary="Get a task",
@@ -248,11 +261,13 @@ class TaskDetailApi(APIView):
         tags=TAGS,
     )
     def get(self, request: Request, task_id: str) -> Response:
-        task = selectors.task_get(user=request.user, task_id=task_id)
+        task = selectors.task_get(user=request.user, task_id=task_id, for_write=writes(request))
         return Response(TaskOutputSerializer(task).data)
 
 
 class TaskCancelApi(APIView):
+    required_scope = Scope.TASKS_WRITE
+
     @extend_schema(
         operation_id="tasks_cancel",
         summary="Cancel a task",
@@ -267,12 +282,14 @@ class TaskCancelApi(APIView):
         tags=TAGS,
     )
     def post(self, request: Request, task_id: str) -> Response:
-        task = selectors.task_get(user=request.user, task_id=task_id)
+        task = selectors.task_get(user=request.user, task_id=task_id, for_write=writes(request))
         task = task_cancel(task=task)
+        audit_request(request, "task.cancel", task)
         return Response(TaskOutputSerializer(task).data, status=status.HTTP_202_ACCEPTED)
 
 
 class TaskResumeApi(APIView):
+    required_scope = Scope.TASKS_WRITE
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -305,14 +322,17 @@ class TaskResumeApi(APIView):
         tags=TAGS,
     )
     def post(self, request: Request, task_id: str) -> Response:
-        task = selectors.task_get(user=request.user, task_id=task_id)
+        task = selectors.task_get(user=request.user, task_id=task_id, for_write=writes(request))
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         task = task_resume(task=task, answer=dict(serializer.validated_data))
+        audit_request(request, "task.resume", task)
         return Response(TaskOutputSerializer(task).data, status=status.HTTP_202_ACCEPTED)
 
 
 class TaskResultApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     class OutputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=TaskStatus.choices)
         result = serializers.JSONField(allow_null=True)
@@ -331,7 +351,7 @@ class TaskResultApi(APIView):
         tags=TAGS,
     )
     def get(self, request: Request, task_id: str) -> Response:
-        task = selectors.task_get(user=request.user, task_id=task_id)
+        task = selectors.task_get(user=request.user, task_id=task_id, for_write=writes(request))
         if task.status not in TERMINAL_STATUSES:
             raise Conflict(
                 "The task has not finished yet.",

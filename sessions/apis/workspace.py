@@ -29,6 +29,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import writes
+from accounts.models import Scope
 from runtime_project.api import error_responses
 from runtime_project.exceptions import InvalidInput, PayloadTooLarge
 from sandboxes import paths
@@ -81,7 +83,9 @@ class UploadResultSerializer(serializers.Serializer):
 
 def _workspace(request: Request, session_id: str) -> Path:
     """The session's workspace root (created when missing); 404 for a stranger's session."""
-    session = selectors.session_get(user=request.user, session_id=session_id)
+    session = selectors.session_get(
+        user=request.user, session_id=session_id, for_write=writes(request)
+    )
     root = session.workspace_path
     root.mkdir(parents=True, exist_ok=True)
     return root
@@ -162,6 +166,8 @@ class _AnyAcceptNegotiation(DefaultContentNegotiation):
 
 
 class WorkspaceFileListApi(APIView):
+    required_scope = Scope.SESSIONS_READ
+
     class FilterSerializer(serializers.Serializer):
         path = serializers.CharField(
             default="", allow_blank=True, help_text="Directory to list (default: the root)."
@@ -186,6 +192,7 @@ class WorkspaceFileListApi(APIView):
 
 
 class WorkspaceFileUploadApi(APIView):
+    required_scope = Scope.SESSIONS_WRITE
     parser_classes = [MultiPartParser]
 
     class InputSerializer(serializers.Serializer):
@@ -272,6 +279,7 @@ DOWNLOAD_200 = "The file's bytes (an attachment), or the listing (JSON) if the p
 
 
 class WorkspaceFileDownloadApi(APIView):
+    required_scope = Scope.SESSIONS_READ
     content_negotiation_class = _AnyAcceptNegotiation
 
     class FilterSerializer(serializers.Serializer):
@@ -311,6 +319,7 @@ class WorkspaceFileDownloadApi(APIView):
 
 
 class WorkspaceFilePutApi(APIView):
+    required_scope = Scope.SESSIONS_WRITE
     # The body is read in chunks from the underlying request below; DRF must not parse it.
     parser_classes: list[Any] = []
 
@@ -385,6 +394,8 @@ class WorkspaceFilePutApi(APIView):
 
 
 class WorkspaceFileDeleteApi(APIView):
+    required_scope = Scope.SESSIONS_WRITE
+
     class FilterSerializer(serializers.Serializer):
         recursive = serializers.BooleanField(
             default=False, help_text="Required to delete a non-empty directory."

@@ -20,8 +20,12 @@ class Agent(TimeStampedModel):
     input_schema = models.JSONField(default=dict, blank=True)
     version = models.PositiveIntegerField(default=1)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agents"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="agents",
+        help_text="The user who created the agent (it belongs to its team).",
     )
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="agents")
     is_public = models.BooleanField(
         default=False, help_text="Visible to (and usable by) every signed-in user."
     )
@@ -31,9 +35,9 @@ class Agent(TimeStampedModel):
         ordering = ("slug",)
         constraints = [
             models.UniqueConstraint(
-                fields=("owner", "slug"),
+                fields=("team", "slug"),
                 condition=models.Q(deleted_at__isnull=True),
-                name="agent_slug_unique_per_owner",
+                name="agent_slug_unique_per_team",
             )
         ]
 

@@ -21,7 +21,13 @@ class Session(TimeStampedModel):
     name = models.CharField(max_length=200, blank=True, default="")
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="sessions")
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_sessions"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="agent_sessions",
+        help_text="The user who created the session (it belongs to its team).",
+    )
+    team = models.ForeignKey(
+        "accounts.Team", on_delete=models.CASCADE, related_name="agent_sessions"
     )
     tags = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)

@@ -48,6 +48,9 @@ class TaskContext:
         session: the ``Session`` model instance (its agent loaded).
         task: the ``Task`` row (for services that start child tasks); ``worker`` its lease owner.
         resume: the client's answer when a waiting task was resumed (``task_resume``), else None.
+        secret_env: ``{name: value}`` of the secrets the agent spec asks for as environment
+            variables (plus ``AGENT_SECRETS_DIR`` when it asks for files); runners add it to
+            the environment of every sandboxed process (``sessions.runners.secrets``).
     """
 
     task_uuid: str
@@ -65,6 +68,12 @@ class TaskContext:
     task: Any = None
     worker: str = ""
     resume: dict[str, Any] | None = None
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def mask(self, data: Any) -> Any:
+        """``data`` (a string or JSON) with the run's secret values masked, for text that
+        leaves the run other than through ``emit`` (e.g. a tool result sent to a model)."""
+        return self.events.mask(data)
 
     def emit(self, type: str, data: dict[str, Any]) -> None:
         """Append an event to the task's stream (buffered, ordered)."""

@@ -14,7 +14,9 @@ command starts; the command sees ``AGENT_TASK_TYPE``, ``AGENT_TASK_ID``, ``AGENT
 ``AGENT_INSTRUCTIONS_FILE`` in its environment. Output streams as ``process.stdout`` /
 ``process.stderr`` events while it is produced; ``process.exit`` carries the exit code; a non-zero
 exit fails the task with ``command_failed``. When ``spec.result.junit_xml`` names a JUnit XML
-report in the workspace, its counts become ``result.tests``.
+report in the workspace, its counts become ``result.tests``. ``spec.secrets`` names team or
+session secrets given to the command as environment variables or files
+(``sessions.runners.secrets``); their values are masked in the output events.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from sandboxes.registry import get_backend
 from sandboxes.services import sandbox_ensure, sandbox_spec
 from sessions.runners.base import Runner, TaskContext, TaskResult, validate_schema
 from sessions.runners.junit import junit_summary
+from sessions.runners.secrets import SECRETS_SPEC_SCHEMA
 
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _COMMAND = {
@@ -95,6 +98,7 @@ class CommandRunner(Runner):
                 },
             },
             "retry_safe": {"type": "boolean"},
+            "secrets": SECRETS_SPEC_SCHEMA,
             "limits": {
                 "type": "object",
                 "properties": {
@@ -146,6 +150,7 @@ class CommandRunner(Runner):
         env = {
             **spec.get("env", {}),
             **ctx.input.get("env", {}),
+            **ctx.secret_env,
             "AGENT_TASK_TYPE": ctx.task_type,
             "AGENT_TASK_ID": ctx.task_uuid,
             "AGENT_SESSION_ID": ctx.session_uuid,

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.selectors import default_team
 from runtime_project.exceptions import Conflict
 from sessions.models import Agent, AgentVersion
 from sessions.runners import get_runner_class
@@ -23,6 +24,7 @@ def _validate(kind: str, spec: dict[str, Any], input_schema: dict[str, Any]) -> 
 def agent_create(
     *,
     owner: Any,
+    team: Any | None = None,
     slug: str,
     name: str,
     kind: str,
@@ -31,20 +33,24 @@ def agent_create(
     input_schema: dict[str, Any] | None = None,
     is_public: bool = False,
 ) -> Agent:
-    """Create an agent at version 1.
+    """Create an agent at version 1 in ``team`` (default: ``owner``'s default team); ``owner``
+    is the user creating it.
 
     Raises:
         InvalidInput: unknown kind, spec or input_schema invalid.
-        Conflict: the owner already has an agent with this slug.
+        Conflict: the team already has an agent with this slug.
     """
     input_schema = input_schema or {}
     _validate(kind, spec, input_schema)
-    if Agent.objects.filter(owner=owner, slug=slug, deleted_at__isnull=True).exists():
-        raise Conflict(f"You already have an agent called {slug!r}.", code="slug_taken")
+    if team is None:
+        team = default_team(user=owner)
+    if Agent.objects.filter(team=team, slug=slug, deleted_at__isnull=True).exists():
+        raise Conflict(f"The team already has an agent called {slug!r}.", code="slug_taken")
     try:
         with transaction.atomic():
             agent = Agent.objects.create(
                 owner=owner,
+                team=team,
                 slug=slug,
                 name=name,
                 kind=kind,
@@ -54,7 +60,9 @@ def agent_create(
                 is_public=is_public,
             )
     except IntegrityError:
-        raise Conflict(f"You already have an agent called {slug!r}.", code="slug_taken") from None
+        raise Conflict(
+            f"The team already has an agent called {slug!r}.", code="slug_taken"
+        ) from None
     _snapshot(agent, owner)
     return agent
 

@@ -6,6 +6,13 @@ serialise writers), bulk-inserts the batch, advances ``Session.last_seq`` and pu
 envelopes after commit. :class:`EventBuffer` sits in front of it for runners: it collects events
 for a few milliseconds, coalesces consecutive chunks of one stream, and writes each batch in one
 transaction, so token or output streaming does not become one row and one round-trip per chunk.
+
+Secrets (``sessions.services.masking``): a buffer given a masker masks every event it queues,
+stream chunks through a per-stream tail buffer so a value split across two chunks is masked too
+(the held tail is released when the stream's ``process.*``/``message.*`` event that ends it
+arrives, or on ``close()``); ``events_append`` masks drafts not masked by a buffer with the
+masker registered for the session while a run is in progress. Nothing unmasked is written or
+published.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from django.utils import timezone
 
 from sessions.broadcast import publish_events
 from sessions.models import Artifact, Event, Session
+from sessions.services import masking
 from sessions.services.locks import lock_sessions
 
 logger = logging.getLogger(__name__)
@@ -48,6 +56,7 @@ class EventDraft:
     task_id: int | None = None
     task_uuid: str | None = None
     created_at: Any = field(default_factory=timezone.now)
+    masked: bool = False  # already masked by an EventBuffer (events_append skips it)
 
 
 def _externalize(session: Session, draft: EventDraft) -> dict[str, Any]:
@@ -88,6 +97,12 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
     """
     if not drafts:
         return []
+    masker = masking.masker_for_session(session.pk)
+    if masker:
+        for d in drafts:
+            if not d.masked:
+                d.data = masker.mask_data(d.data)
+                d.masked = True
     payloads = [_externalize(session, d) for d in drafts]
     with transaction.atomic():
         locked = lock_sessions().only("id", "uuid", "last_seq").get(pk=session.pk)
@@ -145,6 +160,7 @@ class EventBuffer:
         task_uuid: str | None,
         interval_ms: int | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        masker: masking.Masker | None = None,
     ) -> None:
         self.session = session
         self.task_id = task_id
@@ -160,6 +176,21 @@ class EventBuffer:
         self._flusher: asyncio.Task[None] | None = None
         self._on_error = on_error
         self.emitted = 0
+        self.masker = masking.Masker()
+        self._streams = masking.StreamMasker(self.masker)
+        self._stream_fields: dict[tuple[str, Any], dict[str, Any]] = {}
+        if masker is not None:
+            self.set_masker(masker)
+
+    def set_masker(self, masker: masking.Masker) -> None:
+        """Mask the values of ``masker`` in every event queued from now on (call it before the
+        run emits anything: earlier events are not revisited)."""
+        self.masker = masker
+        self._streams = masking.StreamMasker(masker)
+
+    def mask(self, data: Any) -> Any:
+        """``data`` (a string or JSON) with this run's secret values masked."""
+        return self.masker.mask_data(data)
 
     def start(self) -> None:
         if self._flusher is None:
@@ -168,16 +199,48 @@ class EventBuffer:
             )
 
     def emit(self, type: str, data: dict[str, Any]) -> None:
-        """Queue an event; consecutive stdout/stderr/delta chunks of one stream are merged."""
+        """Queue an event; consecutive stdout/stderr/delta chunks of one stream are merged.
+        With a masker, secret values are masked first (see the module docstring)."""
         if self._closed:
             raise RuntimeError("EventBuffer is closed")
+        if not self.masker:
+            self._queue(type, data)
+            return
+        key = _COALESCE_KEYS.get(type)
+        if key and isinstance(data.get("text"), str):
+            stream = (type, data.get(key))
+            fields = self.masker.mask_data({k: v for k, v in data.items() if k != "text"})
+            text = self._streams.feed(stream, data["text"])
+            if self._streams.holds(stream):
+                self._stream_fields[stream] = fields  # for the held tail's event
+            else:
+                self._stream_fields.pop(stream, None)
+            if text:
+                self._queue(type, {**fields, "text": text})
+            return
+        self._release_streams(data)
+        self._queue(type, self.masker.mask_data(data))
+
+    def _release_streams(self, data: dict[str, Any] | None) -> None:
+        """Queue the held tails of the streams an event ends (same ``process_id`` or
+        ``message_id``), or of every stream when ``data`` is None."""
+        for stream in self._streams.held_keys():
+            assert isinstance(stream, tuple)  # (event type, process or message id)
+            type, stream_id = stream
+            if data is None or stream_id in (data.get("process_id"), data.get("message_id")):
+                text = self._streams.flush(stream)
+                fields = self._stream_fields.pop(stream, {})
+                if text:
+                    self._queue(type, {**fields, "text": text})
+
+    def _queue(self, type: str, data: dict[str, Any]) -> None:
         key = _COALESCE_KEYS.get(type)
         text = data.get("text") if key else None
         if isinstance(text, str) and len(text) > _COALESCE_MAX_CHARS:
             # One pipe read can exceed what an event keeps inline; split it so streamed output
             # stays in the log (an oversized event would become an artifact with a preview).
             for start in range(0, len(text), _COALESCE_MAX_CHARS):
-                self.emit(type, {**data, "text": text[start : start + _COALESCE_MAX_CHARS]})
+                self._queue(type, {**data, "text": text[start : start + _COALESCE_MAX_CHARS]})
             return
         self.emitted += 1
         if key and self._pending:
@@ -192,7 +255,13 @@ class EventBuffer:
                 last.data = {**last.data, "text": last.data["text"] + data["text"]}
                 return
         self._pending.append(
-            EventDraft(type=type, data=data, task_id=self.task_id, task_uuid=self.task_uuid)
+            EventDraft(
+                type=type,
+                data=data,
+                task_id=self.task_id,
+                task_uuid=self.task_uuid,
+                masked=bool(self.masker),
+            )
         )
         self._wakeup.set()
 
@@ -248,7 +317,9 @@ class EventBuffer:
                 return
 
     async def close(self) -> None:
-        """Flush what is pending and stop the background flusher."""
+        """Release held stream tails, flush what is pending and stop the background flusher."""
+        if not self._closed:
+            self._release_streams(None)
         self._closed = True
         self._closing.set()
         self._wakeup.set()

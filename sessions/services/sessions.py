@@ -9,6 +9,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.selectors import default_team
+from runtime_project.exceptions import NotFound
 from sessions.choices import SessionStatus
 from sessions.models import Agent, Session
 from sessions.services.events import event_append
@@ -20,14 +22,29 @@ def session_create(
     *,
     owner: Any,
     agent: Agent,
+    team: Any | None = None,
     name: str = "",
     tags: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Session:
-    """Create a session on ``agent`` with an empty workspace directory."""
+    """Create a session on ``agent`` in ``team`` (default: ``owner``'s default team) with an
+    empty workspace directory; ``owner`` is the user creating it.
+
+    Raises:
+        NotFound: ``agent`` is a private agent of another team.
+    """
+    if team is None:
+        team = default_team(user=owner)
+    if agent.team_id != team.pk and not agent.is_public:
+        raise NotFound("Agent not found.", details={"id": str(agent.uuid)})
     with transaction.atomic():
         session = Session.objects.create(
-            owner=owner, agent=agent, name=name, tags=tags or [], metadata=metadata or {}
+            owner=owner,
+            team=team,
+            agent=agent,
+            name=name,
+            tags=tags or [],
+            metadata=metadata or {},
         )
         event_append(
             session=session,

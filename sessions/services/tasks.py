@@ -30,6 +30,7 @@ from sessions.choices import (
 from sessions.models import Session, Task
 from sessions.runners import get_runner_class
 from sessions.services.events import event_append
+from sessions.services.limits import task_admit
 from sessions.services.locks import lock_sessions, lock_tasks
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,9 @@ def task_create(
     Raises:
         InvalidInput: input does not match the agent's input schema; bad timeout.
         Conflict: ``reject`` and the session is busy (code ``session_busy``); idempotency key
-            reused for another session (code ``idempotency_key_reused``).
+            reused for another session (code ``idempotency_key_reused``); ``EXCLUSIVE_MODE``
+            and a task is active anywhere (code ``server_busy``).
+        TooManyRequests: the team has its limit of active tasks (code ``team_task_limit``).
     """
     input = input or {}
     config = config or {}
@@ -97,6 +100,7 @@ def task_create(
             if active and multitask_strategy == MultitaskStrategy.INTERRUPT:
                 for other in active:
                     task_cancel(task=other, reason="interrupted by a newer task")
+            task_admit(session=session, user=user)  # team quota, exclusive mode (limits.py)
             task = Task.objects.create(
                 session=session,
                 agent=agent,

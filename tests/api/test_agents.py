@@ -154,8 +154,8 @@ def test_a_public_agent_is_readable_but_not_writable_by_others(other_client, age
     agent.save()
 
     assert other_client.get(f"{API}/agents/{agent.uuid}").status_code == 200
-    error_of(other_client.patch(f"{API}/agents/{agent.uuid}", {"name": "x"}, format="json"), 404)
-    error_of(other_client.delete(f"{API}/agents/{agent.uuid}"), 404)
+    error_of(other_client.patch(f"{API}/agents/{agent.uuid}", {"name": "x"}, format="json"), 403)
+    error_of(other_client.delete(f"{API}/agents/{agent.uuid}"), 403)
 
 
 def test_unknown_method_is_405_in_the_error_shape(api_client):

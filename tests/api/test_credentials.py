@@ -1,5 +1,6 @@
 """Stored provider credentials (``/api/v1/credentials``), their encryption at rest and key
-rotation, the runner's lookup (``credential_secret``), the admin, and ``/api/v1/models``."""
+rotation, the runner's lookup (``credential_secret``), team access (members read, admins
+write, strangers get 404), the admin, and ``/api/v1/models``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from sessions.execution import _error_of
 from sessions.runners.llm.runner import LlmRunner, _api_key
 from tests import factories
 from tests.api.helpers import API, error_of
+from tests.factories import team_of
 
 pytestmark = pytest.mark.django_db
 
@@ -70,11 +72,14 @@ def test_create_list_get_rotate_and_delete_never_show_the_secret(api_client, age
     assert created.status_code == 201, created.content
     body = created.json()
     assert set(body) == {
-        "id", "name", "provider", "agent", "hint", "created_at", "updated_at", "last_used_at",
+        "id", "name", "provider", "agent", "team", "hint", "created_at", "updated_at",
+        "last_used_at",
     }  # fmt: skip
     assert (body["name"], body["provider"], body["agent"], body["hint"]) == (
         "openai-main", "openai", None, "…abcd",
     )  # fmt: skip
+    team = team_of(agent.owner)
+    assert body["team"] == {"id": str(team.uuid), "slug": team.slug}
     cid = body["id"]
 
     listed = call("get", "/credentials").json()
@@ -116,7 +121,7 @@ def test_a_stranger_gets_404(other_client, credential):
     error_of(other_client.delete(path), 404)
     assert other_client.get(f"{API}/credentials").json()["results"] == []
     error_of(other_client.get(f"{API}/credentials/not-a-uuid"), 404)
-    assert credential_secret(owner=credential.owner, name="openai-main", agent=None) == SECRET
+    assert credential_secret(team=credential.team, name="openai-main", agent=None) == SECRET
 
 
 @pytest.mark.parametrize(
@@ -149,7 +154,7 @@ def test_a_secret_of_exactly_4_kib_is_accepted(api_client):
     assert response.json()["hint"] == "…yyyy"
 
 
-def test_an_agent_the_caller_does_not_own_is_404(api_client, other_user, credential):
+def test_an_agent_of_another_team_is_404(api_client, other_user, credential):
     public = factories.make_agent(other_user, slug="theirs", is_public=True)
 
     error = error_of(
@@ -171,6 +176,9 @@ def test_an_agent_the_caller_does_not_own_is_404(api_client, other_user, credent
     with pytest.raises(NotFound):
         credential_create(owner=credential.owner, name="y", provider="openai", secret=SECRET,
                           agent=public)  # fmt: skip
+    with pytest.raises(NotFound):  # the credential's team decides, not the agent's author
+        credential_create(owner=other_user, team=credential.team, name="z", provider="openai",
+                          secret=SECRET, agent=public)  # fmt: skip
 
 
 def test_a_taken_name_is_409_and_an_empty_patch_is_400(api_client, credential):
@@ -203,7 +211,7 @@ def test_key_rotation_keeps_old_tokens_readable_and_re_encrypts_on_update(settin
     Fernet(KEY_A.encode()).decrypt(credential.secret.encode())  # encrypted under A
 
     settings.CREDENTIALS_ENCRYPTION_KEYS = f"{KEY_B},{KEY_A}"  # as the env var gives it
-    assert credential_secret(owner=user, name="k", agent=None) == SECRET  # A still decrypts
+    assert credential_secret(team=team_of(user), name="k", agent=None) == SECRET  # A still decrypts
 
     credential = credential_update(credential=credential)  # no new secret: re-encrypted
     token = raw_secret_column(credential.pk).encode()
@@ -212,9 +220,9 @@ def test_key_rotation_keeps_old_tokens_readable_and_re_encrypts_on_update(settin
         Fernet(KEY_A.encode()).decrypt(token)
 
     settings.CREDENTIALS_ENCRYPTION_KEYS = [KEY_B]  # A dropped: still readable
-    assert credential_secret(owner=user, name="k", agent=None) == SECRET
+    assert credential_secret(team=team_of(user), name="k", agent=None) == SECRET
     credential_update(credential=credential, secret="sk-new-secret-000000001")
-    assert credential_secret(owner=user, name="k", agent=None) == "sk-new-secret-000000001"
+    assert credential_secret(team=team_of(user), name="k", agent=None) == "sk-new-secret-000000001"
 
 
 def test_lost_keys_make_a_credential_unreadable_until_a_new_secret_is_stored(settings, user):
@@ -223,7 +231,7 @@ def test_lost_keys_make_a_credential_unreadable_until_a_new_secret_is_stored(set
     settings.CREDENTIALS_ENCRYPTION_KEYS = [KEY_B]
 
     with pytest.raises(Conflict) as excinfo:
-        credential_secret(owner=user, name="k", agent=None)
+        credential_secret(team=team_of(user), name="k", agent=None)
     assert excinfo.value.code == "credential_unreadable"
     with pytest.raises(Conflict):
         credential_update(credential=credential)
@@ -231,7 +239,7 @@ def test_lost_keys_make_a_credential_unreadable_until_a_new_secret_is_stored(set
         call_command("rotate_credential_keys")
 
     credential_update(credential=credential, secret="sk-stored-again-00000")
-    assert credential_secret(owner=user, name="k", agent=None) == "sk-stored-again-00000"
+    assert credential_secret(team=team_of(user), name="k", agent=None) == "sk-stored-again-00000"
 
 
 def test_the_rotate_command_re_encrypts_everything_under_the_first_key(settings, user):
@@ -270,26 +278,28 @@ def test_credential_secret_honours_the_agent_restriction(user, other_user):
     credential_create(owner=user, name="only-a1", provider="openai", secret=SECRET, agent=mine)
     credential_create(owner=user, name="any", provider="openai", secret="sk-any-000000000000")
 
-    assert credential_secret(owner=user, name="only-a1", agent=mine) == SECRET
+    assert credential_secret(team=team_of(user), name="only-a1", agent=mine) == SECRET
     for agent in (other_mine, None):
         with pytest.raises(NotFound) as excinfo:
-            credential_secret(owner=user, name="only-a1", agent=agent)
+            credential_secret(team=team_of(user), name="only-a1", agent=agent)
         assert excinfo.value.code == "credential_not_found"
         assert SECRET not in str(excinfo.value.as_dict())
-    assert credential_secret(owner=user, name="any", agent=other_mine) == "sk-any-000000000000"
-    with pytest.raises(NotFound):  # names are per owner
-        credential_secret(owner=other_user, name="any", agent=None)
+    assert (
+        credential_secret(team=team_of(user), name="any", agent=other_mine) == "sk-any-000000000000"
+    )
+    with pytest.raises(NotFound):  # names are per team
+        credential_secret(team=team_of(other_user), name="any", agent=None)
     with pytest.raises(NotFound):
-        credential_secret(owner=user, name="missing", agent=mine)
+        credential_secret(team=team_of(user), name="missing", agent=mine)
     with pytest.raises(Conflict) as mismatch:
-        credential_secret(owner=user, name="any", agent=mine, provider="anthropic")
+        credential_secret(team=team_of(user), name="any", agent=mine, provider="anthropic")
     assert mismatch.value.code == "credential_provider_mismatch"
     used = ProviderCredential.objects.get(name="only-a1")
     assert used.last_used_at is not None
     assert ProviderCredential.objects.get(name="any").last_used_at is not None
 
 
-def test_the_runner_takes_the_key_from_the_agent_owners_credential(user, other_user, monkeypatch):
+def test_the_runner_takes_the_key_from_the_agent_teams_credential(user, other_user, monkeypatch):
     assert LlmRunner.validate_spec(
         {"model": {"base_url": "https://x", "name": "m", "credential": "main"}}
     ) is None  # fmt: skip
@@ -346,14 +356,20 @@ def test_the_admin_lists_searches_and_never_shows_the_secret(admin_client, crede
 
 def test_the_admin_sets_a_new_secret_write_only(admin_client, user, credential):
     url = reverse("admin:providers_providercredential_change", args=[credential.pk])
-    form = {"owner": user.pk, "name": "openai-main", "provider": "openai", "agent": ""}
+    form = {
+        "owner": user.pk, "team": credential.team.pk, "name": "openai-main", "provider": "openai",
+        "agent": "",
+    }  # fmt: skip
 
     assert admin_client.post(url, {**form, "new_secret": ""}).status_code == 302
-    assert credential_secret(owner=user, name="openai-main", agent=None) == SECRET  # kept
+    assert credential_secret(team=team_of(user), name="openai-main", agent=None) == SECRET  # kept
     assert (
         admin_client.post(url, {**form, "new_secret": "sk-admin-set-0000wxyz"}).status_code == 302
     )
-    assert credential_secret(owner=user, name="openai-main", agent=None) == "sk-admin-set-0000wxyz"
+    assert (
+        credential_secret(team=team_of(user), name="openai-main", agent=None)
+        == "sk-admin-set-0000wxyz"
+    )
     assert ProviderCredential.objects.get(pk=credential.pk).hint == "…wxyz"
 
     add = reverse("admin:providers_providercredential_add")

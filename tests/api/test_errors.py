@@ -37,7 +37,7 @@ def test_a_wrong_token_is_401(session):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Bearer not-a-real-token")
 
-    error_of(client.get(f"{API}/sessions"), 401, "authentication_failed")
+    error_of(client.get(f"{API}/sessions"), 401, "invalid_credential")
 
 
 def test_the_token_keyword_works_too(token, session):

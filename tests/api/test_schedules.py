@@ -635,6 +635,7 @@ def test_the_admin_form_checks_fields_and_computes_the_next_run(admin_client, us
     freeze(utc(2026, 1, 15, 9, 20))
     form = {
         "owner": user.pk,
+        "team": agent.team_id,
         "agent": agent.pk,
         "name": "from admin",
         "cron": "99 * * * *",
@@ -656,3 +657,4 @@ def test_the_admin_form_checks_fields_and_computes_the_next_run(admin_client, us
     added = admin_client.post(add, {**form, "cron": "@daily", "timezone": "Europe/Berlin"})
     assert added.status_code == 302, added.content[:2000]
     assert Schedule.objects.get().next_run_at == utc(2026, 1, 15, 23)  # midnight in Berlin
+    assert Schedule.objects.get().team_id == agent.team_id

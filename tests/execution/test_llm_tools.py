@@ -473,6 +473,40 @@ async def test_a_stored_credential_is_sent_to_the_provider_and_nowhere_else(
     assert (task.status, task.error["code"]) == ("failed", "credential_not_found")
 
 
+def _shared_team_run(owner: Any, base_url: str) -> tuple[Any, Any]:
+    """A team of ``owner`` (admin: stores the key) and a member who writes an llm agent there
+    and runs it in a session of the team; the member's personal team holds a key of the same
+    name, which must not be used."""
+    from accounts.services import team_create
+    from providers.services import credential_create
+    from tests.factories import add_member, make_user
+
+    team = team_create(user=owner, name="Shared", slug="shared")
+    member = make_user("team-member")
+    add_member(team, member, "member")
+    credential_create(
+        owner=owner, team=team, name="main", provider="openai", secret="sk-team-0123456789ab"
+    )
+    credential_create(owner=member, name="main", provider="openai", secret="sk-own-0123456789ab")
+    spec = {"model": {"base_url": base_url, "name": "scripted-1", "credential": "main"},
+            "max_retries": 0}  # fmt: skip
+    agent = agent_create(owner=member, team=team, slug="writer", name="w", kind="llm", spec=spec)
+    session = session_create(owner=member, team=team, agent=agent)
+    return member, session
+
+
+async def test_an_llm_agent_of_a_shared_team_uses_the_teams_credential(
+    executor: Any, llm: ScriptedLLM, owner: Any
+) -> None:
+    member, session = await sync_to_async(_shared_team_run)(owner, llm.base_url)
+    llm.add(Turn(chunks=["ok"]))
+    task, _ = await start(member, session.agent, "hi", session)
+    executor.kick()
+    task = await wait_terminal(task)
+    assert task.status == "succeeded", task.error
+    assert {h["authorization"] for h in llm.headers} == {"Bearer sk-team-0123456789ab"}
+
+
 async def test_the_keyless_demo_agent(executor: Any, owner: Any) -> None:
     from sessions.demo import seed_demo_agents
 

@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from sessions.demo import seed_demo_agents
 from tests import procs
+from tests.factories import make_token
 
 
 @dataclass
@@ -45,7 +45,7 @@ def api_user(transactional_db: Any) -> Any:
 
 @pytest.fixture
 def api_token(api_user: Any) -> str:
-    return Token.objects.create(user=api_user).key
+    return make_token(api_user)
 
 
 @pytest.fixture

@@ -6,15 +6,16 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-from rest_framework.authtoken.models import Token
 
+from accounts.models import Scope
+from accounts.services import api_key_create
 from sandboxes.registry import get_backend
 from sessions.demo import seed_demo_agents
 
 
 class Command(BaseCommand):
     help = (
-        "First-start set-up of the embedded default: a local admin with an API token, the demo "
+        "First-start set-up of the embedded default: a local admin with an API key, the demo "
         "agents, and a summary of how to connect. Idempotent."
     )
 
@@ -31,7 +32,14 @@ class Command(BaseCommand):
             admin = User.objects.create_superuser("admin", password=password)
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)
-        token, _ = Token.objects.get_or_create(user=admin)
+        key_file = settings.VAR_DIR / "admin-api-key"
+        if not key_file.exists():
+            # Keys are hashed at rest: the first start keeps the demo key in a 0600 file, like
+            # the admin password, so later starts can print it again.
+            _, key = api_key_create(user=admin, team=None, name="bootstrap", scopes=[Scope.ADMIN])
+            key_file.write_text(key + "\n")
+            key_file.chmod(0o600)
+        key = key_file.read_text().strip()
         if settings.SEED_DEMO:
             seed_demo_agents(owner=admin)
         caps = get_backend().capabilities()
@@ -45,8 +53,8 @@ class Command(BaseCommand):
             f"  ReDoc          {base}/api/redoc/",
             f"  Admin          {base}/admin/   (user: admin, password: {password})",
             f"  Health         {base}/health",
-            f"  API token      {token.key}",
-            f"  try:           curl -H 'Authorization: Bearer {token.key}' {base}/api/v1/agents",
+            f"  API key        {key}",
+            f"  try:           curl -H 'Authorization: Bearer {key}' {base}/api/v1/agents",
             f"  sandbox        {caps.backend}/{caps.tier}"
             + ("" if caps.isolated else "  ** UNISOLATED: commands run without a sandbox **")
             + ("" if caps.available else f"  ** UNAVAILABLE: {caps.reason} **"),

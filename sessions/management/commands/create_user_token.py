@@ -4,17 +4,25 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-from rest_framework.authtoken.models import Token
+
+from accounts.models import Scope
+from accounts.services import api_key_create, api_key_revoke
 
 
 class Command(BaseCommand):
-    help = "Create (or reuse) a user and print an API token for it."
+    help = (
+        "Create (or reuse) a user and print a new API key for it (all scopes, all the user's "
+        "teams, named 'cli'). Keys are hashed at rest: the key is only shown here."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("username")
         parser.add_argument("--superuser", action="store_true", help="make the user an admin")
         parser.add_argument("--password", default=None, help="set this password (admin login)")
-        parser.add_argument("--rotate", action="store_true", help="replace an existing token")
+        parser.add_argument("--rotate", action="store_true", help="revoke earlier 'cli' keys")
+        parser.add_argument(
+            "--scope", action="append", default=None, help="a scope (repeatable; default admin)"
+        )
 
     def handle(
         self,
@@ -23,6 +31,7 @@ class Command(BaseCommand):
         superuser: bool,
         password: str | None,
         rotate: bool,
+        scope: list[str] | None,
         **options: Any,
     ) -> None:
         User = get_user_model()
@@ -35,6 +44,7 @@ class Command(BaseCommand):
             user.set_unusable_password()
         user.save()
         if rotate:
-            Token.objects.filter(user=user).delete()
-        token, _ = Token.objects.get_or_create(user=user)
-        self.stdout.write(token.key)
+            for old in user.api_keys.filter(name="cli", revoked_at__isnull=True):
+                api_key_revoke(api_key=old)
+        _, key = api_key_create(user=user, team=None, name="cli", scopes=scope or [Scope.ADMIN])
+        self.stdout.write(key)

@@ -20,8 +20,10 @@ Spec: ``{"model": {"provider"?: "openai"|"anthropic", "base_url", "name", "api_k
 "system_prompt"?, "tools"?: [names], "tool_options"?: {...}, "requires_approval"?: [names],
 "agents"?: [slugs for call_agent], "mcp_servers"?: [...], "max_steps"?: 8, "max_tokens"?
 (per call), "max_total_tokens"?, "max_cost_usd"?, "temperature"?, "parallel_tool_calls"?:
-true, "max_retries"?: 3}``. The API key is read from the server's environment variable
-``api_key_env`` (never from the spec, never in events). Model config, most specific wins: the
+true, "max_retries"?: 3, "secrets"?: [names or {name, as, path}]}``; the secrets go to the
+sandboxed tools and stdio MCP servers and are masked everywhere (``sessions.runners.secrets``).
+The API key is read from the server's environment variable ``api_key_env`` (never from the
+spec, never in events). Model config, most specific wins: the
 agent spec, then the session's ``metadata.model_config``, then the task's ``config.model``
 (``name``, ``temperature``, ``max_tokens``; never the endpoint, see :data:`MODEL_OVERRIDE`).
 """
@@ -55,6 +57,7 @@ from sessions.runners.llm.tools import (
     call_agent_tool,
     run_builtin,
 )
+from sessions.runners.secrets import SECRETS_SPEC_SCHEMA
 
 # What a session (``metadata.model_config``) or a task (``config.model``) may change, the most
 # specific winning. Not the endpoint or its key: pointing the agent's key at another base_url
@@ -143,6 +146,7 @@ class LlmRunner(Runner):
             "parallel_tool_calls": {"type": "boolean"},
             "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
             "retry_safe": {"type": "boolean"},
+            "secrets": SECRETS_SPEC_SCHEMA,
         },
         "required": ["model"],
         "additionalProperties": False,
@@ -253,7 +257,7 @@ async def _check_endpoint(model: dict[str, Any]) -> None:
 
 
 async def _api_key(ctx: TaskContext, model: dict[str, Any]) -> str:
-    """The provider key: the stored credential ``credential`` of the running agent's owner
+    """The provider key: the stored credential ``credential`` of the running agent's team
     (providers app; a missing one fails the task with ``credential_not_found``), else the
     server environment variable ``api_key_env``, if any."""
     if model.get("credential"):
@@ -306,9 +310,8 @@ async def _toolbox(ctx: TaskContext, spec: dict[str, Any]) -> AsyncIterator[Tool
         return
 
     def stdio(entry: dict[str, Any]) -> Any:  # stdio servers run in the session's sandbox
-        return sandbox_stdio(
-            ctx.session, entry["command"], env=entry.get("env"), cwd=entry.get("cwd", "")
-        )
+        env = {**ctx.secret_env, **(entry.get("env") or {})} or None
+        return sandbox_stdio(ctx.session, entry["command"], env=env, cwd=entry.get("cwd", ""))
 
     async with McpToolbox(servers, url_check=outbound.check_url, stdio=stdio) as mcp:
         for error in mcp.errors:
@@ -339,7 +342,7 @@ class Toolbox:
         ]
 
     def _result(self, call_id: str, name: str, output: str, is_error: bool, **extra: Any) -> str:
-        output = output[:TOOL_OUTPUT_BYTES]
+        output = self.ctx.mask(output[:TOOL_OUTPUT_BYTES])  # the model never sees a secret
         self.ctx.emit("tool.result", {"call_id": call_id, "name": name, "output": output,
                                       "is_error": is_error, **extra})  # fmt: skip
         return output

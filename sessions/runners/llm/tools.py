@@ -124,8 +124,9 @@ def _options(ctx: TaskContext, name: str) -> dict[str, Any]:
 
 async def _exec(ctx: TaskContext, argv: list[str], timeout_s: float, stdin: bytes | None) -> str:
     execution = await sandboxes.sandbox_exec(
-        session=ctx.session, argv=argv, timeout_s=timeout_s, stdin=stdin
-    )
+        session=ctx.session, argv=argv, timeout_s=timeout_s, stdin=stdin,
+        env=ctx.secret_env or None,  # spec.secrets (sessions.runners.secrets)
+    )  # fmt: skip
 
     async def stop_on_request() -> None:
         # Cancelling the task stops the running tool too (its whole process tree).

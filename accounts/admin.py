@@ -1,0 +1,114 @@
+"""Admin for teams (members inline; per-team limits), API keys (revoke action; the key is never
+shown, only its prefix), secrets (names only) and the read-only audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from accounts.audit import AuditedAdmin, audit_request
+from accounts.limits import parse_rate
+from accounts.models import ApiKey, AuditEntry, Membership, Secret, Team
+from accounts.services import api_key_revoke
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ("user",)
+
+
+class TeamForm(forms.ModelForm):
+    class Meta:
+        model = Team
+        fields = ("name", "slug", "is_personal", "max_running_tasks", "max_sandboxes", "rate_limit")
+
+    def clean_rate_limit(self) -> str:
+        value = self.cleaned_data.get("rate_limit", "")
+        if value:
+            try:
+                parse_rate(value)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return value
+
+
+@admin.register(Team)
+class TeamAdmin(AuditedAdmin):
+    form = TeamForm
+    list_display = (
+        "slug", "name", "is_personal", "max_running_tasks", "max_sandboxes", "rate_limit",
+        "created_at",
+    )  # fmt: skip
+    list_filter = ("is_personal",)
+    search_fields = ("slug", "name", "uuid", "memberships__user__username")
+    readonly_fields = ("uuid", "created_at", "updated_at")
+    inlines = (MembershipInline,)
+    fieldsets = (
+        (None, {"fields": ("uuid", "name", "slug", "is_personal")}),
+        ("Limits (empty: the server default)", {
+            "fields": ("max_running_tasks", "max_sandboxes", "rate_limit"),
+        }),
+        ("Timestamps", {"fields": ("created_at", "updated_at")}),
+    )  # fmt: skip
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(AuditedAdmin):
+    list_display = (
+        "name", "prefix", "user", "team", "scopes", "expires_at", "last_used_at", "revoked_at",
+    )  # fmt: skip
+    list_filter = ("revoked_at", "team")
+    list_select_related = ("user", "team")
+    search_fields = ("name", "prefix", "user__username", "team__slug")
+    readonly_fields = (
+        "uuid", "prefix", "user", "team", "scopes", "created_at", "last_used_at", "revoked_at",
+    )  # fmt: skip
+    fields = ("uuid", "name", "prefix", "user", "team", "scopes", "expires_at", "created_at",
+              "last_used_at", "revoked_at")  # fmt: skip
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # keys are created by their users (API, console, create_user_token)
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for key in queryset:
+            api_key_revoke(api_key=key)
+            audit_request(request, "api_key.revoke", key, prefix=key.prefix)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
+
+@admin.register(Secret)
+class SecretAdmin(AuditedAdmin):
+    list_display = ("name", "team", "session", "created_by", "updated_at")
+    list_select_related = ("team", "session", "created_by")
+    search_fields = ("name", "team__slug")
+    readonly_fields = ("uuid", "name", "team", "session", "created_by", "created_at", "updated_at")
+    exclude = ("ciphertext",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # values are write-only through the API
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "action", "actor", "credential", "team", "target_type",
+                    "target_repr", "ip")  # fmt: skip
+    list_filter = ("action", "target_type", "team")
+    list_select_related = ("actor", "team")
+    search_fields = ("action", "target_id", "target_repr", "actor__username", "credential")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
