@@ -161,6 +161,18 @@ MIDDLEWARE = [
     "runtime_project.middleware.SecurityHeadersMiddleware",
 ]
 
+# Django's default hashers, PBKDF2 first; a deployment may put Argon2 first (argon2-cffi).
+PASSWORD_HASHERS: list[str] = env.list(
+    "PASSWORD_HASHERS",
+    default=[
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+        "django.contrib.auth.hashers.Argon2PasswordHasher",
+        "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+        "django.contrib.auth.hashers.ScryptPasswordHasher",
+    ],
+)
+
 ROOT_URLCONF = "runtime_project.urls"
 ASGI_APPLICATION = "runtime_project.asgi.application"
 WSGI_APPLICATION = None

@@ -21,6 +21,23 @@ from sessions.models import Agent, Session
 from sessions.runners.scripted_llm import ScriptedLLM
 from tests import factories
 
+# Tests hash thousands of passwords and OAuth2 client secrets; PBKDF2's 10^6 rounds made user
+# creation the largest cost of many tests. PBKDF2 stays in the list so hashes made elsewhere
+# still verify, and the environment carries the list to the daphne and worker subprocesses.
+FAST_PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    from django.test import override_settings
+
+    os.environ["PASSWORD_HASHERS"] = ",".join(FAST_PASSWORD_HASHERS)
+    with override_settings(PASSWORD_HASHERS=FAST_PASSWORD_HASHERS):
+        yield
+
 
 @pytest.fixture
 def user(db: Any) -> Any:
