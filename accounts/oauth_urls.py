@@ -6,6 +6,8 @@
   served: applications are registered in the Django admin or with
   ``manage.py create_oauth_app``.
 - ``/o/login/``: sign-in for the consent page (any active user; the admin login is staff-only).
+- POSTs to login, token, revocation and introspection are rate limited per client IP
+  (``THROTTLE_OAUTH``, ``runtime_project.throttling.ip_rate_limited``).
 - ``/.well-known/oauth-authorization-server`` (RFC 8414) and
   ``/.well-known/oauth-protected-resource[/<path>]`` (RFC 9728): ``accounts/oauth.py``.
 
@@ -24,15 +26,16 @@ from accounts.oauth import (
     authorization_server_metadata,
     protected_resource_metadata,
 )
+from runtime_project.throttling import ip_rate_limited
 
 app_name = "oauth2_provider"
 
 urlpatterns = [
-    path("o/login/", Login.as_view(), name="login"),
+    path("o/login/", ip_rate_limited(Login.as_view()), name="login"),
     path("o/authorize/", Authorize.as_view(), name="authorize"),
-    path("o/token/", dot.TokenView.as_view(), name="token"),
-    path("o/revoke_token/", dot.RevokeTokenView.as_view(), name="revoke-token"),
-    path("o/introspect/", dot.IntrospectTokenView.as_view(), name="introspect"),
+    path("o/token/", ip_rate_limited(dot.TokenView.as_view()), name="token"),
+    path("o/revoke_token/", ip_rate_limited(dot.RevokeTokenView.as_view()), name="revoke-token"),
+    path("o/introspect/", ip_rate_limited(dot.IntrospectTokenView.as_view()), name="introspect"),
     path(
         ".well-known/oauth-authorization-server",
         authorization_server_metadata,

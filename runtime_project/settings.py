@@ -712,6 +712,10 @@ def _count(name: str, default: int) -> int:
 THROTTLE_USER = _rate("THROTTLE_USER", "1200/min")
 THROTTLE_TEAM = _rate("THROTTLE_TEAM", "6000/min")
 THROTTLE_ANON = _rate("THROTTLE_ANON", "120/min")
+# Per client IP and endpoint: POSTs to /o/token/, /o/login/, /o/revoke_token/, /o/introspect/.
+THROTTLE_OAUTH = _rate("THROTTLE_OAUTH", "60/min")
+# WebSocket handshakes per credential.
+THROTTLE_WS_CONNECT = _rate("THROTTLE_WS_CONNECT", "120/min")
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
     "runtime_project.throttling.CredentialRateThrottle",
     "runtime_project.throttling.TeamRateThrottle",

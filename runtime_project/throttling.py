@@ -29,16 +29,25 @@ window and weighs the previous one by how much of it still overlaps the sliding 
 not counted. If the cache is unreachable, requests are let through (and a warning logged):
 a rate limit is not worth an outage.
 
+Two more guard what DRF does not serve: :class:`ClientIpThrottle` (``THROTTLE_OAUTH``) the
+OAuth2 token, login, revocation and introspection endpoints per client IP, and
+:class:`WebSocketConnectThrottle` (``THROTTLE_WS_CONNECT``) WebSocket handshakes per
+credential (closed with 4429 and a ``throttled`` error frame).
+
 Rates are read from settings at every request (``override_settings`` works; DRF's stock classes
 freeze ``DEFAULT_THROTTLE_RATES`` at import).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from rest_framework.throttling import SimpleRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -184,3 +193,53 @@ class AnonRateThrottle(_WindowThrottle):
         if request.user is not None and request.user.is_authenticated:
             return None
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class ClientIpThrottle(_WindowThrottle):
+    """``THROTTLE_OAUTH`` per client IP and endpoint, for the plain Django views that take
+    credentials (``/o/token/``, ``/o/login/``, ``/o/revoke_token/``, ``/o/introspect/``):
+    guessing client secrets or passwords is bounded like any other API use."""
+
+    scope = "oauth"
+    setting = "THROTTLE_OAUTH"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        return self.cache_format % {
+            "scope": self.scope,
+            "ident": f"{request.path}:{self.get_ident(request)}",
+        }
+
+
+class WebSocketConnectThrottle(CredentialRateThrottle):
+    """``THROTTLE_WS_CONNECT`` WebSocket handshakes per credential (a reconnect loop must not
+    turn into a flood of stream replays)."""
+
+    scope = "ws_connect"
+    setting = "THROTTLE_WS_CONNECT"
+
+
+def retry_after_s(throttle: _WindowThrottle) -> int:
+    """Whole seconds to announce in ``Retry-After`` after ``throttle`` refused a request."""
+    return max(1, math.ceil(throttle.wait()))
+
+
+def ip_rate_limited(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Wrap a plain Django view: its POSTs count against :class:`ClientIpThrottle`; over the
+    rate the answer is 429 ``throttled`` with ``Retry-After`` (and the view does not run)."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # Imported here: DRF imports this module while rest_framework.views is still loading.
+        from runtime_project.exceptions import error_body
+
+        if request.method == "POST":
+            throttle = ClientIpThrottle()
+            if not throttle.allow_request(request, None):
+                wait = retry_after_s(throttle)
+                body = error_body(
+                    "throttled", "Too many requests; retry later.", {"retry_after_s": wait}
+                )
+                return JsonResponse(body, status=429, headers={"Retry-After": str(wait)})
+        return view(request, *args, **kwargs)
+
+    return wrapped

@@ -9,9 +9,10 @@ streams), ``{"type": "task.created", "request_id", "task"}``, ``{"type": "task.c
 body, plus ``request_id``), ``task.cancel`` (``task_id``), ``ping``; write frames need the
 ``tasks:write`` scope and the member role.
 
-Close codes: 4401 not authenticated, 4403 the credential lacks ``sessions:read``, 4404
-unknown or not yours, 4400 a frame that is not JSON, 1000 after a task stream ended, 1012
-when the server shuts down (after a ``{"type": "stream.reconnect", "reason", "last_seq"}``
+Close codes: 4401 not authenticated, 4429 too many handshakes for the credential
+(``THROTTLE_WS_CONNECT``; the error frame has ``retry_after_s``), 4403 the credential lacks
+``sessions:read``, 4404 unknown or not yours, 4400 a frame that is not JSON, 1000 after a
+task stream ended, 1012 when the server shuts down (after a ``{"type": "stream.reconnect", "reason", "last_seq"}``
 frame: reconnect with ``after``).
 """
 
@@ -22,6 +23,7 @@ import contextlib
 import json
 import logging
 import weakref
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,6 +34,7 @@ from accounts import access
 from accounts.audit import audit_record
 from accounts.models import Role, Scope
 from runtime_project.exceptions import ApplicationError, InvalidInput, error_body
+from runtime_project.throttling import WebSocketConnectThrottle, retry_after_s
 from sessions.choices import MultitaskStrategy, TaskType
 from sessions.models import Session, Task
 from sessions.selectors import session_get, task_get
@@ -51,6 +54,14 @@ def task_summary(task: Task) -> dict[str, Any]:
         "current_phase": task.current_phase,
         "task_type": task.task_type,
     }
+
+
+def _connect_refused_for(user: Any) -> int:
+    """Seconds to wait when ``user``'s credential is over ``THROTTLE_WS_CONNECT`` (else 0)."""
+    throttle = WebSocketConnectThrottle()
+    if throttle.allow_request(SimpleNamespace(user=user, META={}), None):
+        return 0
+    return retry_after_s(throttle)
 
 
 def _may_write(user: Any, session: Session) -> None:
@@ -82,6 +93,14 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                 "not_authenticated",
                 "Send a token (Authorization header or token.<key> subprotocol).",
             )
+            return
+        wait = await database_sync_to_async(_connect_refused_for)(user)
+        if wait:
+            await self.send_json(
+                error_body("throttled", "Too many connections; retry later.",
+                           {"retry_after_s": wait}) | {"type": "error"}
+            )  # fmt: skip
+            await self.close(code=4429)
             return
         try:
             access.require_scope(user, Scope.SESSIONS_READ)

@@ -23,19 +23,26 @@ from tests import factories
 
 # Tests hash thousands of passwords and OAuth2 client secrets; PBKDF2's 10^6 rounds made user
 # creation the largest cost of many tests. PBKDF2 stays in the list so hashes made elsewhere
-# still verify, and the environment carries the list to the daphne and worker subprocesses.
+# still verify.
 FAST_PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.MD5PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+# The per-IP limits count every anonymous request from 127.0.0.1 of the whole run (in Redis, also
+# across the daphne subprocesses and for two minutes after): far above what the suite sends.
+# The limit tests set their own rates.
+GENEROUS_RATES = {"THROTTLE_ANON": "100000/m", "THROTTLE_OAUTH": "100000/m"}
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _fast_password_hashing() -> Iterator[None]:
+def _test_process_settings() -> Iterator[None]:
+    """Settings for this process and, through the environment, for the daphne and worker
+    subprocesses the tests start."""
     from django.test import override_settings
 
     os.environ["PASSWORD_HASHERS"] = ",".join(FAST_PASSWORD_HASHERS)
-    with override_settings(PASSWORD_HASHERS=FAST_PASSWORD_HASHERS):
+    os.environ.update(GENEROUS_RATES)
+    with override_settings(PASSWORD_HASHERS=FAST_PASSWORD_HASHERS, **GENEROUS_RATES):
         yield
 
 
