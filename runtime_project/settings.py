@@ -8,66 +8,25 @@ start with ``ImproperlyConfigured`` naming the variable.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import secrets
 import warnings
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from runtime_project.envvars import boolean as _bool
+from runtime_project.envvars import choice as _choice
+from runtime_project.envvars import env
+from runtime_project.envvars import host_list as _host_list
+from runtime_project.envvars import typed as _typed
+from runtime_project.settings_storage import build_storages as _storages
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
-
-env = environ.Env()
-
-
-def _typed(name: str, cast: Any, default: Any) -> Any:
-    """Read ``name`` with ``cast``; a malformed value fails at start with a clear message."""
-    try:
-        return env.get_value(name, cast=cast, default=default)
-    except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(
-            f"{name}={os.environ.get(name)!r} is not a valid {cast.__name__}"
-        ) from exc
-
-
-def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
-
-
-def _choice(name: str, default: str, choices: set[str]) -> str:
-    value = os.environ.get(name) or default
-    if value not in choices:
-        raise ImproperlyConfigured(f"{name}={value!r} must be one of {sorted(choices)}")
-    return value
-
-
-def _host_list(name: str) -> list[str]:
-    """Comma-separated hostnames, IPs and CIDR networks (lower-cased); a malformed network fails."""
-    entries = [e.strip().lower() for e in os.environ.get(name, "").split(",") if e.strip()]
-    for entry in entries:
-        if "/" in entry:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ImproperlyConfigured(
-                    f"{name}: {entry!r} is not a valid CIDR network"
-                ) from None
-    return entries
-
 
 # GENERAL ---------------------------------------------------------------------------------------
 DEBUG = _bool("DEBUG", False)
@@ -260,131 +219,8 @@ STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 
 # STORAGE ---------------------------------------------------------------------------------------
-# Workspace snapshots and artifacts go through Django's default storage: MEDIA_ROOT on this
-# machine unless STORAGE_S3_BUCKET names a bucket on S3 or an S3-compatible store (MinIO, R2,
-# Ceph), which every worker machine can reach, so a session can move between them (docs/storage.md).
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket naming rules
-_S3_REGION = re.compile(r"^[a-z0-9-]{1,32}$")  # "eu-west-1", "auto" (R2), "us-east-1" (MinIO)
-_S3_ENV = (
-    "STORAGE_S3_ENDPOINT_URL",
-    "STORAGE_S3_REGION",
-    "STORAGE_S3_ACCESS_KEY_ID",
-    "STORAGE_S3_SECRET_ACCESS_KEY",
-    "STORAGE_S3_PREFIX",
-    "STORAGE_S3_ADDRESSING_STYLE",
-)
-
-
-def _s3_endpoint_url(name: str) -> str | None:
-    """An ``http(s)://host[:port]`` URL or ``None``; never echoed back, it may carry userinfo."""
-    raw = os.environ.get(name, "")
-    if not raw:
-        return None
-    error = ImproperlyConfigured(
-        f"{name} is not a valid endpoint URL (expected e.g. http://127.0.0.1:9000 or "
-        "https://<account>.r2.cloudflarestorage.com, without credentials)"
-    )
-    try:
-        parts = urlsplit(raw)
-        port_ok = parts.port is None or 0 < parts.port < 65536  # .port raises on junk
-    except ValueError:
-        raise error from None
-    if (
-        parts.scheme not in {"http", "https"}
-        or not parts.hostname
-        or not port_ok
-        or parts.username is not None
-        or parts.password is not None
-        or parts.query
-        or parts.fragment
-    ):
-        raise error
-    return raw
-
-
-def _s3_prefix(name: str) -> str:
-    """The key prefix (django-storages ``location``): ``a/b``, no empty, ``.`` or ``..`` part."""
-    raw = os.environ.get(name, "").strip("/")
-    if raw and any(part in {"", ".", ".."} or "\\" in part for part in raw.split("/")):
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a valid key prefix (e.g. runtime/prod)")
-    return raw
-
-
-def _storages() -> dict[str, Any]:
-    """Django's ``STORAGES``: S3Storage when ``STORAGE_S3_BUCKET`` is set, else the filesystem.
-
-    Keys and the endpoint are never put in an error message. Without
-    ``STORAGE_S3_ACCESS_KEY_ID``/``STORAGE_S3_SECRET_ACCESS_KEY``, boto3 finds credentials the
-    standard way (``AWS_*`` env, shared config files, an instance or pod role).
-    """
-    storages: dict[str, Any] = {
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        # Django's own default; setting STORAGES replaces the whole dict, so it is spelled out.
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-    bucket = os.environ.get("STORAGE_S3_BUCKET", "")
-    if not bucket:
-        stray = [name for name in _S3_ENV if os.environ.get(name)]
-        if stray:  # a half-configured S3 would silently keep snapshots on this machine only
-            raise ImproperlyConfigured(f"{stray[0]} is set but STORAGE_S3_BUCKET is not")
-        return storages
-    if not _S3_BUCKET.match(bucket) or ".." in bucket:
-        raise ImproperlyConfigured(
-            f"STORAGE_S3_BUCKET={bucket!r} is not a valid bucket name (3-63 characters: "
-            "lower-case letters, digits, '.' and '-')"
-        )
-    endpoint_url = _s3_endpoint_url("STORAGE_S3_ENDPOINT_URL")
-    region = os.environ.get("STORAGE_S3_REGION") or None
-    if region is not None and not _S3_REGION.match(region):
-        raise ImproperlyConfigured(f"STORAGE_S3_REGION={region!r} is not a valid region name")
-    access_key = os.environ.get("STORAGE_S3_ACCESS_KEY_ID", "")
-    secret_key = os.environ.get("STORAGE_S3_SECRET_ACCESS_KEY", "")
-    if bool(access_key) != bool(secret_key):
-        missing = "STORAGE_S3_SECRET_ACCESS_KEY" if access_key else "STORAGE_S3_ACCESS_KEY_ID"
-        raise ImproperlyConfigured(
-            f"{missing} is required when the other STORAGE_S3_* key is set (set both or neither)"
-        )
-    # MinIO and most self-hosted stores only answer path-style requests (host/bucket/key);
-    # AWS prefers virtual-hosted style, which botocore picks by itself ("auto").
-    addressing = _choice(
-        "STORAGE_S3_ADDRESSING_STYLE",
-        "path" if endpoint_url else "auto",
-        {"auto", "path", "virtual"},
-    )
-    from botocore.config import Config
-
-    options: dict[str, Any] = {
-        "bucket_name": bucket,
-        "endpoint_url": endpoint_url,
-        "region_name": region,
-        "location": _s3_prefix("STORAGE_S3_PREFIX"),
-        # Objects stay private (bucket policy decides); URLs, if ever handed out, are signed and
-        # short-lived.
-        "default_acl": None,
-        "querystring_auth": True,
-        "querystring_expire": 300,
-        # Never replace an object by name: a snapshot is immutable once written.
-        "file_overwrite": False,
-        # S3File downloads a whole object before the first read; spool above 32 MiB to disk
-        # instead of memory (the default, 0, keeps a 1 GiB snapshot in RAM).
-        "max_memory_size": 32 * 1024 * 1024,
-        # botocore's defaults (60 s connect timeout, legacy retries) would hold a request for
-        # minutes when the store is down; fail in seconds with a 503 instead.
-        "client_config": Config(
-            s3={"addressing_style": addressing},
-            signature_version="s3v4",
-            connect_timeout=5,
-            read_timeout=60,
-            retries={"max_attempts": 3, "mode": "standard"},
-        ),
-    }
-    if access_key:
-        options["access_key"] = access_key
-        options["secret_key"] = secret_key
-    storages["default"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
-    return storages
-
-
+# Workspace snapshots and artifacts go through Django's default storage: MEDIA_ROOT, or S3 when
+# STORAGE_S3_BUCKET is set (runtime_project/settings_storage.py, docs/storage.md).
 STORAGES = _storages()
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
@@ -598,144 +434,10 @@ LOGGING: dict[str, Any] = {
     "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
 }
 
-# OAUTH2 ----------------------------------------------------------------------------------------
-# django-oauth-toolkit at /o/ (authorize, token, revoke_token, introspect) with the RFC 8414 and
-# RFC 9728 metadata at /.well-known/ (accounts/oauth.py, docs/auth.md "OAuth2"). Grants:
-# authorization code with PKCE (S256, RFC 7636) for third-party apps, client credentials for
-# services, refresh tokens (rotated, replay revokes the family). Access tokens carry the API-key
-# scopes (accounts.models.Scope, repeated here literally: settings must not import apps; a test
-# keeps the two equal) and are accepted by REST, SSE and WebSocket (accounts/authentication.py).
-# Applications are registered in the admin or with `manage.py create_oauth_app`.
-OAUTH2_ISSUER = os.environ.get("OAUTH2_ISSUER", "").rstrip("/")  # empty: from the request
-if OAUTH2_ISSUER and urlsplit(OAUTH2_ISSUER).scheme not in {"http", "https"}:
-    raise ImproperlyConfigured(f"OAUTH2_ISSUER={OAUTH2_ISSUER!r} must be an http(s) URL")
-_OAUTH2_REDIRECT_SCHEMES = env.list("OAUTH2_REDIRECT_URI_SCHEMES", default=["https", "http"])
-OAUTH2_PROVIDER: dict[str, Any] = {
-    "SCOPES": {
-        "agents:read": "Read agents and models",
-        "agents:write": "Create, change and delete agents",
-        "sessions:read": "Read sessions, tasks, events, messages and files",
-        "sessions:write": "Create, change and delete sessions and their files",
-        "tasks:write": "Start, cancel and resume tasks",
-        "admin": "Everything, including team, key, secret and credential management",
-    },
-    # A client that asks for no scope gets read-only access.
-    "DEFAULT_SCOPES": ["agents:read", "sessions:read"],
-    "PKCE_REQUIRED": True,  # every authorization-code client, public or confidential
-    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
-    "ACCESS_TOKEN_EXPIRE_SECONDS": _typed("OAUTH2_ACCESS_TOKEN_EXPIRE_S", int, 3600),
-    "REFRESH_TOKEN_EXPIRE_SECONDS": _typed("OAUTH2_REFRESH_TOKEN_EXPIRE_S", int, 30 * 24 * 3600),
-    "ROTATE_REFRESH_TOKEN": True,
-    "REFRESH_TOKEN_REUSE_PROTECTION": True,
-    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,  # must be 0 with hashed token storage
-    # Client secrets are hashed by DOT (Django's default password hasher); shown once.
-    "CLIENT_SECRET_HASHER": "default",
-    # http stays allowed for RFC 8252 loopback redirects of native apps and MCP clients
-    # (http://127.0.0.1:<any port>/..., http://localhost:<any port>/...).
-    "ALLOWED_REDIRECT_URI_SCHEMES": _OAUTH2_REDIRECT_SCHEMES,
-    "ALLOW_LOCALHOST_LOOPBACK": True,
-    "ALLOW_URI_WILDCARDS": False,
-    "REQUEST_APPROVAL_PROMPT": "force",
-    "OIDC_ENABLED": False,
-    "OIDC_ISS_ENDPOINT": OAUTH2_ISSUER,  # the RFC 8414 issuer and the RFC 9207 `iss` parameter
-    # RFC 9700 (OAuth 2.0 Security BCP): no implicit or password grant, S256 only, no tokens
-    # in query strings, `iss` in authorization responses, only SHA-256 checksums of tokens
-    # stored (a database leak yields no usable token).
-    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
-    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
-    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
-    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
-    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
-    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
-    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
-    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
-    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
-    # RFC 8414 / RFC 9728 discovery: advertise only what is served.
-    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
-    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "client_credentials", "refresh_token"],
-    "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": [
-        "client_secret_basic",
-        "client_secret_post",
-        "none",
-    ],
-    "OAUTH2_PROTECTED_RESOURCE_BEARER_METHODS_SUPPORTED": ["header"],
-    "OAUTH2_PROTECTED_RESOURCE_NAME": "Agent Runtime Server API",
-}
+# ACCOUNTS: OAUTH2, SHARING, LIMITS (runtime_project/settings_accounts.py) ----------------------
+from runtime_project.settings_accounts import *  # noqa: E402, F403
+from runtime_project.settings_accounts import REST_FRAMEWORK_THROTTLING  # noqa: E402
 
-# SHARING ---------------------------------------------------------------------------------------
-# Share links and the self-contained HTML export of a session (docs/sharing.md).
-# POST /api/v1/sessions/{id}/export uploads the export to SHARE_PROVIDER_URL (a raw text/html
-# POST, with `Authorization: Bearer SHARE_PROVIDER_TOKEN` when set) and returns the "url" of the
-# provider's JSON answer; unset, that endpoint answers 400 share_provider_not_configured. The
-# upload goes through runtime_project/outbound.py: a provider on a private address needs an
-# OUTBOUND_ALLOWED_HOSTS entry.
-SHARE_PROVIDER_URL: str = env.str("SHARE_PROVIDER_URL", default="")
-SHARE_PROVIDER_TOKEN: str = env.str("SHARE_PROVIDER_TOKEN", default="")
-SHARE_PROVIDER_TIMEOUT_S = _typed("SHARE_PROVIDER_TIMEOUT_S", float, 60.0)
-# The export embeds workspace files (and event payloads kept in artifacts) up to this size each
-# and this much in total; bigger files are listed without content. Event bodies stop after
-# SHARE_EXPORT_MAX_EVENTS events or SHARE_EXPORT_MAX_EVENT_BYTES of event data.
-SHARE_EXPORT_MAX_FILE_BYTES = _typed("SHARE_EXPORT_MAX_FILE_BYTES", int, 1024 * 1024)
-SHARE_EXPORT_MAX_TOTAL_BYTES = _typed("SHARE_EXPORT_MAX_TOTAL_BYTES", int, 20 * 1024 * 1024)
-SHARE_EXPORT_MAX_EVENTS = _typed("SHARE_EXPORT_MAX_EVENTS", int, 20000)
-SHARE_EXPORT_MAX_EVENT_BYTES = _typed("SHARE_EXPORT_MAX_EVENT_BYTES", int, 64 * 1024 * 1024)
-# An SSE stream opened with a share token re-checks the link at least this often (seconds, and
-# on every heartbeat) and ends once it is revoked or expired.
-SHARE_STREAM_RECHECK_S = _typed("SHARE_STREAM_RECHECK_S", float, 5.0)
+REST_FRAMEWORK.update(REST_FRAMEWORK_THROTTLING)
 _hooks: list[str] = SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]  # type: ignore[assignment]
 _hooks.append("sessions.apis.shared.add_shared_stream_schema")
-
-# LIMITS ----------------------------------------------------------------------------------------
-# Request rates of the REST API (runtime_project/throttling.py, docs/limits.md), each
-# "<requests>/<period>" (period s, min, hour or day) or "none": per credential (an API key, an
-# OAuth2 app for one user, a browser session), per team (every credential acting in it; a
-# team's own Team.rate_limit wins) and per client IP for unauthenticated requests. Counted in
-# the default cache, so across processes when REDIS_URL is set.
-
-
-def _rate(name: str, default: str) -> str | None:
-    from accounts.limits import parse_rate
-
-    try:
-        return parse_rate(os.environ.get(name) or default)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name}: {exc}") from None
-
-
-def _count(name: str, default: int) -> int:
-    value = int(_typed(name, int, default))
-    if value < 0:
-        raise ImproperlyConfigured(f"{name}={value} must be 0 or more")
-    return value
-
-
-THROTTLE_USER = _rate("THROTTLE_USER", "1200/min")
-THROTTLE_TEAM = _rate("THROTTLE_TEAM", "6000/min")
-THROTTLE_ANON = _rate("THROTTLE_ANON", "120/min")
-# Per client IP and endpoint: POSTs to /o/token/, /o/login/, /o/revoke_token/, /o/introspect/.
-THROTTLE_OAUTH = _rate("THROTTLE_OAUTH", "60/min")
-# WebSocket handshakes per credential.
-THROTTLE_WS_CONNECT = _rate("THROTTLE_WS_CONNECT", "120/min")
-REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
-    "runtime_project.throttling.CredentialRateThrottle",
-    "runtime_project.throttling.TeamRateThrottle",
-    "runtime_project.throttling.AnonRateThrottle",
-]
-# For DRF's stock throttle classes; ours read THROTTLE_* at each request.
-REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
-    "user": THROTTLE_USER,
-    "team": THROTTLE_TEAM,
-    "anon": THROTTLE_ANON,
-}
-# How many reverse proxies in front of the server append to X-Forwarded-For: the client IP of
-# the anonymous rate is the one that many hops from the right. 0: REMOTE_ADDR, the header is
-# ignored (a client could forge it).
-REST_FRAMEWORK["NUM_PROXIES"] = _count("THROTTLE_NUM_PROXIES", 0)
-# Active (queued, running or waiting) tasks per team, and live sandboxes per team; a team's
-# Team.max_running_tasks / Team.max_sandboxes wins. 0: no limit. Over the limit a create gets
-# 429 team_task_limit / team_sandbox_limit with Retry-After.
-TEAM_MAX_RUNNING_TASKS = _count("TEAM_MAX_RUNNING_TASKS", 100)
-TEAM_MAX_SANDBOXES = _count("TEAM_MAX_SANDBOXES", 10)
-# One task at a time across the whole server (a single-tenant box, a GPU, a licence): creating a
-# task while any task is queued, running or waiting gets 409 server_busy.
-EXCLUSIVE_MODE = _bool("EXCLUSIVE_MODE", False)
