@@ -12,8 +12,8 @@ body, plus ``request_id``), ``task.cancel`` (``task_id``), ``ping``; write frame
 Close codes: 4401 not authenticated, 4429 too many handshakes for the credential
 (``THROTTLE_WS_CONNECT``; the error frame has ``retry_after_s``), 4403 the credential lacks
 ``sessions:read``, 4404 unknown or not yours, 4400 a frame that is not JSON, 1000 after a
-task stream ended, 1012 when the server shuts down (after a ``{"type": "stream.reconnect", "reason", "last_seq"}``
-frame: reconnect with ``after``).
+task stream ended, 1012 when the server shuts down (after a ``{"type": "stream.reconnect",
+"reason", "last_seq"}`` frame: reconnect with ``after``).
 """
 
 from __future__ import annotations
