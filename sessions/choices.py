@@ -8,6 +8,7 @@ from django.db import models
 class AgentKind(models.TextChoices):
     COMMAND = "command", "Command"
     LLM = "llm", "LLM (tool-calling model)"
+    WORKFLOW = "workflow", "Workflow (component graph)"
 
 
 class SessionStatus(models.TextChoices):
