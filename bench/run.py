@@ -69,7 +69,7 @@ class Server:
     """A fresh embedded-default daphne in a temporary VAR_DIR, with a user token and the demo
     agents."""
 
-    def __init__(self) -> None:
+    def __init__(self, overrides: dict[str, str] | None = None) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-"))
         self.port = free_port()
         self.env = dict(
@@ -85,6 +85,7 @@ class Server:
         )
         for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
             self.env.pop(name, None)  # the embedded default, whatever the caller's shell says
+        self.env.update(overrides or {})
         py = [sys.executable, "manage.py"]
         subprocess.run(
             [*py, "migrate", "--noinput"], cwd=ROOT, env=self.env, check=True, capture_output=True
