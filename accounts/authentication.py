@@ -39,7 +39,6 @@ class Credential:
     """What a bearer credential resolved to."""
 
     user: Any
-    kind: str  # "api_key" | "oauth2"
     record: Any  # the ApiKey or AccessToken row
 
 
@@ -58,7 +57,7 @@ def _api_key(raw: str) -> Credential | None:
         team_id=row.team_id,
         label=f"api_key:{row.prefix}",
     )
-    return Credential(user=user, kind="api_key", record=row)
+    return Credential(user=user, record=row)
 
 
 def _oauth2_token(raw: str) -> Credential | None:
@@ -80,7 +79,7 @@ def _oauth2_token(raw: str) -> Credential | None:
     user = access.bind_credential(
         user, scopes=frozenset(token.scope.split()), team_id=None, label=f"oauth2:{app}"
     )
-    return Credential(user=user, kind="oauth2", record=token)
+    return Credential(user=user, record=token)
 
 
 def resolve_bearer(raw: str) -> Credential:

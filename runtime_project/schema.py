@@ -88,13 +88,4 @@ def add_stream_endpoints(
         "tasks",
         "tasks_stream",
     )
-    schemes = result.setdefault("components", {}).setdefault("securitySchemes", {})
-    schemes.setdefault(
-        "tokenAuth",
-        {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "`Authorization: Bearer <token>` (or `Token <token>`)",
-        },
-    )
     return result

@@ -70,10 +70,11 @@ def _methods(callback: Any) -> list[str]:
     if cls is None:
         return ["?"]
     verbs = ("get", "post", "put", "patch", "delete")
-    return sorted(m.upper() for m in verbs if m in cls.__dict__ or _inherited(cls, m))
+    return sorted(m.upper() for m in verbs if _overrides(cls, m))
 
 
-def _inherited(cls: Any, method: str) -> bool:
+def _overrides(cls: Any, method: str) -> bool:
+    """Whether ``cls`` (or a base of it) defines a handler for ``method``."""
     from rest_framework.views import APIView
 
     own = getattr(cls, method, None)
