@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import stat as stat_mod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -496,3 +497,42 @@ def extract_archive(
     from sandboxes import _archive  # local import: _archive builds on this module's helpers
 
     return _archive.extract(root, path, archive, max_bytes=max_bytes, max_files=max_files)
+
+
+def connect_unix(root: Path, path: str, *, timeout_s: float = 5.0) -> socket.socket:
+    """Connect to the Unix socket ``root/path``, a socket the sandbox serves in its workspace.
+
+    The sandbox could swap the socket for a symlink to a host socket (a container engine's,
+    a database's): the final component is opened with ``O_PATH|O_NOFOLLOW``, checked to be a
+    socket, and connected through ``/proc/self/fd/N``, which names that very inode, so no name
+    is looked up twice. Returns a connected, non-blocking socket.
+
+    Raises:
+        WorkspaceFileNotFound: missing, or a symlink anywhere in the path.
+        WorkspacePathError: invalid path, or not a socket.
+        ConnectionRefusedError: nobody listens on it (a stale socket file).
+    """
+    parts = _split(path)
+    if not parts:
+        raise WorkspacePathError("The path is a directory.")
+    with _dir_fd(root, parts[:-1]) as parent:
+        try:
+            fd = os.open(parts[-1], os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP, errno.EACCES):
+                raise _not_found(parts) from None
+            raise
+    try:
+        if not stat_mod.S_ISSOCK(os.fstat(fd).st_mode):
+            raise WorkspacePathError("The path is not a socket.")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.settimeout(timeout_s)
+            sock.connect(f"/proc/self/fd/{fd}")
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    finally:
+        os.close(fd)

@@ -9,6 +9,8 @@ class AgentKind(models.TextChoices):
     COMMAND = "command", "Command"
     LLM = "llm", "LLM (tool-calling model)"
     WORKFLOW = "workflow", "Workflow (component graph)"
+    PYTHON = "python", "Python (notebook kernel)"
+    REMOTE = "remote", "Remote (external runtime)"
 
 
 class SessionStatus(models.TextChoices):

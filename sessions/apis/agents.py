@@ -3,7 +3,9 @@ version history; and ``models``, the agents a caller can use, in the shape model
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -17,6 +19,7 @@ from runtime_project.api import Pagination, error_responses
 from sessions import selectors
 from sessions.apis.common import AGENT_ID, TEAM_FIELD, TeamRefSerializer, paginated_response
 from sessions.choices import AgentKind
+from sessions.runners import get_runner_class
 from sessions.services.agents import agent_create, agent_delete, agent_update
 
 TAGS = ["agents"]
@@ -34,11 +37,21 @@ class AgentOutputSerializer(serializers.Serializer):
     is_public = serializers.BooleanField()
     owner = serializers.CharField(source="owner.username", help_text="Who created it.")
     team = TeamRefSerializer()
+    capabilities = serializers.SerializerMethodField(
+        help_text="What the agent can do: can_execute_code, can_execute_sql, can_execute_ai."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
     class Meta:
         ref_name = "Agent"
+
+    @extend_schema_field(
+        {"type": "object", "additionalProperties": {"type": "boolean"},
+         "example": {"can_execute_code": True, "can_execute_sql": False, "can_execute_ai": False}}
+    )  # fmt: skip
+    def get_capabilities(self, agent: Any) -> dict[str, bool]:
+        return get_runner_class(agent.kind).capabilities(agent.spec or {})
 
 
 class AgentListApi(APIView):

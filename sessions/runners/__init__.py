@@ -11,6 +11,7 @@ RUNNERS: dict[str, str] = {
     "command": "sessions.runners.command.CommandRunner",
     "llm": "sessions.runners.llm.LlmRunner",
     "workflow": "sessions.runners.workflow.WorkflowRunner",
+    "python": "sessions.runners.python.PythonRunner",
 }
 
 

@@ -99,6 +99,13 @@ class Runner(abc.ABC):
         validate_schema(spec, cls.spec_schema, "spec")
 
     @classmethod
+    def capabilities(cls, spec: dict[str, Any]) -> dict[str, bool]:
+        """What an agent of this kind with ``spec`` can do, as shown on the agent:
+        ``can_execute_code`` (runs code in a sandbox or kernel), ``can_execute_sql`` (has a SQL
+        cell runner), ``can_execute_ai`` (calls a model)."""
+        return {"can_execute_code": False, "can_execute_sql": False, "can_execute_ai": False}
+
+    @classmethod
     def validate_input(cls, data: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
         """Raises InvalidInput (400) listing the schema violations."""
         validate_schema(data, schema or cls.input_schema, "input")

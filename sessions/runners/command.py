@@ -135,6 +135,10 @@ class CommandRunner(Runner):
     }
 
     @classmethod
+    def capabilities(cls, spec: dict[str, Any]) -> dict[str, bool]:
+        return {**super().capabilities(spec), "can_execute_code": True}
+
+    @classmethod
     def validate_config(cls, config: dict[str, Any]) -> None:
         """``config.limits`` may tighten the agent's per-command limits (see ``_TASK_LIMITS``)."""
         if "limits" in config:

@@ -3,7 +3,8 @@
 Sandboxes run without network (``SANDBOX_NETWORK=none``) as an unprivileged uid, so code inside
 one cannot ``pip install pytest``; a ``command`` agent that runs a workspace's tests would find no
 test runner. The test runner therefore comes from here: this command installs the pinned packages
-of ``sandboxes/toolchain-requirements.txt`` (pytest and its pure-Python dependencies, and pip) into
+of ``sandboxes/toolchain-requirements.txt`` (pytest, ipykernel with jupyter_client, pip) and a
+copy of the ``runtime_client`` package (the ``python`` kind's kernel bridge) into
 ``settings.TOOLCHAIN_DIR``, for the interpreter the sandbox runs (``/usr/bin/python3``, else
 ``/usr/local/bin/python3``). The local sandbox backend binds that directory read-only at the same
 path and puts it on ``PYTHONPATH``, so ``python3 -m pytest`` works inside the sandbox.
@@ -40,6 +41,19 @@ SANDBOX_PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3")
 
 def requirements_file() -> Path:
     return Path(settings.BASE_DIR) / "sandboxes" / "toolchain-requirements.txt"
+
+
+def runtime_client_dir() -> Path:
+    return Path(settings.BASE_DIR) / "runtime_client"
+
+
+def runtime_client_sha256() -> str:
+    """Hash of the ``runtime_client`` sources copied into the toolchain (the kernel bridge of the
+    ``python`` agent kind runs from there), so an edit reinstalls."""
+    digest = hashlib.sha256()
+    for path in sorted(runtime_client_dir().glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def sandbox_python() -> str:
@@ -127,6 +141,7 @@ class Command(BaseCommand):
         python = options["python"] or sandbox_python()
         stamp = {
             "requirements_sha256": hashlib.sha256(requirements.read_bytes()).hexdigest(),
+            "runtime_client_sha256": runtime_client_sha256(),
             "python": _python_identity(python),
         }
 
@@ -155,6 +170,16 @@ class Command(BaseCommand):
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-new-", dir=target.parent))
         try:
             subprocess.run(self._installer_command(staging, requirements, python), check=True)
+            # The kernel bridge (python kind) imports runtime_client inside the sandbox; it needs
+            # no Django, only jupyter_client from the pinned requirements above.
+            shutil.copytree(
+                runtime_client_dir(),
+                staging / "runtime_client",
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
+            subprocess.run(
+                [python, "-m", "compileall", "-q", str(staging / "runtime_client")], check=True
+            )
             (staging / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n")
             _make_world_readable(staging)
             old = None

@@ -158,6 +158,12 @@ class LlmRunner(Runner):
     }
 
     @classmethod
+    def capabilities(cls, spec: dict[str, Any]) -> dict[str, bool]:
+        tools = set(spec.get("tools") or [])
+        return {**super().capabilities(spec), "can_execute_ai": True,
+                "can_execute_code": bool(tools & {"shell", "python"})}  # fmt: skip
+
+    @classmethod
     def validate_spec(cls, spec: dict[str, Any]) -> None:
         """The schema, plus: ``call_agent`` needs ``agents``; MCP server URLs are checked by
         the outbound guard when the task runs (DNS may change), not here."""

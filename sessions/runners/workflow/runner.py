@@ -331,6 +331,12 @@ class WorkflowRunner(Runner):
         """The JSON Schema, each component's schema, and the graph check (field-precise)."""
         workflow_spec.validate(spec)
 
+    @classmethod
+    def capabilities(cls, spec: dict[str, Any]) -> dict[str, bool]:
+        types = {c.get("type") for c in _all_components(spec.get("components") or [])}
+        return {**super().capabilities(spec), "can_execute_code": "code" in types,
+                "can_execute_ai": bool(types & {"llm_prompt", "agent_call"})}  # fmt: skip
+
     async def run(self, ctx: TaskContext) -> TaskResult:
         run = WorkflowRun(ctx)
         ctx.set_phase("running_graph")
@@ -371,3 +377,15 @@ class WorkflowRunner(Runner):
         value = graph.result()
         result = value if isinstance(value, dict) else {"value": value}
         return TaskResult("succeeded", result=result, usage=usage)
+
+
+def _all_components(components: list[Any]) -> list[dict[str, Any]]:
+    """The components of a graph, those of loop bodies included."""
+    found: list[dict[str, Any]] = []
+    for c in components:
+        if isinstance(c, dict):
+            found.append(c)
+            body = c.get("body")
+            body = body if isinstance(body, dict) else {}
+            found.extend(_all_components([*(body.get("components") or []), c.get("component")]))
+    return found
