@@ -322,6 +322,9 @@ class SupervisedExecution(Execution):
                     break
                 self._wake.set()
         finally:
+            # Nothing follows the exit frame: close now (sbxd half-closed and waits for this),
+            # whether or not anyone iterates the events (they are queued already).
+            self._conn.close()
             self._exited.set()
             self._wake.set()
 

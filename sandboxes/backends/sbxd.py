@@ -65,6 +65,7 @@ RETAIN = int(os.environ.get("SBXD_RETAIN_BYTES", str(1024 * 1024)))
 FG_HIGH_WATER = 1024 * 1024  # unsent bytes of a foreground run above which its pipes pause
 SEND_BATCH = 256 * 1024
 DRAIN_S = 0.5
+CLOSE_WAIT_S = 10.0  # how long a finished run's connection waits for the client to close it
 KEEP_EXITED = 64
 RLIMITS = {
     "cpu": resource.RLIMIT_CPU,
@@ -148,6 +149,8 @@ class Conn:
         self.offset = 0
         self.kill_on_close = False
         self.closing = False
+        self.sent_all = False  # the exit frame is out; only the client's close is awaited
+        self.sent_all_at = 0.0
 
 
 class Supervisor:
@@ -229,6 +232,9 @@ class Supervisor:
                 deadlines.append(p.main_exited_at + DRAIN_S)
             if p.term_deadline is not None:
                 deadlines.append(p.term_deadline)
+        for key in self.sel.get_map().values():
+            if key.data[0] == "conn" and key.data[1].sent_all:
+                deadlines.append(key.data[1].sent_all_at + CLOSE_WAIT_S)
         if self.idle_s is not None:
             deadlines.append(self.last_active + self.idle_s)
         if self.stopping:
@@ -249,10 +255,11 @@ class Supervisor:
                     for fd in list(p.pipes):
                         self._close_pipe(p, fd)
                     self._finish(p)
-        attached = any(
-            key.data[0] == "conn" and key.data[1].proc is not None
-            for key in self.sel.get_map().values()
-        )
+        conns = [key.data[1] for key in self.sel.get_map().values() if key.data[0] == "conn"]
+        for conn in conns:
+            if conn.sent_all and now - conn.sent_all_at > CLOSE_WAIT_S:
+                self._close_conn(conn)  # a client that never closes must not keep us busy
+        attached = any(c.proc is not None and not c.closing for c in conns)
         busy = attached or any(not p.finished and not p.background for p in self.procs.values())
         if busy:
             self.last_active = now
@@ -302,6 +309,8 @@ class Supervisor:
 
     def _frame(self, conn: Conn, kind: bytes, payload: bytes) -> None:
         proc = conn.proc
+        if conn.sent_all:
+            return  # late stdin of a finished run: read and dropped until the client closes
         if kind == b"I" and proc is not None and proc.stdin_fd is not None:
             self._write_stdin(proc, payload, eof=False)
         elif kind == b"C" and proc is not None:
@@ -459,9 +468,16 @@ class Supervisor:
                 return
             del conn.wbuf[:sent]
         done = conn.proc is not None and conn.offset >= conn.proc.end and conn.proc.finished
-        if not conn.wbuf and (conn.closing or done):
+        if not conn.wbuf and conn.closing:
             self._close_conn(conn)
             return
+        if not conn.wbuf and done and not conn.sent_all:
+            # Half-close and let the client close: closing with its stdin frames still unread
+            # would reset the connection (ECONNRESET on its side, or EPIPE on a late stdin
+            # write), and the client's stream would drop the exit frame it had not read yet.
+            conn.sent_all, conn.sent_all_at = True, _now()
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_WR)
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.wbuf else 0)
         with contextlib.suppress(KeyError, ValueError):
             self.sel.modify(conn.sock, events, ("conn", conn))

@@ -158,3 +158,17 @@ async def test_a_changed_spec_restarts_the_sandbox(backend: LocalBackend, worksp
     assert second.started_at != first.started_at
     assert len(out.splitlines()) > 3  # the host's interfaces: a new sandbox with network=host
     await backend.stop(tighter.sandbox_id)
+
+
+async def test_stdin_a_command_does_not_read_never_loses_its_exit(
+    backend: LocalBackend, workspace: Path
+) -> None:
+    """A command that exits before sbxd has read the stdin frames sent to it: closing the
+    connection then used to reset it and drop the exit frame (reported as -9, "killed")."""
+    s = spec(workspace)
+    for _ in range(60):
+        out, _, exit_event = await collect(
+            await backend.exec(s, ["echo", "1"], stdin=b'{"a": 1}\n' * 100)
+        )
+        assert (out, exit_event.exit_code, exit_event.killed) == (b"1\n", 0, False)
+    await backend.stop(s.sandbox_id)
