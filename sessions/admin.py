@@ -1,21 +1,26 @@
-"""Django admin for operators: agents, sessions, tasks (cancel / retry actions) and the
-read-only event log. Inlines are read-only; list pages select their related rows up front."""
+"""Django admin for operators: agents, sessions, tasks (cancel / retry actions), the
+read-only event log and artifacts (view, delete). Inlines are read-only; list pages select
+their related rows up front."""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
 from accounts.audit import AuditedAdmin, audit_request
 from runtime_project.exceptions import ApplicationError
-from sessions.models import Agent, AgentVersion, Event, Session, Task
+from sessions.models import Agent, AgentVersion, Artifact, Event, Session, Task
+from sessions.services.artifacts import artifact_files_delete_on_commit
 from sessions.services.tasks import task_cancel, task_retry
 
+logger = logging.getLogger(__name__)
 PREVIEW_CHARS = 200
 
 
@@ -228,3 +233,45 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# Artifacts -------------------------------------------------------------------------------------
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(AuditedAdmin):
+    """Files runs produced: viewable and deletable (with their stored file), never edited."""
+
+    list_display = ("uuid", "name", "session", "task", "content_type", "size", "created_at")
+    list_filter = ("content_type",)
+    list_select_related = ("session", "task")
+    search_fields = ("uuid", "name", "session__uuid", "task__uuid")
+    date_hierarchy = "created_at"
+    fields = (
+        "uuid", "name", "session", "task", "content_type", "size", "sha256", "stored_as",
+        "created_at", "updated_at",
+    )  # fmt: skip
+    readonly_fields = fields
+    show_full_result_count = False
+
+    @admin.display(description="stored as")
+    def stored_as(self, obj: Artifact) -> str:
+        """The storage path (not a link: MEDIA_ROOT is not served)."""
+        return obj.file.name or "—"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def delete_model(self, request: HttpRequest, obj: Artifact) -> None:
+        with transaction.atomic():
+            super().delete_model(request, obj)
+            artifact_files_delete_on_commit(artifacts=[obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Artifact]) -> None:
+        with transaction.atomic():
+            artifacts = list(queryset)
+            super().delete_queryset(request, queryset)
+            artifact_files_delete_on_commit(artifacts=artifacts)

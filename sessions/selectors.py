@@ -13,7 +13,7 @@ from accounts import access
 from accounts.models import Role
 from runtime_project.exceptions import Forbidden, NotFound
 from sessions.choices import ACTIVE_STATUSES
-from sessions.models import Agent, Event, Session, ShareLink, Task
+from sessions.models import Agent, Artifact, Event, Session, ShareLink, Task
 
 
 def _uuid_or_404(value: Any, what: str) -> str:
@@ -152,6 +152,49 @@ def event_list(
         e.envelope(session_uuid=sid, task_uuid=str(e.task.uuid) if e.task_id else None)  # type: ignore[union-attr]
         for e in rows
     ]
+
+
+def artifact_list(
+    *, user: Any, session: Session | None = None, task: Task | None = None
+) -> QuerySet[Artifact]:
+    """Artifacts of live sessions of the user's teams (of ``session``, of ``task``), newest
+    first."""
+    qs = Artifact.objects.filter(
+        session__team_id__in=access.team_ids(user), session__deleted_at__isnull=True
+    )
+    if session is not None:
+        qs = qs.filter(session=session)
+    if task is not None:
+        qs = qs.filter(task=task)
+    return qs.select_related("session", "task").order_by("-created_at", "-pk")
+
+
+def artifact_get(*, user: Any, artifact_id: Any, for_write: bool = False) -> Artifact:
+    """One artifact of a live session of the user's teams.
+
+    Raises:
+        NotFound: unknown or not visible. Forbidden: ``for_write`` by a viewer.
+    """
+    aid = _uuid_or_404(artifact_id, "Artifact")
+    artifact = artifact_list(user=user).filter(uuid=aid).first()
+    if artifact is None:
+        raise NotFound("Artifact not found.", details={"id": str(artifact_id)})
+    if for_write:
+        _writable(user, artifact.session.team_id, "Artifact")
+    return artifact
+
+
+def shared_artifact_get(*, session: Session, artifact_id: Any) -> Artifact:
+    """One artifact of ``session`` (a session a share link resolved to).
+
+    Raises:
+        NotFound: unknown, or an artifact of another session.
+    """
+    aid = _uuid_or_404(artifact_id, "Artifact")
+    artifact = Artifact.objects.filter(session=session, uuid=aid).select_related("task").first()
+    if artifact is None:
+        raise NotFound("Artifact not found.", details={"id": str(artifact_id)})
+    return artifact
 
 
 MESSAGE_TYPES = {"message.user": "user", "message.completed": "assistant", "tool.result": "tool"}

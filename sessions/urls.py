@@ -27,6 +27,13 @@ from sessions.apis.agents import (
     AgentUpdateApi,
     AgentVersionListApi,
 )
+from sessions.apis.artifacts import (
+    ArtifactContentApi,
+    ArtifactDeleteApi,
+    ArtifactDetailApi,
+    SessionArtifactListApi,
+    TaskArtifactListApi,
+)
 from sessions.apis.events import SessionEventListApi, TaskEventListApi
 from sessions.apis.messages import MessageCreateApi, MessageListApi
 from sessions.apis.oneshot import oneshot_view
@@ -166,7 +173,32 @@ task_patterns = [
     path("tasks/<str:task_id>/events", TaskEventListApi.as_view(), name="task-events"),
     path("tasks/<str:task_id>/stream", TaskEventStreamApi, name="task-stream"),
     path("tasks/<str:task_id>/result", TaskResultApi.as_view(), name="task-result"),
+    path("tasks/<str:task_id>/artifacts", TaskArtifactListApi.as_view(), name="task-artifacts"),
     path("oneshot", oneshot_view, name="oneshot"),
 ]
 
-urlpatterns = [*agent_patterns, *session_patterns, *sandbox_patterns, *task_patterns]
+artifact_patterns = [
+    path(
+        "sessions/<str:session_id>/artifacts",
+        SessionArtifactListApi.as_view(),
+        name="session-artifacts",
+    ),
+    path(
+        "artifacts/<str:artifact_id>",
+        route(get=ArtifactDetailApi, delete=ArtifactDeleteApi),
+        name="artifact-detail",
+    ),
+    path(
+        "artifacts/<str:artifact_id>/content",
+        ArtifactContentApi.as_view(),
+        name="artifact-content",
+    ),
+]
+
+urlpatterns = [
+    *agent_patterns,
+    *session_patterns,
+    *sandbox_patterns,
+    *task_patterns,
+    *artifact_patterns,
+]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from sessions.apis.artifacts import SharedArtifactContentApi
 from sessions.apis.shared import (
     SharedEventListApi,
     SharedEventStreamApi,
@@ -61,6 +62,11 @@ public_patterns = [
         name="shared-file",
     ),
     path("shared/<str:token>/export.html", SharedExportApi.as_view(), name="shared-export"),
+    path(
+        "shared/<str:token>/artifacts/<str:artifact_id>/content",
+        SharedArtifactContentApi.as_view(),
+        name="shared-artifact-content",
+    ),
 ]
 
 urlpatterns = [*owner_patterns, *public_patterns]

@@ -27,13 +27,13 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
 from sessions.broadcast import publish_events
-from sessions.models import Artifact, Event, Session
+from sessions.models import Event, Session
 from sessions.services import masking
+from sessions.services.artifacts import artifact_create
 from sessions.services.locks import lock_sessions
 
 logger = logging.getLogger(__name__)
@@ -65,11 +65,10 @@ def _externalize(session: Session, draft: EventDraft) -> dict[str, Any]:
     raw = json.dumps(draft.data, default=str)
     if len(raw) <= settings.EVENT_INLINE_MAX_BYTES:
         return draft.data
-    artifact = Artifact(session=session, task_id=draft.task_id, name=f"{draft.type}.json")
-    artifact.content_type = "application/json"
-    artifact.size = len(raw.encode())
-    artifact.file.save(artifact.name, ContentFile(raw.encode()), save=False)
-    artifact.save()
+    artifact = artifact_create(
+        session=session, task_id=draft.task_id, name=f"{draft.type}.json",
+        content=raw.encode(), content_type="application/json",
+    )  # fmt: skip
     small = {
         k: v
         for k, v in draft.data.items()

@@ -190,7 +190,16 @@ class World:
         schedule = schedule_create(
             owner=self.owner, team=self.team, agent=self.agent, name="nightly", cron="0 3 * * *"
         )
-        return {"credential_id": str(credential.uuid), "schedule_id": str(schedule.uuid)}
+        from sessions.services.artifacts import artifact_create
+
+        artifact = artifact_create(
+            session=self.session, name="out.txt", content=b"hi\n", content_type="text/plain"
+        )
+        return {
+            "credential_id": str(credential.uuid),
+            "schedule_id": str(schedule.uuid),
+            "artifact_id": str(artifact.uuid),
+        }
 
     def reset_files(self) -> None:
         self.session.workspace_path.mkdir(parents=True, exist_ok=True)
