@@ -40,6 +40,7 @@ class Bridge:
     def __init__(self, kernel: LocalKernel) -> None:
         self.kernel = kernel
         self.stopping = asyncio.Event()
+        self.writers: set[asyncio.StreamWriter] = set()
 
     async def serve(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -52,6 +53,9 @@ class Bridge:
             os.umask(old)
         async with server:
             await self.stopping.wait()
+            for writer in list(self.writers):  # ends each handler's read loop cleanly
+                writer.close()
+            await asyncio.sleep(0)
         await self.kernel.shutdown()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
@@ -65,6 +69,7 @@ class Bridge:
                 await writer.drain()
 
         running: set[asyncio.Task[None]] = set()
+        self.writers.add(writer)
         try:
             await send({"type": "hello", "started": self.kernel.started,
                         "alive": await self.kernel.is_alive(), "pid": os.getpid()})  # fmt: skip
@@ -91,6 +96,7 @@ class Bridge:
                 await self.kernel.interrupt()
             for task in running:
                 task.cancel()
+            self.writers.discard(writer)
             writer.close()
 
     async def execute(self, request: dict[str, Any], send: Any) -> None:

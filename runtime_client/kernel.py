@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import queue
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -81,6 +82,7 @@ class LocalKernel:
         self.started = 0
         self._km: Any = None
         self._kc: Any = None
+        self._context: Any = None
         self._lock = asyncio.Lock()  # one execute at a time; interrupt never waits for it
 
     async def is_alive(self) -> bool:
@@ -94,22 +96,36 @@ class LocalKernel:
         """
         if await self.is_alive():
             return False
+        import zmq.asyncio
         from jupyter_client.manager import AsyncKernelManager
 
         await self._discard()
         # IPC transport: the kernel's sockets are files in its runtime dir, not loopback TCP
         # ports another local user could reach (and no port races between sandboxes).
-        km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc")
+        # The ipc "ip" is a path prefix, relative to each process's cwd unless absolute: keep
+        # the sockets in the private runtime dir, never in the kernel's working directory.
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        runtime = jupyter_runtime_dir()
+        os.makedirs(runtime, mode=0o700, exist_ok=True)
+        prefix = os.path.join(runtime, f"kernel-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc", ip=prefix)
+        # An unbounded receive queue: IOPub is PUB/SUB, which drops messages once the
+        # subscriber's queue (1,000 by default) is full, i.e. a cell printing in a tight loop
+        # would lose output whenever we read slower than it prints.
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.RCVHWM, 0)
         try:
             await km.start_kernel(cwd=self.cwd or os.getcwd())
-            kc = km.client()
+            kc = km.client(context=context)
             kc.start_channels()
             await kc.wait_for_ready(timeout=self.startup_timeout_s)
         except Exception as exc:
             with contextlib.suppress(Exception):
                 await km.shutdown_kernel(now=True)
+            context.destroy(linger=0)
             raise KernelDied(f"The kernel did not start: {exc}") from exc
-        self._km, self._kc = km, kc
+        self._km, self._kc, self._context = km, kc, context
         self.started += 1
         return True
 
@@ -170,9 +186,12 @@ class LocalKernel:
 
     async def _discard(self) -> None:
         km, kc, self._km, self._kc = self._km, self._kc, None, None
+        context, self._context = self._context, None
         if kc is not None:
             with contextlib.suppress(Exception):
                 kc.stop_channels()
+        if context is not None:
+            context.destroy(linger=0)
         if km is not None:
             with contextlib.suppress(Exception):
                 await km.shutdown_kernel(now=True)  # also removes its connection file
