@@ -15,8 +15,9 @@ the user's machine). Kernel messages (Jupyter messaging spec) become events, per
 * ``cell.finished`` ``{"cell", "status": "ok"|"error"|"aborted", "execution_count",
   "duration_ms"}``.
 
-Task input: ``{"cells": ["…", {"sql": "…"}, …]}`` (SQL cells need a SQL cell runner, see
-``runtime_client.sql``), ``{"code": "…"}``, or ``{"notebook": "path.ipynb",
+Task input: ``{"cells": ["…", {"sql": "…"}, {"ai": "…"}, …]}`` (SQL cells need a SQL cell
+runner, see ``runtime_client.sql``; AI cells a model, see :func:`run_ai_cell`), ``{"code": "…"}``,
+or ``{"notebook": "path.ipynb",
 "output_path"?}`` (the notebook's code cells run in order and the executed notebook, outputs
 included, is written back: to ``output_path``, else in place, like ``jupyter nbconvert --execute
 --inplace``). ``allow_errors`` (default false) keeps going after a cell raises; otherwise the
@@ -33,7 +34,7 @@ import asyncio
 import contextlib
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,46 @@ async def run_cell(
     return result
 
 
+class AICellError(Exception):
+    """An AI cell's model call failed (the message is safe to show: no keys)."""
+
+
+AI = Callable[[int, str], Awaitable[dict[str, Any]]]
+
+
+async def run_ai_cell(ai: AI, prompt: str, cell: int, emit: Emit) -> dict[str, Any]:
+    """An ``{"ai": "prompt"}`` cell (like jupyter-ai's ``%%ai`` magic): ``ai(cell, prompt)``
+    asks the agent's model (streaming ``message.*`` events itself) and returns ``{"text",
+    "usage"}``; the reply is displayed as ``text/markdown``. Same outcome shape as
+    :func:`run_cell` (``execution_count`` is null: the kernel did not run it)."""
+    await _send(emit, "cell.started", {"cell": cell, "code": prompt[:CODE_PREVIEW_CHARS],
+                                       "language": "ai"})  # fmt: skip
+    started = time.monotonic()
+    outputs: list[dict[str, Any]] = []
+    error = None
+    usage: dict[str, Any] = {}
+    try:
+        reply = await ai(cell, prompt)
+        usage = reply.get("usage") or {}
+        msg = {"msg_type": "display_data", "content": {
+            "data": {"text/markdown": reply["text"], "text/plain": reply["text"]},
+            "metadata": {}, "transient": {}}}  # fmt: skip
+    except AICellError as exc:
+        error = {"ename": "AICellError", "evalue": str(exc)}
+        msg = {"msg_type": "error", "content": {**error, "traceback": [f"AICellError: {exc}"]}}
+    for event_type, data in events_for(msg, cell):
+        await _send(emit, event_type, data)
+    out = notebook_output(msg)
+    if out is not None:
+        outputs.append(out)
+    result = {"cell": cell, "status": "error" if error else "ok", "execution_count": None,
+              "outputs": outputs, "error": error, "usage": usage,
+              "duration_ms": int((time.monotonic() - started) * 1000)}  # fmt: skip
+    await _send(emit, "cell.finished", {k: result[k] for k in ("cell", "status",
+                "execution_count", "duration_ms")})  # fmt: skip
+    return result
+
+
 def _failure(code: str, message: str, details: dict[str, Any], result: Any) -> dict[str, Any]:
     return {"status": "failed", "result": result, "usage": {},
             "error": {"code": code, "message": message, "details": details}}  # fmt: skip
@@ -178,8 +219,10 @@ def cells_of(
             if not sql:
                 raise ValueError("This agent has no SQL cell runner (spec.sql).")
             cells.append((sql_cell_code(item["sql"], sql, sql["database"]), item["sql"], "sql"))
+        elif isinstance(item, dict) and isinstance(item.get("ai"), str):
+            cells.append((item["ai"], None, "ai"))
         else:
-            raise ValueError('A cell is a string of code or {"sql": "…"}.')  # noqa: TRY004
+            raise ValueError('A cell is a string of code, {"sql": "…"} or {"ai": "…"}.')  # noqa: TRY004
     return cells
 
 
@@ -193,9 +236,11 @@ async def run_python_task(
     read_file: Callable[[str], bytes] | None = None,
     write_file: Callable[[str, bytes], None] | None = None,
     sql: dict[str, Any] | None = None,
+    ai: AI | None = None,
 ) -> dict[str, Any]:
     """Run a ``python`` task (see the module docstring) and return its outcome dict.
-    ``sql`` configures SQL cells (see :func:`cells_of`).
+    ``sql`` configures SQL cells (see :func:`cells_of`), ``ai`` runs AI cells (see
+    :func:`run_ai_cell`; without it an AI cell fails the task with ``invalid_input``).
 
     ``read_file``/``write_file`` give access to the workspace by relative path (the server
     passes its symlink-safe helpers); by default they are plain file access under
@@ -236,16 +281,26 @@ async def run_python_task(
             cells = list(enumerate(cells_of(task_input, sql)))
         except ValueError as exc:
             return _failure("invalid_input", str(exc), {}, None)
+        if ai is None and any(language == "ai" for _, (_, _, language) in cells):
+            return _failure("invalid_input", "This agent has no model for AI cells (spec.model).",
+                            {}, None)  # fmt: skip
     allow_errors = bool(task_input.get("allow_errors", False))
     done: list[dict[str, Any]] = []
     output = None
     failure = None
+    usage: dict[str, Any] = {}
     for index, (code, source, language) in cells:
         if cancel.is_set():
             break
         try:
-            outcome = await run_cell(kernel, code, index, emit, cancel, source=source,
-                                     language=language)  # fmt: skip
+            if language == "ai":
+                assert ai is not None
+                outcome = await run_ai_cell(ai, code, index, emit)
+                for key, value in outcome["usage"].items():
+                    usage[key] = usage.get(key, 0) + value
+            else:
+                outcome = await run_cell(kernel, code, index, emit, cancel, source=source,
+                                         language=language)  # fmt: skip
         except KernelDied as exc:
             await _send(emit, "kernel.died", {"cell": index, "reason": exc.reason})
             message = (f"The kernel died while running cell {index}: {exc.reason} "
@@ -279,7 +334,7 @@ async def run_python_task(
         result["notebook"] = target
         await _send(emit, "file.changed", {"path": target, "change": "modified"})
     if cancel.is_set():
-        return _failure("cancelled", "The task was cancelled.", {}, result)
+        return {**_failure("cancelled", "The task was cancelled.", {}, result), "usage": usage}
     if failure:
-        return _failure(*failure, result)
-    return {"status": "succeeded", "result": result, "error": None, "usage": {}}
+        return {**_failure(*failure, result), "usage": usage}
+    return {"status": "succeeded", "result": result, "error": None, "usage": usage}

@@ -20,9 +20,11 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import mimetypes
 import time
+import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,14 +32,18 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from runtime_client.kernel import MAX_FRAME_BYTES, BridgeKernel, KernelDied
-from runtime_client.notebook import run_python_task
-from runtime_project.exceptions import PayloadTooLarge
+from runtime_client.notebook import AICellError, run_python_task
+from runtime_project.exceptions import ApplicationError, PayloadTooLarge
 from sandboxes import paths
 from sandboxes.base import SandboxError
 from sandboxes.registry import get_backend
 from sandboxes.services import sandbox_ensure, sandbox_spec
 from sessions.runners.base import Runner, TaskContext, TaskResult
+from sessions.runners.llm.providers import ModelSettings, ProviderError, provider_for
+from sessions.runners.llm.runner import _api_key, _check_endpoint
 from sessions.runners.secrets import SECRETS_SPEC_SCHEMA
+from sessions.runners.workflow.components import _model
+from sessions.runners.workflow.spec import MODEL_SCHEMA
 from sessions.services.artifacts import artifact_create, artifact_reference
 
 SOCKET = ".agent/kernel/bridge.sock"  # relative to the workspace, i.e. /workspace/... inside
@@ -53,6 +59,8 @@ _CELLS = {
             {"type": "string"},
             {"type": "object", "properties": {"sql": {"type": "string", "minLength": 1}},
              "required": ["sql"], "additionalProperties": False},
+            {"type": "object", "properties": {"ai": {"type": "string", "minLength": 1}},
+             "required": ["ai"], "additionalProperties": False},
         ]
     },
     "minItems": 1,
@@ -99,6 +107,12 @@ class PythonRunner(Runner):
                 "required": ["database"],
                 "additionalProperties": False,
             },
+            "model": MODEL_SCHEMA,
+            "ai_system": {
+                "description": "System prompt of AI cells (default: a short one that asks "
+                "for Markdown).",
+                "type": "string",
+            },
             "retry_safe": {"type": "boolean"},
         },
         "additionalProperties": False,
@@ -120,7 +134,8 @@ class PythonRunner(Runner):
     @classmethod
     def capabilities(cls, spec: dict[str, Any]) -> dict[str, bool]:
         """What a client may ask of this agent (``can_execute_code``, …)."""
-        return {"can_execute_code": True, "can_execute_sql": "sql" in spec, "can_execute_ai": False}
+        return {"can_execute_code": True, "can_execute_sql": "sql" in spec,
+                "can_execute_ai": "model" in spec}  # fmt: skip
 
     async def run(self, ctx: TaskContext) -> TaskResult:
         ctx.workspace.mkdir(parents=True, exist_ok=True)
@@ -144,6 +159,7 @@ class PythonRunner(Runner):
                 read_file=lambda p: _read_notebook(ctx.workspace, p),
                 write_file=lambda p, data: _write_file(ctx.workspace, p, data),
                 sql=_sql_config(ctx.spec),
+                ai=functools.partial(_ai_cell, ctx) if "model" in ctx.spec else None,
             )  # fmt: skip
         finally:
             await kernel.close()
@@ -227,6 +243,48 @@ class PythonRunner(Runner):
         if not moved:
             return data
         return {**data, "data": bundle, "artifacts": moved}
+
+
+AI_SYSTEM = (
+    "You are an assistant inside a Python notebook. Answer the user's request concisely in "
+    "Markdown; put code in fenced ```python blocks."
+)
+
+
+async def _ai_cell(ctx: TaskContext, cell: int, prompt: str) -> dict[str, Any]:
+    """An AI cell: the agent's ``spec.model`` (the session's ``metadata.model_config`` and the
+    task's ``config.model`` may change its name and sampling, as for ``llm`` agents), streamed
+    as ``message.delta`` events of the cell, then ``message.completed`` and ``usage``.
+
+    Raises:
+        AICellError: the endpoint is refused or the provider fails (keys redacted).
+    """
+    model, sampling = _model(ctx, {})
+    try:
+        await _check_endpoint(model)
+    except ApplicationError as exc:
+        raise AICellError(exc.message) from None
+    api_key = await _api_key(ctx, model)
+    message_id = uuid.uuid4().hex[:12]
+    settings_ = ModelSettings(name=model["name"], max_tokens=sampling.get("max_tokens"),
+                              temperature=sampling.get("temperature"))  # fmt: skip
+    messages = [{"role": "system", "content": ctx.spec.get("ai_system") or AI_SYSTEM},
+                {"role": "user", "content": prompt}]  # fmt: skip
+
+    def on_text(chunk: str) -> None:
+        ctx.emit("message.delta", {"message_id": message_id, "cell": cell, "text": chunk})
+
+    try:
+        async with provider_for(model, api_key=api_key, max_retries=2) as provider:
+            reply = await provider.complete(
+                messages, settings_, on_text=on_text, cancelled=ctx.cancel_requested
+            )
+    except ProviderError as exc:
+        raise AICellError(exc.message.replace(api_key, "[redacted]") if api_key
+                          else exc.message) from None  # fmt: skip
+    ctx.emit("message.completed", {"message_id": message_id, "cell": cell, "text": reply.text})
+    ctx.emit("usage", {"cell": cell, **reply.usage})
+    return {"text": reply.text, "usage": dict(reply.usage)}
 
 
 def _sql_config(spec: dict[str, Any]) -> dict[str, Any] | None:

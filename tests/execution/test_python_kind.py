@@ -16,6 +16,7 @@ from asgiref.sync import sync_to_async
 
 from sandboxes.registry import get_backend
 from sessions.models import Agent, Artifact, Session, Task
+from sessions.runners.python import PythonRunner
 from sessions.services.agents import agent_create
 from sessions.services.sessions import session_create
 from sessions.services.tasks import task_cancel, task_create
@@ -280,3 +281,32 @@ async def test_a_flood_of_output_arrives_whole(
     assert task.status == "succeeded", task.error
     text = "".join(e["text"] for e in await typed(task, "process.stdout"))
     assert text == "".join(f"{i:06d}\n" for i in range(5000))
+
+
+async def test_ai_cells_ask_the_agents_model(executor: Any, owner: Any, llm: Any) -> None:
+    """An {"ai": …} cell streams the scripted model's reply and displays it as Markdown; the
+    next code cell still runs on the kernel."""
+    from sessions.runners.scripted_llm import Turn
+
+    llm.add(Turn(chunks=["Use ", "`sum(range(4))`", "."], usage={"prompt_tokens": 7,
+                                                                  "completion_tokens": 3}))  # fmt: skip
+    agent = await sync_to_async(agent_create)(
+        owner=owner, slug="py-ai", name="py-ai", kind="python",
+        spec={"model": {"base_url": llm.base_url, "name": "scripted-1"}},
+    )  # fmt: skip
+    assert PythonRunner.capabilities(agent.spec)["can_execute_ai"] is True
+    session = await sync_to_async(session_create)(owner=owner, agent=agent)
+    try:
+        task = await run(executor, owner, session,
+                         {"cells": [{"ai": "How do I add 0..3?"}, "sum(range(4))"]})  # fmt: skip
+    finally:
+        await get_backend().stop(str(session.uuid))
+    assert task.status == "succeeded", task.error
+    deltas = "".join(e["text"] for e in await typed(task, "message.delta"))
+    assert deltas == "Use `sum(range(4))`."
+    answer, result = await typed(task, "output.display")
+    assert answer["cell"] == 0 and answer["data"]["text/markdown"] == "Use `sum(range(4))`."
+    assert result["data"] == {"text/plain": "6"}
+    assert task.usage["prompt_tokens"] == 7 and task.usage["completion_tokens"] == 3
+    sent = llm.requests[-1]["messages"]
+    assert sent[-1] == {"role": "user", "content": "How do I add 0..3?"}
