@@ -15,8 +15,15 @@
 # backend drops each sandbox to its own uid (SANDBOX_UID_BASE + n), which needs the privilege to
 # change uid; agent code itself never runs as root.
 #
-# Two stages: `build` resolves the locked dependencies with uv; the runtime stage gets only the
-# virtualenv and the code (no uv, no build cache).
+# Three stages: `build` resolves the locked dependencies with uv, `assets` installs the locked npm
+# packages (Pyodide for the browser runtime, served as static files); the runtime stage gets only
+# the virtualenv, node_modules and the code (no uv, no npm, no build cache).
+FROM node:20-bookworm-slim AS assets
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --omit=dev
+
+
 FROM python:3.11-slim-bookworm AS build
 
 ENV UV_PYTHON=/usr/local/bin/python3 \
@@ -49,6 +56,7 @@ WORKDIR /app
 
 # Dependencies before the code, so editing code does not reinstall them.
 COPY --from=build /app/.venv /app/.venv
+COPY --from=assets /app/node_modules /app/node_modules
 
 COPY . .
 RUN chmod 0755 scripts/docker-entrypoint.sh && mkdir -p /app/var && chown app:app /app/var

@@ -106,10 +106,12 @@ INSTALLED_APPS = [
     "debugger.apps.DebuggerConfig",
     "providers.apps.ProvidersConfig",
     "schedules.apps.SchedulesConfig",
+    "runtimes.apps.RuntimesConfig",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "runtime_project.staticfiles.StaticFilesMiddleware",  # WhiteNoise, async
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -216,6 +218,11 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Served by the server process (runtime_project/staticfiles.py), found at start-up through the
+# finders: no collectstatic step. Pyodide comes from npm (`npm ci`, scripts/setup.sh).
+_PYODIDE_DIR = BASE_DIR / "node_modules" / "pyodide"
+STATICFILES_DIRS = [("vendor/pyodide", _PYODIDE_DIR)] if _PYODIDE_DIR.is_dir() else []
+WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 
 # STORAGE ---------------------------------------------------------------------------------------
@@ -253,6 +260,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SessionStatusEnum": "sessions.choices.SessionStatus",
         "TaskStatusEnum": "sessions.choices.TaskStatus",
+        # Team roles and chat message roles are both "role" fields.
+        "TeamRoleEnum": "accounts.models.Role",
+        "MessageRoleEnum": ["user", "assistant", "tool"],
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -275,6 +285,9 @@ EVENT_INLINE_MAX_BYTES = _typed("EVENT_INLINE_MAX_BYTES", int, 64 * 1024)
 EVENT_BROADCAST_MAX_BYTES = _typed("EVENT_BROADCAST_MAX_BYTES", int, 256 * 1024)
 STREAM_HEARTBEAT_S = _typed("STREAM_HEARTBEAT_S", float, 15.0)
 STREAM_BUFFER_LIMIT = _typed("STREAM_BUFFER_LIMIT", int, 5000)
+# Remote runtimes (docs/remote-runtimes.md): how often an attached runtime's row is refreshed
+# (and the ping interval runtimes are told); a row not seen for 3 heartbeats counts as gone.
+RUNTIME_HEARTBEAT_S = _typed("RUNTIME_HEARTBEAT_S", float, 15.0)
 ONESHOT_MAX_WAIT_S = _typed("ONESHOT_MAX_WAIT_S", float, 600.0)
 # How long a task may wait for an answer (ask_user, a tool approval) before it fails with
 # wait_expired (OpenAI's requires_action runs expire after 10 minutes; a chat user may be slower).

@@ -16,10 +16,12 @@ urlpatterns = [
     path("api/v1/", include("schedules.urls")),
     path("api/v1/", include("sessions.urls_sharing")),
     path("api/v1/", include("sessions.urls")),
+    path("api/v1/", include("runtimes.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/", admin.site.urls),
+    path("", include("runtimes.urls_console")),  # /console/…: the browser runtime page
     path("", include("accounts.oauth_urls")),  # /o/… (OAuth2) and /.well-known/oauth-*
 ]
 

@@ -6,6 +6,8 @@
 # * libseccomp2: the sandbox's seccomp filter is compiled with it (through pyseccomp).
 # * podman, runc, catatonit: a Docker-compatible engine for the `docker` backend's tests
 #   (tests/sandboxes/podman.py; catatonit is podman's `init`, runc its runtime on hybrid cgroups).
+# * chromium: the headless browser the Playwright tests drive (tests/browser/; Playwright cannot
+#   download its own browser builds here, so the tests use Debian's).
 #
 # Idempotent: when every command is already present it exits without touching apt.
 # Runs as root, or re-executes itself through sudo when not root.
@@ -18,6 +20,7 @@ declare -A wanted=(
   [setpriv]=util-linux
   [podman]=podman
   [runc]=runc
+  [chromium]=chromium
 )
 
 missing=()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Bring a checkout to the state `make serve` and `make test` need; safe to run any number of times.
 #
-# Steps: system packages (bubblewrap) -> a pinned uv -> the locked virtualenv (.venv, dev group
-# included) -> the read-only toolchain the sandboxes see. Each step checks before it acts, so on a
+# Steps: system packages (bubblewrap, chromium) -> a pinned uv -> the locked virtualenv (.venv, dev
+# group included) -> the read-only toolchain the sandboxes see -> the npm packages the server serves
+# (node_modules: Pyodide for the browser runtime). Each step checks before it acts, so on a
 # ready machine the whole script takes a few seconds. Progress goes to stderr, one line per step.
 #
 # Needs: bash, python3 (>= 3.11) with pip, and network access to PyPI (plus apt for the system
@@ -83,5 +84,20 @@ UV_PYTHON_DOWNLOADS="${UV_PYTHON_DOWNLOADS:-never}" "$UV" sync --frozen --quiet
 # Sandboxes have no network, so their pytest is installed here, read-only; skipped when current.
 step "sandbox toolchain: manage.py install_toolchain"
 UV="$UV" .venv/bin/python manage.py install_toolchain
+
+# --- 5. npm packages ---------------------------------------------------------------------------
+# Pyodide, served as static files by the server for the browser runtime (docs/browser-runtime.md).
+# `npm ci` installs exactly package-lock.json; it runs only when node_modules is missing or older
+# than the lock (npm rewrites node_modules/.package-lock.json on every install).
+if [[ -f package-lock.json ]]; then
+  if [[ node_modules/.package-lock.json -nt package-lock.json ]]; then
+    step "npm packages: node_modules up to date"
+  elif command -v npm >/dev/null 2>&1; then
+    step "npm packages: npm ci (node_modules from package-lock.json)"
+    npm ci --no-audit --no-fund --loglevel=error >&2
+  else
+    step "npm packages: npm not found, skipped: the browser runtime page cannot load Pyodide (install Node.js and npm, then re-run)"
+  fi
+fi
 
 step "done"

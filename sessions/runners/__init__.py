@@ -10,6 +10,7 @@ from sessions.runners.base import Runner, TaskContext, TaskResult
 RUNNERS: dict[str, str] = {
     "command": "sessions.runners.command.CommandRunner",
     "llm": "sessions.runners.llm.LlmRunner",
+    "remote": "sessions.runners.remote.RemoteRunner",
     "workflow": "sessions.runners.workflow.WorkflowRunner",
     "python": "sessions.runners.python.PythonRunner",
 }

@@ -52,6 +52,7 @@ EXPECTED: dict[str, str] = {
     "GET /api/v1/sessions/<str:session_id>/events/stream": "401 401 401 403 401 404 200 200 200",
     "GET /api/v1/sessions/<str:session_id>/export.html": "401 401 401 403 401 404 200 200 200",
     "GET /api/v1/sessions/<str:session_id>/messages": "401 401 401 403 401 404 200 200 200",
+    "GET /api/v1/sessions/<str:session_id>/runtime": "401 401 401 403 401 404 404 404 404",
     "GET /api/v1/sessions/<str:session_id>/sandbox": "401 401 401 403 401 404 200 200 200",
     "GET /api/v1/sessions/<str:session_id>/sandbox/processes": "401 401 401 403 401 404 200 200 200",
     "GET /api/v1/sessions/<str:session_id>/sandbox/processes/<str:process_id>/output": "401 401 401 403 401 404 404 404 404",
@@ -81,6 +82,7 @@ EXPECTED: dict[str, str] = {
     "GET /api/v1/teams/<str:team_id>/members": "401 401 401 200 401 404 200 200 200",
     "GET /api/v1/teams/<str:team_id>/secrets": "401 401 401 403 401 404 403 200 200",
     "GET /api/v1/teams/<str:team_id>/secrets/<str:name>": "401 401 401 403 401 404 403 404 404",
+    "GET /console/sessions/<uuid:session_id>/runtime/": "302 302 302 302 302 302 302 302 302",
     "GET /health": "200 200 200 200 200 200 200 200 200",
     "GET /o/authorize/": "302 302 302 302 302 302 302 302 302",
     "GET /o/introspect/": "403 403 403 403 403 403 403 403 403",
@@ -135,5 +137,6 @@ EXPECTED: dict[str, str] = {
 
 WS_EXPECTED: dict[str, str] = {
     "WS /ws/sessions/<str:session_id>/": "4401 4401 4401 4403 4401 4404 open open open",
+    "WS /ws/runtimes/": "4401 4401 4401 4403 4401 4404 4403 open open",
     "WS /ws/tasks/<str:task_id>/": "4401 4401 4401 4403 4401 4404 open open open",
 }

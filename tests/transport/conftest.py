@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +25,24 @@ class DaphneServer:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture
-def daphne_server(transactional_db: Any, tmp_path: Path) -> Iterator[DaphneServer]:
-    """A real daphne serving the ASGI app (HTTP + WebSocket + inline executor) on the test DB."""
+@contextlib.contextmanager
+def live_daphne(log_dir: Path, **env: Any) -> Iterator[DaphneServer]:
+    """A real daphne serving the ASGI app (HTTP + WebSocket + inline executor) on the test DB,
+    with ``env`` added to its environment (settings); stopped on exit."""
     port = procs.free_port()
-    log = tmp_path / "daphne.log"
-    proc = procs.start_daphne(port, log, STREAM_HEARTBEAT_S=1)
+    log = log_dir / "daphne.log"
+    proc = procs.start_daphne(port, log, **env)
     try:
         yield DaphneServer(url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}", log=log)
     finally:
         procs.stop(proc)
+
+
+@pytest.fixture
+def daphne_server(transactional_db: Any, tmp_path: Path) -> Iterator[DaphneServer]:
+    """A real daphne serving the ASGI app (HTTP + WebSocket + inline executor) on the test DB."""
+    with live_daphne(tmp_path, STREAM_HEARTBEAT_S=1) as server:
+        yield server
 
 
 @pytest.fixture

@@ -1,0 +1,97 @@
+"""Static files served by the server process itself (daphne serves none): the admin's CSS, the
+browser runtime's scripts and the Pyodide distribution vendored from npm
+(``STATICFILES_DIRS``, docs/browser-runtime.md).
+
+:class:`StaticFilesMiddleware` is WhiteNoise's middleware made async: WhiteNoise's own is
+sync-only, which would make Django run the whole (otherwise async) middleware chain of every
+request, API and SSE included, through a thread, and under ASGI its file responses are sync
+iterators that Django buffers whole with a warning. This one answers static URLs with an async
+file stream and hands every other request straight to the next middleware.
+
+Files are found through the staticfiles finders at start-up (``WHITENOISE_USE_FINDERS``), so no
+``collectstatic`` step is needed; with ``DEBUG`` they are looked up per request instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from asgiref.sync import markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from whitenoise.middleware import WhiteNoiseMiddleware
+
+CHUNK_BYTES = 256 * 1024
+
+# The browser runtime's worker runs users' Python (docs/browser-runtime.md): it may load scripts
+# from this server and read static files, nothing else. With the page's user's cookies it could
+# otherwise call the API as that user. COEP lets the cross-origin-isolated page start it.
+WORKER_SCRIPT = "runtimes/pyodide-worker.js"
+
+
+def worker_csp() -> str:
+    static_path = urlsplit(settings.STATIC_URL or "/static/").path
+    return f"default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src *:*{static_path}"
+
+
+def add_headers(headers: Any, path: str, url: str) -> None:
+    """WhiteNoise's per-file header hook."""
+    if url.endswith("/" + WORKER_SCRIPT):
+        headers["Content-Security-Policy"] = worker_csp()
+        headers["Cross-Origin-Embedder-Policy"] = "require-corp"
+
+
+async def _chunks(file: Any) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
+            yield chunk
+    finally:
+        file.close()
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - makes this an async generator
+
+
+class _Settings:
+    def __getattr__(self, name: str) -> Any:
+        if name == "WHITENOISE_ADD_HEADERS_FUNCTION":
+            return add_headers
+        return getattr(settings, name)
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        # Files are read, and their headers made, in WhiteNoise's __init__: the hook goes in
+        # through the settings it reads.
+        super().__init__(get_response, settings=_Settings())
+        markcoroutinefunction(self)
+
+    def add_files(self, root: Any, prefix: str | None = None) -> None:
+        # STATIC_ROOT exists only after `collectstatic`: the finders cover the same files.
+        if self.autorefresh or os.path.isdir(root):
+            super().add_files(root, prefix)
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:  # type: ignore[override]
+        path = request.path_info
+        if self.autorefresh:
+            static_file = self.find_file(path) if path.startswith(self.static_prefix) else None
+        else:
+            static_file = self.files.get(path)
+        if static_file is None:
+            return await self.get_response(request)  # type: ignore[no-any-return]
+        found = static_file.get_response(request.method, request.META)
+        body = _chunks(found.file) if found.file is not None else _nothing()
+        response = StreamingHttpResponse(body, status=int(found.status))
+        del response["Content-Type"]
+        for key, value in found.headers:
+            response[key] = value
+        return response
