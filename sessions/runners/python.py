@@ -24,7 +24,6 @@ import functools
 import json
 import mimetypes
 import time
-import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,10 +38,8 @@ from sandboxes.base import SandboxError
 from sandboxes.registry import get_backend
 from sandboxes.services import sandbox_ensure, sandbox_spec
 from sessions.runners.base import Runner, TaskContext, TaskResult
-from sessions.runners.llm.providers import ModelSettings, ProviderError, provider_for
-from sessions.runners.llm.runner import _api_key, _check_endpoint
+from sessions.runners.llm.once import ModelCallError, complete_once
 from sessions.runners.secrets import SECRETS_SPEC_SCHEMA
-from sessions.runners.workflow.components import _model
 from sessions.runners.workflow.spec import MODEL_SCHEMA
 from sessions.services.artifacts import artifact_create, artifact_reference
 
@@ -259,30 +256,12 @@ async def _ai_cell(ctx: TaskContext, cell: int, prompt: str) -> dict[str, Any]:
     Raises:
         AICellError: the endpoint is refused or the provider fails (keys redacted).
     """
-    model, sampling = _model(ctx, {})
-    try:
-        await _check_endpoint(model)
-    except ApplicationError as exc:
-        raise AICellError(exc.message) from None
-    api_key = await _api_key(ctx, model)
-    message_id = uuid.uuid4().hex[:12]
-    settings_ = ModelSettings(name=model["name"], max_tokens=sampling.get("max_tokens"),
-                              temperature=sampling.get("temperature"))  # fmt: skip
     messages = [{"role": "system", "content": ctx.spec.get("ai_system") or AI_SYSTEM},
                 {"role": "user", "content": prompt}]  # fmt: skip
-
-    def on_text(chunk: str) -> None:
-        ctx.emit("message.delta", {"message_id": message_id, "cell": cell, "text": chunk})
-
     try:
-        async with provider_for(model, api_key=api_key, max_retries=2) as provider:
-            reply = await provider.complete(
-                messages, settings_, on_text=on_text, cancelled=ctx.cancel_requested
-            )
-    except ProviderError as exc:
-        raise AICellError(exc.message.replace(api_key, "[redacted]") if api_key
-                          else exc.message) from None  # fmt: skip
-    ctx.emit("message.completed", {"message_id": message_id, "cell": cell, "text": reply.text})
+        reply = await complete_once(ctx, {}, messages, tags={"cell": cell})
+    except (ApplicationError, ModelCallError) as exc:  # a refused endpoint, a failed call
+        raise AICellError(exc.message) from None
     ctx.emit("usage", {"cell": cell, **reply.usage})
     return {"text": reply.text, "usage": dict(reply.usage)}
 

@@ -21,9 +21,8 @@ from runtime_project import outbound
 from sandboxes import paths
 from sandboxes import services as sandboxes
 from sandboxes.registry import get_backend
-from sessions.runners.base import TaskContext, validate_schema
-from sessions.runners.llm.providers import ModelSettings, ProviderError, provider_for
-from sessions.runners.llm.runner import MODEL_OVERRIDE, _api_key, _check_endpoint
+from sessions.runners.base import TaskContext
+from sessions.runners.llm.once import ModelCallError, complete_once
 from sessions.runners.workflow import expr
 from sessions.runners.workflow.spec import ALL_INPUTS, PLACEHOLDER
 
@@ -92,21 +91,6 @@ def run_condition(config: dict[str, Any], inputs: dict[str, Any]) -> tuple[dict[
     return {"result": result, "value": value}, "true" if result else "false"
 
 
-def _model(ctx: TaskContext, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The model of an ``llm_prompt`` (its own, else ``spec.model``) and the sampling
-    settings, the session's ``metadata.model_config`` then the task's ``config.model`` winning
-    (as for the ``llm`` kind; never the endpoint)."""
-    model = dict(config.get("model") or ctx.spec["model"])
-    session_config = (getattr(ctx.session, "metadata", None) or {}).get("model_config") or {}
-    validate_schema(session_config, MODEL_OVERRIDE, "metadata.model_config")
-    merged = {**session_config, **(ctx.config.get("model") or {})}
-    if "name" in merged:
-        model["name"] = merged["name"]
-    sampling: dict[str, Any] = {k: config[k] for k in ("temperature", "max_tokens") if k in config}
-    sampling.update({k: merged[k] for k in ("temperature", "max_tokens") if k in merged})
-    return model, sampling
-
-
 async def run_llm_prompt(
     ctx: TaskContext,
     config: dict[str, Any],
@@ -116,31 +100,14 @@ async def run_llm_prompt(
 ) -> dict[str, Any]:
     """One model call with the rendered prompt; output ``{"text", "json"}`` (``json`` the
     parsed reply when it is JSON, else None; with ``config.json`` a non-JSON reply fails)."""
-    model, sampling = _model(ctx, config)
-    await _check_endpoint(model)
     messages = []
     if config.get("system"):
         messages.append({"role": "system", "content": render(config["system"], inputs)})
     messages.append({"role": "user", "content": render(config["prompt"], inputs)})
-    api_key = await _api_key(ctx, model)
-    settings = ModelSettings(
-        name=model["name"],
-        max_tokens=sampling.get("max_tokens"),
-        temperature=sampling.get("temperature"),
-    )
-    message_id = uuid.uuid4().hex[:12]
-
-    def on_text(chunk: str) -> None:
-        ctx.emit("message.delta", {"message_id": message_id, "step_id": step_id, "text": chunk})
-
     try:
-        async with provider_for(model, api_key=api_key, max_retries=2) as provider:
-            reply = await provider.complete(
-                messages, settings, on_text=on_text, cancelled=ctx.cancel_requested
-            )
-    except ProviderError as exc:
-        message = exc.message.replace(api_key, "[redacted]") if api_key else exc.message
-        raise ComponentError(message, {"status": exc.status}) from None
+        reply = await complete_once(ctx, config, messages, tags={"step_id": step_id})
+    except ModelCallError as exc:
+        raise ComponentError(exc.message, {"status": exc.status}) from None
     for key, value in reply.usage.items():
         usage[key] = usage.get(key, 0) + value
     ctx.emit("usage", {"step_id": step_id, **reply.usage})
