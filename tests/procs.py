@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -138,3 +140,40 @@ def zombie_children() -> list[str]:
             if fields[0] == "Z" and int(fields[1]) == me:
                 found.append(stat[:60])
     return found
+
+
+def reap_zombie_children(name_prefixes: tuple[str, ...], wait_s: float = 3.0) -> list[int]:
+    """Kill and reap this process's children whose command starts with ``name_prefixes``.
+
+    The test process is a child subreaper (the sandbox backend makes it one), so the orphans of
+    a program that double-forks (Chromium's crashpad handler) become its children and nobody
+    else waits for them. Call it once that program has exited: whatever of it is still running
+    is an orphan; it gets ``wait_s`` seconds to exit, then SIGKILL. Returns the reaped pids."""
+    me, reaped = os.getpid(), []
+    deadline = time.monotonic() + wait_s
+    while True:
+        pending = False
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            name = stat[stat.find("(") + 1 : stat.rfind(")")]
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if int(fields[1]) != me or not name.startswith(name_prefixes):
+                continue
+            pid = int(entry.name)
+            if fields[0] == "Z":
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                    reaped.append(pid)
+            else:
+                pending = True
+                if time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+        if not pending or time.monotonic() > deadline + 5:
+            return reaped
+        time.sleep(0.05)

@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from tests.procs import reap_zombie_children
 from tests.transport.conftest import (  # noqa: F401 - fixtures, re-exported for this package
     DaphneServer,
     api_token,
@@ -74,6 +75,8 @@ def browser_context(
             yield context
         finally:
             browser.close()
+    # Chromium's crashpad handlers double-fork; this (subreaper) process inherits them.
+    reap_zombie_children(("chrom",))
 
 
 @dataclass
