@@ -4,8 +4,14 @@ from django.apps import AppConfig
 
 
 class DebuggerConfig(AppConfig):
-    """Traces, breakpoints and replay (issue: debugger). Installed now so its models and routes
-    can land without touching settings."""
+    """Traces (the step projection of the event log), later breakpoints and replay (issue 10).
+    ``ready()`` registers :func:`debugger.services.steps_project` with the event log."""
 
     name = "debugger"
     verbose_name = "Debugger"
+
+    def ready(self) -> None:
+        from debugger.services import STEP_EVENT_TYPES, steps_project
+        from sessions.services.events import event_projector_register
+
+        event_projector_register(types=STEP_EVENT_TYPES, projector=steps_project)

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("sessions.urls_sharing")),
     path("api/v1/", include("sessions.urls")),
     path("api/v1/", include("runtimes.urls")),
+    path("api/v1/", include("debugger.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -13,6 +13,11 @@ stream chunks through a per-stream tail buffer so a value split across two chunk
 arrives, or on ``close()``); ``events_append`` masks drafts not masked by a buffer with the
 masker registered for the session while a run is in progress. Nothing unmasked is written or
 published.
+
+Projections: :func:`event_projector_register` adds a function called with the saved events of
+each batch inside ``events_append``'s transaction (the debugger's step trace is one), so a
+projection is exactly as durable as the log. A projector declares the event types it reads;
+a batch without any of them costs one set lookup per event.
 """
 
 from __future__ import annotations
@@ -45,6 +50,31 @@ _COALESCE_KEYS = {
     "message.delta": "message_id",
 }
 _COALESCE_MAX_CHARS = 32 * 1024
+
+Projector = Callable[[Session, list[Event]], None]
+# (event types read, projector); filled by AppConfig.ready() of the apps that project.
+_PROJECTORS: list[tuple[frozenset[str], Projector]] = []
+
+
+def event_projector_register(*, types: frozenset[str], projector: Projector) -> None:
+    """Call ``projector(session, events)`` with the events of ``types`` of every batch written
+    by :func:`events_append`, inside its transaction, after the insert (each event has its
+    ``seq``). A projector that raises is logged and rolled back to a savepoint: the events are
+    written anyway. Registering the same projector twice is a no-op."""
+    if all(p is not projector for _, p in _PROJECTORS):
+        _PROJECTORS.append((frozenset(types), projector))
+
+
+def _project(session: Session, events: list[Event]) -> None:
+    for types, projector in _PROJECTORS:
+        selected = [e for e in events if e.type in types]
+        if not selected:
+            continue
+        try:
+            with transaction.atomic():
+                projector(session, selected)
+        except Exception:
+            logger.exception("event projector %r failed", projector)
 
 
 @dataclass
@@ -118,6 +148,8 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
             for i, (d, payload) in enumerate(zip(drafts, payloads, strict=True))
         ]
         Event.objects.bulk_create(events)
+        if _PROJECTORS:
+            _project(session, events)
         last = first + len(events) - 1
         Session.objects.filter(pk=session.pk).update(last_seq=last)
         session.last_seq = last

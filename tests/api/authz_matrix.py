@@ -75,6 +75,7 @@ EXPECTED: dict[str, str] = {
     "GET /api/v1/tasks/<str:task_id>/artifacts": "401 401 401 403 401 404 200 200 200",
     "GET /api/v1/tasks/<str:task_id>/events": "401 401 401 403 401 404 200 200 200",
     "GET /api/v1/tasks/<str:task_id>/result": "401 401 401 403 401 404 200 200 200",
+    "GET /api/v1/tasks/<str:task_id>/steps": "401 401 401 403 401 404 200 200 200",
     "GET /api/v1/tasks/<str:task_id>/stream": "401 401 401 403 401 404 200 200 200",
     "GET /api/v1/teams": "401 401 401 200 401 200 200 200 200",
     "GET /api/v1/teams/<str:team_id>": "401 401 401 200 401 404 200 200 200",
