@@ -3,14 +3,12 @@ shown, only its prefix), secrets (names only) and the read-only audit log."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts.audit import AuditedAdmin, audit_request
+from accounts.audit import AuditedAdmin, ReadOnlyAdminMixin, audit_request
 from accounts.limits import parse_rate
 from accounts.models import ApiKey, AuditEntry, Membership, Secret, Team
 from accounts.services import api_key_revoke
@@ -96,19 +94,10 @@ class SecretAdmin(AuditedAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "action", "actor", "credential", "team", "target_type",
                     "target_repr", "ip")  # fmt: skip
     list_filter = ("action", "target_type", "team")
     list_select_related = ("actor", "team")
     search_fields = ("action", "target_id", "target_repr", "actor__username", "credential")
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -11,7 +11,7 @@ Details never hold secrets: callers pass ids, names and changed field *names*, n
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin
 
@@ -81,6 +81,22 @@ def audit_request(request: Any, action: str, target: Any = None, **details: Any)
     return audit_record(
         actor=request.user, action=action, target=target, details=details, request=request
     )
+
+
+class ReadOnlyAdminMixin:
+    """Admin pages that only show rows (logs, traces, records written by the system): no add,
+    no change, and no delete unless ``deletable``. Put it before the ``ModelAdmin`` base."""
+
+    deletable: ClassVar[bool] = False
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return self.deletable and super().has_delete_permission(request, obj)  # type: ignore[misc]
 
 
 class AuditedAdmin(admin.ModelAdmin):

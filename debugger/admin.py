@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from accounts.audit import AuditedAdmin
+from accounts.audit import AuditedAdmin, ReadOnlyAdminMixin
 from debugger.models import Step
 
 
 @admin.register(Step)
-class StepAdmin(AuditedAdmin):
+class StepAdmin(ReadOnlyAdminMixin, AuditedAdmin):
     """Viewable, never added, edited or deleted (they go with their task)."""
 
     list_display = (
@@ -37,12 +34,3 @@ class StepAdmin(AuditedAdmin):
     def task_link(self, obj: Step) -> str:
         url = reverse("admin:agent_sessions_task_change", args=[obj.task_id])
         return format_html('<a href="{}">{}</a>', url, obj.task.uuid)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -5,17 +5,15 @@ added or edited here; deleting old rows is allowed (and audited)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
-from accounts.audit import AuditedAdmin
+from accounts.audit import AuditedAdmin, ReadOnlyAdminMixin
 from runtimes.models import Runtime
 
 
 @admin.register(Runtime)
-class RuntimeAdmin(AuditedAdmin):
+class RuntimeAdmin(ReadOnlyAdminMixin, AuditedAdmin):
+    deletable = True  # old attachment records
     list_display = (
         "runtime_id",
         "session",
@@ -49,9 +47,3 @@ class RuntimeAdmin(AuditedAdmin):
         "created_at",
         "updated_at",
     )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
-from accounts.audit import AuditedAdmin, audit_request
+from accounts.audit import AuditedAdmin, ReadOnlyAdminMixin, audit_request
 from runtime_project.exceptions import ApplicationError
 from sessions.models import Agent, AgentVersion, Artifact, Event, Session, Task
 from sessions.services.artifacts import artifact_files_delete_on_commit
@@ -216,7 +216,7 @@ class TaskAdmin(AuditedAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The append-only log: viewable, never edited."""
 
     list_display = ("seq", "session", "task", "type", "created_at")
@@ -225,22 +225,15 @@ class EventAdmin(admin.ModelAdmin):
     search_fields = ("session__uuid", "task__uuid")
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 # Artifacts -------------------------------------------------------------------------------------
 
 
 @admin.register(Artifact)
-class ArtifactAdmin(AuditedAdmin):
+class ArtifactAdmin(ReadOnlyAdminMixin, AuditedAdmin):
     """Files runs produced: viewable and deletable (with their stored file), never edited."""
+
+    deletable = True
 
     list_display = ("uuid", "name", "session", "task", "content_type", "size", "created_at")
     list_filter = ("content_type",)
@@ -258,12 +251,6 @@ class ArtifactAdmin(AuditedAdmin):
     def stored_as(self, obj: Artifact) -> str:
         """The storage path (not a link: MEDIA_ROOT is not served)."""
         return obj.file.name or "—"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def delete_model(self, request: HttpRequest, obj: Artifact) -> None:
         with transaction.atomic():
