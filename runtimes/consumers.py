@@ -37,7 +37,7 @@ from runtime_project.exceptions import (
 )
 from runtimes import protocol
 from runtimes.models import Runtime, RuntimeStatus
-from runtimes.selectors import runtime_resumable_tasks
+from runtimes.selectors import runtime_displaced_by, runtime_resumable_tasks
 from runtimes.services import runtime_attach, runtime_detach, runtime_touch
 from sessions.consumers import _connect_refused_for
 from sessions.models import Session
@@ -248,17 +248,9 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
                 logger.warning("runtime heartbeat failed", exc_info=True)
                 continue
             if status != RuntimeStatus.CONNECTED:
-                by = await database_sync_to_async(self._displaced_by)()
+                by = await database_sync_to_async(runtime_displaced_by)(runtime_pk=self.runtime.pk)
                 await self.runtime_displace({"by": by})
                 return
-
-    def _displaced_by(self) -> str | None:
-        assert self.runtime is not None
-        return (
-            Runtime.objects.filter(pk=self.runtime.pk)
-            .values_list("displaced_by__runtime_id", flat=True)
-            .first()
-        )
 
     async def disconnect(self, code: int) -> None:
         if self.heartbeat is not None:

@@ -81,3 +81,13 @@ def runtime_resumable_tasks(*, session_id: int, task_ids: list[str]) -> list[str
         agent__kind="remote",
     ).values_list("uuid", flat=True)
     return [str(u) for u in found]
+
+
+def runtime_displaced_by(*, runtime_pk: int) -> str | None:
+    """The ``runtime_id`` of the runtime that displaced this one (None if none did)."""
+    value = (
+        Runtime.objects.filter(pk=runtime_pk)
+        .values_list("displaced_by__runtime_id", flat=True)
+        .first()
+    )
+    return str(value) if value is not None else None
