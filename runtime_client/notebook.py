@@ -96,11 +96,16 @@ async def run_cell(
     *,
     source: str | None = None,
     language: str = "python",
+    displays: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Execute one cell, streaming its events. ``source`` is what ``cell.started`` shows when
     it differs from the code run (a SQL cell). Returns ``{"cell", "status", "execution_count",
     "outputs", "error", "duration_ms"}`` (``outputs`` in nbformat form, ``error`` the
-    ``{ename, evalue}`` of a raised exception). Raises KernelDied."""
+    ``{ename, evalue}`` of a raised exception). Raises KernelDied.
+
+    ``outputs`` follow the notebook semantics nbclient implements: ``clear_output(wait=True)``
+    clears when the next output arrives, and ``update_display_data`` rewrites the outputs shown
+    earlier with that ``display_id`` (in ``displays``, shared by the cells of one run)."""
     shown = (source if source is not None else code)[:CODE_PREVIEW_CHARS]
     await _send(emit, "cell.started", {"cell": cell, "code": shown, "language": language})
     started = time.monotonic()
@@ -108,6 +113,8 @@ async def run_cell(
     error: dict[str, Any] | None = None
     reply: dict[str, Any] = {}
     interrupted = False
+    clear_pending = False
+    displays = displays if displays is not None else {}
 
     async def interrupt_on_cancel() -> None:
         nonlocal interrupted
@@ -126,11 +133,24 @@ async def run_cell(
             if msg["msg_type"] == "error":
                 error = {"ename": msg["content"].get("ename", ""),
                          "evalue": msg["content"].get("evalue", "")}  # fmt: skip
-            if msg["msg_type"] == "clear_output":
-                outputs.clear()
+            kind, content = msg["msg_type"], msg.get("content") or {}
+            display_id = (content.get("transient") or {}).get("display_id")
+            if kind == "clear_output":
+                clear_pending = bool(content.get("wait"))
+                if not clear_pending:
+                    outputs.clear()
+            elif kind == "update_display_data":
+                for earlier in displays.get(display_id or "", []):
+                    earlier["data"] = content.get("data") or {}
+                    earlier["metadata"] = content.get("metadata") or {}
             out = notebook_output(msg)
             if out is not None:
+                if clear_pending:
+                    outputs.clear()
+                    clear_pending = False
                 outputs.append(out)
+                if display_id and kind == "display_data":
+                    displays.setdefault(display_id, []).append(out)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -289,6 +309,7 @@ async def run_python_task(
     output = None
     failure = None
     usage: dict[str, Any] = {}
+    displays: dict[str, list[dict[str, Any]]] = {}
     for index, (code, source, language) in cells:
         if cancel.is_set():
             break
@@ -300,7 +321,7 @@ async def run_python_task(
                     usage[key] = usage.get(key, 0) + value
             else:
                 outcome = await run_cell(kernel, code, index, emit, cancel, source=source,
-                                         language=language)  # fmt: skip
+                                         language=language, displays=displays)  # fmt: skip
         except KernelDied as exc:
             await _send(emit, "kernel.died", {"cell": index, "reason": exc.reason})
             message = (f"The kernel died while running cell {index}: {exc.reason} "
