@@ -68,6 +68,28 @@ LIMIT_ERRORS = {
 }
 
 
+# The spec keys that shape a session's sandbox, shared by the kinds that run in one.
+SANDBOX_SPEC_PROPERTIES: dict[str, Any] = {
+    "network": {"enum": ["none", "host"]},
+    "image": {
+        "description": "Container image of the sandbox (docker backend; needs python3).",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 300,
+    },
+    "allow_hosts": {
+        "description": "With network none: hosts reachable through the sandbox's HTTP "
+        "proxy (host, host:port, *.domain[:port], ip[:port]).",
+        "type": "array",
+        "maxItems": 100,
+        "items": {
+            "type": "string",
+            "pattern": r"^((\*\.)?[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?$",
+        },
+    },
+}
+
+
 class CommandRunner(Runner):
     kind = "command"
     spec_schema: ClassVar[dict[str, Any]] = {
@@ -80,23 +102,7 @@ class CommandRunner(Runner):
             },
             "allow_input_command": {"type": "boolean"},
             "env": _STRING_MAP,
-            "network": {"enum": ["none", "host"]},
-            "image": {
-                "description": "Container image of the sandbox (docker backend; needs python3).",
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 300,
-            },
-            "allow_hosts": {
-                "description": "With network none: hosts reachable through the sandbox's HTTP "
-                "proxy (host, host:port, *.domain[:port], ip[:port]).",
-                "type": "array",
-                "maxItems": 100,
-                "items": {
-                    "type": "string",
-                    "pattern": r"^((\*\.)?[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?$",
-                },
-            },
+            **SANDBOX_SPEC_PROPERTIES,
             "retry_safe": {"type": "boolean"},
             "secrets": SECRETS_SPEC_SCHEMA,
             "limits": {

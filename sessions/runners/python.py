@@ -38,6 +38,7 @@ from sandboxes.base import SandboxError
 from sandboxes.registry import get_backend
 from sandboxes.services import sandbox_ensure, sandbox_spec
 from sessions.runners.base import Runner, TaskContext, TaskResult
+from sessions.runners.command import SANDBOX_SPEC_PROPERTIES
 from sessions.runners.llm.once import ModelCallError, complete_once
 from sessions.runners.secrets import SECRETS_SPEC_SCHEMA
 from sessions.runners.workflow.spec import MODEL_SCHEMA
@@ -70,9 +71,7 @@ class PythonRunner(Runner):
     spec_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
-            "network": {"enum": ["none", "host"]},
-            "image": {"type": "string", "minLength": 1, "maxLength": 300},
-            "allow_hosts": {"type": "array", "maxItems": 100, "items": {"type": "string"}},
+            **SANDBOX_SPEC_PROPERTIES,
             "env": {"type": "object", "additionalProperties": {"type": "string"}},
             "secrets": SECRETS_SPEC_SCHEMA,
             "limits": {
