@@ -107,6 +107,9 @@ INSTALLED_APPS = [
     "providers.apps.ProvidersConfig",
     "schedules.apps.SchedulesConfig",
     "runtimes.apps.RuntimesConfig",
+    "integrations.webhooks.apps.WebhooksConfig",
+    "integrations.alexa.apps.AlexaConfig",
+    "integrations.connections.apps.ConnectionsConfig",
 ]
 
 MIDDLEWARE = [
@@ -452,5 +455,9 @@ from runtime_project.settings_accounts import *  # noqa: E402, F403
 from runtime_project.settings_accounts import REST_FRAMEWORK_THROTTLING  # noqa: E402
 
 REST_FRAMEWORK.update(REST_FRAMEWORK_THROTTLING)
+
+# INTEGRATIONS AND SERVER MODES (runtime_project/settings_integrations.py) -----------------------
+from runtime_project.settings_integrations import *  # noqa: E402, F403
+
 _hooks: list[str] = SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]  # type: ignore[assignment]
 _hooks.append("sessions.apis.shared.add_shared_stream_schema")

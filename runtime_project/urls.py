@@ -24,6 +24,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("runtimes.urls_console")),  # /console/…: the browser runtime page
     path("", include("accounts.oauth_urls")),  # /o/… (OAuth2) and /.well-known/oauth-*
+    # Integrations (integrations/*/urls.py hold their full paths; docs/integrations.md)
+    path("", include("integrations.openai.urls")),  # /v1/models, /v1/chat/completions, …
+    path("", include("integrations.chatgpt.urls")),  # /chatgpt/…, /.well-known/ai-plugin.json
+    path("", include("integrations.alexa.urls")),  # /alexa/{agent}
+    path("", include("integrations.endpoints.urls")),  # /api/agents/{slug}/{endpoint}, docs
+    path("", include("integrations.postman.urls")),  # /api/v1/postman.json
+    path("", include("integrations.webhooks.urls")),  # /api/v1/webhooks…
+    path("", include("integrations.connections.urls")),  # /oauth/connect/…, /api/v1/oauth-…
 ]
 
 handler404 = "runtime_project.views.not_found"

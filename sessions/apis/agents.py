@@ -23,6 +23,13 @@ from sessions.runners import get_runner_class
 from sessions.services.agents import agent_create, agent_delete, agent_update
 
 TAGS = ["agents"]
+ENDPOINTS_HELP = (
+    "Named HTTP endpoints, each `{name, description?, input_schema?, task_type?, "
+    "mode?: sync|async, timeout_s?}`, served at `POST /api/agents/{slug}/{name}`."
+)
+INTEGRATIONS_HELP = (
+    'Exposure flags: `{"openai"?, "mcp"?, "chatgpt"?: bool}`; a missing key is exposed.'
+)
 
 
 class AgentOutputSerializer(serializers.Serializer):
@@ -35,6 +42,8 @@ class AgentOutputSerializer(serializers.Serializer):
     input_schema = serializers.JSONField(help_text="JSON Schema of a task's input ({} = any).")
     version = serializers.IntegerField(help_text="Bumped on every change of kind/spec/schema.")
     is_public = serializers.BooleanField()
+    endpoints = serializers.JSONField(help_text=ENDPOINTS_HELP)
+    integrations = serializers.JSONField(help_text=INTEGRATIONS_HELP)
     owner = serializers.CharField(source="owner.username", help_text="Who created it.")
     team = TeamRefSerializer()
     capabilities = serializers.SerializerMethodField(
@@ -84,6 +93,10 @@ class AgentCreateApi(APIView):
         description = serializers.CharField(allow_blank=True, default="")
         input_schema = serializers.DictField(default=dict)
         is_public = serializers.BooleanField(default=False)
+        endpoints = serializers.ListField(
+            child=serializers.DictField(), default=list, help_text=ENDPOINTS_HELP
+        )
+        integrations = serializers.DictField(default=dict, help_text=INTEGRATIONS_HELP)
         team = TEAM_FIELD
 
         class Meta:
@@ -137,6 +150,10 @@ class AgentUpdateApi(APIView):
         description = serializers.CharField(allow_blank=True, required=False)
         input_schema = serializers.DictField(required=False)
         is_public = serializers.BooleanField(required=False)
+        endpoints = serializers.ListField(
+            child=serializers.DictField(), required=False, help_text=ENDPOINTS_HELP
+        )
+        integrations = serializers.DictField(required=False, help_text=INTEGRATIONS_HELP)
 
         class Meta:
             ref_name = "AgentUpdateInput"

@@ -29,6 +29,18 @@ class Agent(TimeStampedModel):
     is_public = models.BooleanField(
         default=False, help_text="Visible to (and usable by) every signed-in user."
     )
+    endpoints = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Named HTTP endpoints (POST /api/agents/{slug}/{name}); see "
+        "sessions.endpoints.ENDPOINTS_SCHEMA.",
+    )
+    integrations = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Exposure flags per integration, e.g. {"openai": true, "mcp": true, '
+        '"chatgpt": false}; a missing key means the integration\'s default.',
+    )
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from accounts.selectors import default_team
 from runtime_project.exceptions import Conflict
+from sessions.endpoints import validate_endpoints, validate_integrations
 from sessions.models import Agent, AgentVersion
 from sessions.runners import get_runner_class
 from sessions.runners.base import validate_json_schema
@@ -32,16 +33,22 @@ def agent_create(
     description: str = "",
     input_schema: dict[str, Any] | None = None,
     is_public: bool = False,
+    endpoints: list[dict[str, Any]] | None = None,
+    integrations: dict[str, bool] | None = None,
 ) -> Agent:
     """Create an agent at version 1 in ``team`` (default: ``owner``'s default team); ``owner``
     is the user creating it.
 
     Raises:
-        InvalidInput: unknown kind, spec or input_schema invalid.
+        InvalidInput: unknown kind, spec, input_schema, endpoints or integrations invalid.
         Conflict: the team already has an agent with this slug.
     """
     input_schema = input_schema or {}
+    endpoints = endpoints or []
+    integrations = integrations or {}
     _validate(kind, spec, input_schema)
+    validate_endpoints(endpoints)
+    validate_integrations(integrations)
     if team is None:
         team = default_team(user=owner)
     if Agent.objects.filter(team=team, slug=slug, deleted_at__isnull=True).exists():
@@ -58,6 +65,8 @@ def agent_create(
                 description=description,
                 input_schema=input_schema,
                 is_public=is_public,
+                endpoints=endpoints,
+                integrations=integrations,
             )
     except IntegrityError:
         raise Conflict(
@@ -81,12 +90,18 @@ def _snapshot(agent: Agent, user: Any) -> None:
 
 @transaction.atomic
 def agent_update(*, agent: Agent, user: Any, **changes: Any) -> Agent:
-    """Apply ``changes`` (name, description, spec, input_schema, is_public). A change of
-    ``spec``, ``kind`` or ``input_schema`` bumps the version and records it.
+    """Apply ``changes`` (name, description, spec, input_schema, is_public, endpoints,
+    integrations). A change of ``spec``, ``kind`` or ``input_schema`` bumps the version and
+    records it; endpoints and exposure flags are not versioned (they do not change what a task
+    runs).
 
     Raises:
-        InvalidInput: the new spec or schema is invalid.
+        InvalidInput: the new spec, schema, endpoints or flags are invalid.
     """
+    if "endpoints" in changes:
+        validate_endpoints(changes["endpoints"])
+    if "integrations" in changes:
+        validate_integrations(changes["integrations"])
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
     versioned = False
     for key in ("kind", "spec", "input_schema"):
