@@ -1,0 +1,154 @@
+"""Running an agent on behalf of an integration: one path for the OpenAI API, MCP, ChatGPT,
+Alexa and agent endpoints, built on the session/task services and the event log.
+
+Shapes:
+- :func:`run_start` creates (or continues) a session and queues a task; it returns a
+  :class:`Run`. Every integration run is an ordinary session and task (visible in the admin,
+  the REST API and the event streams) whose ``session.metadata["integration"]`` and
+  ``task.config["integration"]`` name the integration.
+- :func:`run_wait` waits (async) for the task's terminal status, at most ``timeout_s`` seconds.
+- :func:`run_events` is the live event stream of the task (an
+  :class:`sessions.subscriptions.EventSubscription`, replay included).
+- :func:`result_text` turns a finished task's result into the text a chat client shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
+from accounts.audit import audit_record
+from accounts.selectors import team_for_write
+from runtime_project.exceptions import NotFound
+from sessions import selectors
+from sessions.apis.oneshot import wait_until_finished
+from sessions.choices import TERMINAL_STATUSES
+from sessions.models import Agent, Session, Task
+from sessions.services.sessions import session_create
+from sessions.services.tasks import task_cancel, task_create
+from sessions.subscriptions import EventSubscription
+
+
+@dataclass(frozen=True)
+class Run:
+    """A session and the task an integration queued on it."""
+
+    session: Session
+    task: Task
+
+
+def run_start(
+    *,
+    user: Any,
+    agent: Agent,
+    integration: str,
+    input: dict[str, Any],
+    task_type: str = "run",
+    config: dict[str, Any] | None = None,
+    session: Session | None = None,
+    session_name: str = "",
+    session_metadata: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    request: Any = None,
+) -> Run:
+    """Queue a task on ``agent`` for ``user`` (sync; call through ``sync_to_async``).
+
+    ``session``: continue that session (it must be on ``agent``); else a new session is
+    created in the credential's team. ``integration`` (``openai``, ``mcp``, ``chatgpt``,
+    ``alexa``, ``endpoint``) is recorded in the session metadata, the task config and the audit
+    log.
+
+    Raises:
+        InvalidInput: the input does not match the agent's input schema.
+        NotFound: the agent is not usable by ``user``.
+        Conflict, TooManyRequests: as :func:`sessions.services.tasks.task_create`.
+    """
+    config = {**(config or {}), "integration": integration}
+    with transaction.atomic():  # a refused task must not leave an empty session behind
+        if session is None:
+            team = team_for_write(user=user, team_id=None)
+            session = session_create(
+                owner=user,
+                team=team,
+                agent=agent,
+                name=session_name,
+                metadata={**(session_metadata or {}), "integration": integration},
+            )
+        task, _ = task_create(
+            session=session,
+            user=user,
+            task_type=task_type,
+            input=input,
+            config=config,
+            idempotency_key=idempotency_key,
+        )
+    audit_record(
+        actor=user,
+        action="task.create",
+        target=task,
+        details={"integration": integration},
+        request=request,
+    )
+    return Run(session=session, task=task)
+
+
+def session_for_continuation(*, user: Any, agent: Agent, session_id: str) -> Session:
+    """The caller's session ``session_id`` (uuid) to continue, checked to be on ``agent``.
+
+    Raises:
+        NotFound: unknown, not the caller's, or on another agent.
+    """
+    session = selectors.session_get(user=user, session_id=session_id, for_write=True)
+    if session.agent_id != agent.pk:
+        raise NotFound("Session not found for this model.", details={"session": session_id})
+    return session
+
+
+async def run_wait(run: Run, *, timeout_s: float) -> Task:
+    """Wait up to ``timeout_s`` seconds for the task to finish; returns the task re-read from
+    the database (terminal, or still active when the time ran out)."""
+    await wait_until_finished(run.task, timeout_s)
+    return await sync_to_async(Task.objects.select_related("session", "agent").get)(pk=run.task.pk)
+
+
+def run_events(run: Run, *, after: int = 0, heartbeat_s: float | None = None) -> EventSubscription:
+    """The task's events from ``after`` on, live, ending after its terminal ``task.status``.
+    Use as ``async with run_events(run) as sub: async for envelope in sub: …`` (``None`` items
+    are heartbeats)."""
+    return EventSubscription(
+        session=run.session, task=run.task, after=after, heartbeat_s=heartbeat_s
+    )
+
+
+async def run_cancel(run: Run, *, reason: str) -> None:
+    """Cancel the task unless it already finished (a client went away, or cancelled)."""
+
+    def _cancel() -> None:
+        task = Task.objects.get(pk=run.task.pk)
+        if task.status not in TERMINAL_STATUSES:
+            task_cancel(task=task, reason=reason)
+
+    with contextlib.suppress(Exception):
+        await sync_to_async(_cancel)()
+
+
+def result_text(task: Task) -> str:
+    """A finished task's answer as text: ``result.text`` (llm), else ``result.stdout`` /
+    ``result.output`` (command, python), else the result as JSON; for a failed task the error
+    message."""
+    result = task.result
+    if isinstance(result, dict):
+        for key in ("text", "output", "stdout"):
+            value = result.get(key)
+            if isinstance(value, str) and value:
+                return value
+    if result not in (None, {}, ""):
+        return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+    if isinstance(task.error, dict):
+        return str(task.error.get("message", ""))
+    return ""
