@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from runtime_project.modes import modules_status
 from sandboxes.registry import get_backend
 from sessions.choices import ACTIVE_STATUSES, SessionStatus
 
@@ -64,7 +65,8 @@ async def _channel_layer() -> dict[str, Any]:
 
 
 async def health(request: HttpRequest) -> JsonResponse:
-    """Status, mode, version, database, channel layer, sandbox tier, executor, sessions.
+    """Status, mode, version, database, channel layer, sandbox tier, executor, sessions, and
+    the server mode with the modules and features this process serves (``server``).
 
     503 when the database or channel layer fails or no sandbox can run tasks.
     """
@@ -94,5 +96,6 @@ async def health(request: HttpRequest) -> JsonResponse:
         },
         "executor": executor,
         "sessions": sessions_info,
+        "server": modules_status(),
     }
     return JsonResponse(body, status=200 if ok else 503)

@@ -267,6 +267,7 @@ SPECTACULAR_SETTINGS = {
         "TeamRoleEnum": "accounts.models.Role",
         "MessageRoleEnum": ["user", "assistant", "tool"],
     },
+    "PREPROCESSING_HOOKS": ["runtime_project.modes.drop_unserved_operations"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "runtime_project.schema.add_stream_endpoints",

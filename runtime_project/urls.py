@@ -1,37 +1,41 @@
+"""The URLconf. Every include is tagged with its feature (runtime_project/modes.py): a process
+answers 404 for the features its ``SERVER_MODE`` and ``*_ENABLED`` flags leave out."""
+
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from runtime_project.health import health
+from runtime_project.modes import feature_include as served
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
     path("health", health, name="health"),
-    path("api/v1/", include("accounts.urls")),
-    path("api/v1/", include("accounts.urls_secrets")),
-    path("api/v1/", include("providers.urls")),
-    path("api/v1/", include("schedules.urls")),
-    path("api/v1/", include("sessions.urls_sharing")),
-    path("api/v1/", include("sessions.urls")),
-    path("api/v1/", include("runtimes.urls")),
-    path("api/v1/", include("debugger.urls")),
+    path("api/v1/", served("accounts", "accounts.urls")),
+    path("api/v1/", served("accounts", "accounts.urls_secrets")),
+    path("api/v1/", served("providers", "providers.urls")),
+    path("api/v1/", served("schedules", "schedules.urls")),
+    path("api/v1/", served("sessions", "sessions.urls_sharing")),
+    path("api/v1/", served("sessions", "sessions.urls")),
+    path("api/v1/", served("runtimes", "runtimes.urls")),
+    path("api/v1/", served("debugger", "debugger.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/", admin.site.urls),
-    path("", include("runtimes.urls_console")),  # /console/…: the browser runtime page
-    path("", include("accounts.oauth_urls")),  # /o/… (OAuth2) and /.well-known/oauth-*
-    # Integrations (integrations/*/urls.py hold their full paths; docs/integrations.md)
-    path("", include("integrations.openai.urls")),  # /v1/models, /v1/chat/completions, …
-    path("", include("integrations.chatgpt.urls")),  # /chatgpt/…, /.well-known/ai-plugin.json
-    path("", include("integrations.alexa.urls")),  # /alexa/{agent}
-    path("", include("integrations.endpoints.urls")),  # /api/agents/{slug}/{endpoint}, docs
-    path("", include("integrations.postman.urls")),  # /api/v1/postman.json
-    path("", include("integrations.webhooks.urls")),  # /api/v1/webhooks…
-    path("", include("integrations.connections.urls")),  # /oauth/connect/…, /api/v1/oauth-…
+    path("", served("runtimes", "runtimes.urls_console")),  # /console/…: browser runtime page
+    path("", served("accounts", "accounts.oauth_urls")),  # /o/… (OAuth2), /.well-known/oauth-*
+    # Integrations (integrations/*/urls.py hold their full paths; docs/integrations/)
+    path("", served("openai", "integrations.openai.urls")),  # /v1/models, /v1/chat/…
+    path("", served("chatgpt", "integrations.chatgpt.urls")),  # /chatgpt/…, ai-plugin.json
+    path("", served("alexa", "integrations.alexa.urls")),  # /alexa/{agent}
+    path("", served("endpoints", "integrations.endpoints.urls")),  # /api/agents/{slug}/…
+    path("", served("postman", "integrations.postman.urls")),  # /api/v1/postman.json
+    path("", served("webhooks", "integrations.webhooks.urls")),  # /api/v1/webhooks…
+    path("", served("connections", "integrations.connections.urls")),  # /oauth/connect/…
 ]
 
 handler404 = "runtime_project.views.not_found"
