@@ -117,6 +117,8 @@ MIDDLEWARE = [
     "runtime_project.staticfiles.StaticFilesMiddleware",  # WhiteNoise, async
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # AGENT_DOMAIN host names; before CommonMiddleware, whose slash redirect reads the urlconf
+    "integrations.endpoints.domains.AgentDomainMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -459,6 +461,10 @@ REST_FRAMEWORK.update(REST_FRAMEWORK_THROTTLING)
 
 # INTEGRATIONS AND SERVER MODES (runtime_project/settings_integrations.py) -----------------------
 from runtime_project.settings_integrations import *  # noqa: E402, F403
+from runtime_project.settings_integrations import AGENT_DOMAIN  # noqa: E402
+
+if AGENT_DOMAIN:  # <slug>.<AGENT_DOMAIN> host names (integrations/endpoints/domains.py)
+    ALLOWED_HOSTS.append("." + AGENT_DOMAIN)
 
 _hooks: list[str] = SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]  # type: ignore[assignment]
 _hooks.append("sessions.apis.shared.add_shared_stream_schema")
