@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class ConnectionsConfig(AppConfig):
     """OAuth2 connections for tools: providers a team registers, users' tokens
-    (docs/integrations.md)."""
+    (docs/integrations/connections.md)."""
 
     name = "integrations.connections"
     label = "connections"

@@ -56,6 +56,7 @@ from sessions.runners.llm.tools import (
     TOOLS,
     call_agent_tool,
     run_builtin,
+    tool_schema,
 )
 from sessions.runners.secrets import SECRETS_SPEC_SCHEMA
 
@@ -333,7 +334,9 @@ class Toolbox:
         self.schemas: dict[str, dict[str, Any]] = {}
         for name in spec.get("tools", []):
             agent_tool = name == "call_agent"
-            self.schemas[name] = call_agent_tool(spec["agents"]) if agent_tool else TOOLS[name]
+            self.schemas[name] = (
+                call_agent_tool(spec["agents"]) if agent_tool else tool_schema(name, spec)
+            )
         for tool in mcp.tools if mcp else []:
             self.schemas[tool["name"]] = tool
         self.approval = set(spec.get("requires_approval", []))

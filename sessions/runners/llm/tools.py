@@ -99,6 +99,9 @@ TOOL_OPTIONS_SCHEMA: dict[str, Any] = {
             "only_hosts": {"type": "array", "items": {"type": "string", "minLength": 1}},
             "max_bytes": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
             "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+            # OAuth connections (integrations/connections) the model may name in `connection`.
+            "connections": {"type": "array", "maxItems": 20, "items": {
+                "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}},
         }},
     },
     "additionalProperties": False,
@@ -114,6 +117,25 @@ def call_agent_tool(agents: list[str]) -> dict[str, Any]:
             "agent": {"enum": agents},
             "input": {"type": "object", "description": "The agent's task input."},
         }},
+    }  # fmt: skip
+
+
+def tool_schema(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The definition of built-in tool ``name`` for an agent with ``spec``: ``http_fetch``
+    takes a ``connection`` (one of ``tool_options.http_fetch.connections``) when it lists any,
+    so the model can only name the connections the agent's author allowed."""
+    schema = TOOLS[name]
+    options = (spec.get("tool_options") or {}).get(name) or {}
+    if name != "http_fetch" or not options.get("connections"):
+        return schema
+    names = list(options["connections"])
+    parameters = schema["parameters"]
+    connection = {"enum": names, "description": "Send the request with the user's OAuth token "
+                  "for this service (only to that service's API hosts)."}  # fmt: skip
+    return {
+        "description": schema["description"] + f" Connections: {', '.join(names)}.",
+        "parameters": {**parameters,
+                       "properties": {**parameters["properties"], "connection": connection}},
     }  # fmt: skip
 
 
@@ -194,10 +216,17 @@ async def run_builtin(ctx: TaskContext, name: str, args: dict[str, Any]) -> str:
 async def _http_fetch(ctx: TaskContext, args: dict[str, Any]) -> str:
     options = _options(ctx, "http_fetch")
     body = args.get("body")
+    headers = dict(args.get("headers") or {})
+    if args.get("connection") is not None:
+        if args["connection"] not in (options.get("connections") or []):
+            raise InvalidInput(f"The connection {args['connection']!r} is not allowed here.")
+        from integrations.connections.runtime import authorize
+
+        headers = await authorize(ctx, name=args["connection"], url=args["url"], headers=headers)
     result = await outbound.fetch(
         args["url"],
         method=args.get("method", "GET"),
-        headers=args.get("headers"),
+        headers=headers,
         body=body.encode() if body is not None else None,
         max_bytes=int(options.get("max_bytes", 200_000)),
         timeout_s=float(options.get("timeout_s", 20.0)),

@@ -119,12 +119,19 @@ async def run_llm_prompt(
     return {"text": reply.text, "json": parsed}
 
 
-async def run_http_request(config: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+async def run_http_request(
+    config: dict[str, Any], inputs: dict[str, Any], ctx: TaskContext | None = None
+) -> dict[str, Any]:
     """One request through the outbound guard; output ``{"status", "headers", "body",
     "json"}``. A status of 400 or more fails the component unless ``fail_on_status`` is
-    false."""
+    false. With ``connection`` the request carries the task user's OAuth token for it
+    (``integrations.connections.runtime``; masked in everything the run emits)."""
     url = render(config["url"], inputs)
     headers = {k: render(v, inputs) for k, v in (config.get("headers") or {}).items()}
+    if config.get("connection"):
+        from integrations.connections.runtime import authorize
+
+        headers = await authorize(ctx, name=config["connection"], url=url, headers=headers)
     body: bytes | None = None
     if "body" in config:
         raw = config["body"]

@@ -266,7 +266,7 @@ class WorkflowRun:
         if kind == "code":
             return Outcome(False, await parts.run_code(ctx, component, inputs, step_id))
         if kind == "http_request":
-            return Outcome(False, await parts.run_http_request(component, inputs))
+            return Outcome(False, await parts.run_http_request(component, inputs, ctx))
         if kind == "agent_call":
             return Outcome(False, await parts.run_agent_call(ctx, component, inputs))
         if kind == "loop":
@@ -360,23 +360,25 @@ class WorkflowRunner(Runner):
             return TaskResult(
                 "failed",
                 usage=usage,
-                error={
-                    "code": "component_failed",
-                    "message": f"Component {component['id']!r} ({component['type']}) failed: "
-                    f"{exc.message}",
-                    "details": {
-                        "component": component["id"],
-                        "type": component["type"],
-                        "step_id": exc.step_id,
-                        **exc.details,
-                    },
-                },
+                error=ctx.mask(
+                    {
+                        "code": "component_failed",
+                        "message": f"Component {component['id']!r} ({component['type']}) failed: "
+                        f"{exc.message}",
+                        "details": {
+                            "component": component["id"],
+                            "type": component["type"],
+                            "step_id": exc.step_id,
+                            **exc.details,
+                        },
+                    }
+                ),  # values learnt during the run (connection tokens) too
             )
         if exc is not None:
             raise exc
         value = graph.result()
         result = value if isinstance(value, dict) else {"value": value}
-        return TaskResult("succeeded", result=result, usage=usage)
+        return TaskResult("succeeded", result=ctx.mask(result), usage=usage)
 
 
 def _all_components(components: list[Any]) -> list[dict[str, Any]]:

@@ -119,6 +119,8 @@ COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
         timeout_s=_TIMEOUT,
         max_bytes={"type": "integer", "minimum": 1, "maximum": 10_000_000},
         fail_on_status={"type": "boolean"},
+        # An OAuth connection of the task's user (integrations/connections): adds its bearer.
+        connection={"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"},
     ),
     "condition": _component(["expression"], expression={"type": "string", "minLength": 1}),
     "loop": _component(
