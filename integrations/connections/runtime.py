@@ -78,12 +78,7 @@ def _mask_from_now_on(ctx: Any, label: str, token: str) -> None:
     masker = ctx.events.masker  # shared with the buffer's stream masker: extend it in place
     if any(value == token for value, _ in masker.patterns):
         return
-    extra = masking.Masker({label: token})
-    merged = dict(masker.patterns)
-    for value, secret_name in extra.patterns:
-        merged.setdefault(value, secret_name)
-    masker.patterns = sorted(merged.items(), key=lambda p: -len(p[0]))
-    masker.longest = max(masker.longest, extra.longest)
+    masker.add(label, token)
     if ctx.session is not None:
         handle = masking.register(ctx.session.pk, {label: token})
         # Unregistered when the run's context goes away (the run is over).

@@ -65,6 +65,16 @@ class Masker:
     def __bool__(self) -> bool:
         return bool(self.patterns)
 
+    def add(self, name: str, value: str) -> None:
+        """Mask ``value`` (and its encoded variants) as ``name`` from now on, in place: used
+        when a run obtains a secret part-way through (an OAuth connection's token), so every
+        holder of this masker (the event buffer, the run context) masks it too."""
+        merged = dict(self.patterns)
+        for variant in _variants(value) if value else []:
+            merged.setdefault(variant, name)
+        self.patterns = sorted(merged.items(), key=lambda p: -len(p[0]))
+        self.longest = len(self.patterns[0][0]) if self.patterns else 0
+
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """Disjoint ``(start, end, name)`` ranges of ``text`` covered by secret values, in
         order; overlapping occurrences are merged (the name is the first one's)."""
