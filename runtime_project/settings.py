@@ -461,7 +461,9 @@ REST_FRAMEWORK.update(REST_FRAMEWORK_THROTTLING)
 
 # INTEGRATIONS AND SERVER MODES (runtime_project/settings_integrations.py) -----------------------
 from runtime_project.settings_integrations import *  # noqa: E402, F403
-from runtime_project.settings_integrations import AGENT_DOMAIN  # noqa: E402
+from runtime_project.settings_integrations import AGENT_DOMAIN, WEBHOOKS_BEAT_SCHEDULE  # noqa: E402
+
+CELERY_BEAT_SCHEDULE.update(WEBHOOKS_BEAT_SCHEDULE)
 
 if AGENT_DOMAIN:  # <slug>.<AGENT_DOMAIN> host names (integrations/endpoints/domains.py)
     ALLOWED_HOSTS.append("." + AGENT_DOMAIN)

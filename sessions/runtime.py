@@ -33,6 +33,11 @@ async def start_runtime() -> None:
 
         global _scheduler
         _scheduler = asyncio.get_running_loop().create_task(run_scheduler(asyncio.Event()))
+        # Outbound webhooks: sent by this process too (Celery tasks + beat in scale-out).
+        from integrations.webhooks.dispatch import run_dispatcher
+
+        global _webhooks
+        _webhooks = asyncio.get_running_loop().create_task(run_dispatcher(asyncio.Event()))
     if settings.TASK_EXECUTOR == "inline":
         await get_executor().start()
     elif settings.TASK_EXECUTOR == "celery":
@@ -50,6 +55,7 @@ async def start_runtime() -> None:
 
 _sweeper = None
 _scheduler = None
+_webhooks = None
 
 
 async def _sweep_forever() -> None:
