@@ -9,6 +9,7 @@ research/stack.md §3) and, as a fallback, on the first connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from typing import Any
@@ -22,7 +23,9 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from integrations.mcp.asgi import is_mcp_path, mcp_asgi_app, mcp_enabled, mcp_shutdown  # noqa: E402
 from runtime_project.auth import BrowserOriginValidator, TokenAuthMiddleware  # noqa: E402
+from runtime_project.modes import admin_port_allows  # noqa: E402
 from sessions.routing import websocket_urlpatterns  # noqa: E402
 from sessions.runtime import start_runtime  # noqa: E402
 
@@ -56,11 +59,33 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await _ensure_started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await mcp_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if not _started:
         await _ensure_started()
+    if not admin_port_allows(scope):  # ADMIN_PORT: the admin there, and only there
+        await _not_served(scope, receive, send)
+        return
+    if scope["type"] == "http" and is_mcp_path(scope["path"]) and mcp_enabled():
+        # MCP Streamable HTTP (the SDK's ASGI app; Django's middleware does not run for it).
+        await mcp_asgi_app(scope, receive, send)
+        return
     await channels_app(scope, receive, send)
+
+
+async def _not_served(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """404 in the API's error shape (HTTP), or close 4404 (WebSocket)."""
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.close", "code": 4404})
+        return
+    body = json.dumps(
+        {"error": {"code": "not_found", "message": "Not served on this port.", "details": {}}}
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 404, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _start_with_reactor() -> None:

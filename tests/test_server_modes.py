@@ -99,3 +99,43 @@ async def _token(user: Any) -> str:
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(factories.make_token)(user)
+
+
+@pytest.mark.transport
+def test_admin_port_serves_the_admin_only_there(transactional_db: Any, tmp_path: Any) -> None:
+    """daphne listens on the API port and ADMIN_PORT (as `make serve` does): the admin answers
+    only on its port, which serves nothing else but /health and static files."""
+    import subprocess
+
+    import httpx
+
+    from tests import procs
+
+    api_port, admin_port = procs.free_port(), procs.free_port()
+    argv = procs.daphne_argv(api_port)
+    argv[-1:-1] = ["-e", f"tcp:port={admin_port}:interface=127.0.0.1"]
+    log = tmp_path / "daphne.log"
+    proc = subprocess.Popen(
+        argv,
+        cwd=procs.ROOT,
+        env=procs.child_env(ADMIN_PORT=admin_port),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        procs.wait_for_port(api_port, proc)
+        procs.wait_for_port(admin_port, proc)
+        api, admin = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{admin_port}"
+
+        assert httpx.get(f"{admin}/admin/login/").status_code == 200
+        assert httpx.get(f"{admin}/health").json()["server"]["admin_port"] == admin_port
+        assert httpx.get(f"{admin}/static/admin/css/base.css").status_code == 200
+        refused = httpx.get(f"{admin}/api/v1/agents")
+        assert refused.status_code == 404
+        assert refused.json()["error"]["code"] == "not_found"
+        assert httpx.post(f"{admin}/mcp", json={}).status_code == 404
+
+        assert httpx.get(f"{api}/admin/login/").status_code == 404
+        assert httpx.get(f"{api}/api/v1/agents").status_code == 401  # served (needs a key)
+    finally:
+        procs.stop(proc)
