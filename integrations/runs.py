@@ -28,7 +28,7 @@ from runtime_project.exceptions import NotFound
 from sessions import selectors
 from sessions.apis.oneshot import wait_until_finished
 from sessions.choices import TERMINAL_STATUSES
-from sessions.models import Agent, Session, Task
+from sessions.models import Agent, Event, Session, Task
 from sessions.services.sessions import session_create
 from sessions.services.tasks import task_cancel, task_create
 from sessions.subscriptions import EventSubscription
@@ -137,13 +137,48 @@ async def run_cancel(run: Run, *, reason: str) -> None:
         await sync_to_async(_cancel)()
 
 
+def task_printed(task: Task, *, max_chars: int) -> str:
+    """What ``task``'s commands printed (its ``process.stdout`` events, in order), at most
+    ``max_chars`` characters: the last ones, where a command's conclusion is. Sync (ORM)."""
+    chunks: list[str] = []
+    size = 0
+    rows = (
+        Event.objects.filter(task=task, type="process.stdout")
+        .order_by("-seq")
+        .values_list("data", flat=True)
+    )
+    for data in rows.iterator(chunk_size=200):
+        text = data.get("text") if isinstance(data, dict) else None
+        if isinstance(text, str):
+            chunks.append(text)
+            size += len(text)
+            if size >= max_chars:
+                break
+    return "".join(reversed(chunks))[-max_chars:]
+
+
+def answer_text(task: Task, *, max_chars: int = 100_000) -> str:
+    """:func:`result_text`, except for a succeeded task whose result has no text (a command:
+    exit code and sizes only): then what it printed (:func:`task_printed`). Sync (ORM)."""
+    result = task.result if isinstance(task.result, dict) else {}
+    has_text = any(isinstance(result.get(k), str) and result.get(k) for k in _TEXT_KEYS)
+    if task.status == "succeeded" and not has_text:
+        printed = task_printed(task, max_chars=max_chars)
+        if printed:
+            return printed
+    return result_text(task)
+
+
+_TEXT_KEYS = ("text", "output", "stdout")
+
+
 def result_text(task: Task) -> str:
     """A finished task's answer as text: ``result.text`` (llm), else ``result.stdout`` /
     ``result.output`` (command, python), else the result as JSON; for a failed task the error
     message."""
     result = task.result
     if isinstance(result, dict):
-        for key in ("text", "output", "stdout"):
+        for key in _TEXT_KEYS:
             value = result.get(key)
             if isinstance(value, str) and value:
                 return value

@@ -28,7 +28,7 @@ from integrations.alexa import selectors, services
 from integrations.alexa.mapping import input_for_intent, slot_values
 from integrations.alexa.models import AlexaSkill
 from integrations.alexa.responses import SPEECH_MAX_CHARS, envelope, speakable
-from integrations.runs import Run, result_text, run_wait
+from integrations.runs import Run, result_text, run_wait, task_printed
 from runtime_project.exceptions import ApplicationError
 from sessions.choices import TERMINAL_STATUSES, TaskStatus
 from sessions.models import Agent, Session, Task
@@ -153,7 +153,7 @@ def answer_text(task: Task) -> str:
     result = task.result if isinstance(task.result, dict) else {}
     if any(isinstance(result.get(k), str) and result.get(k) for k in _RESULT_KEYS):
         return result_text(task)
-    printed = selectors.task_output_text(task=task, max_chars=SPEECH_MAX_CHARS).strip()
+    printed = task_printed(task, max_chars=SPEECH_MAX_CHARS).strip()
     if task.status == TaskStatus.SUCCEEDED:
         if printed:
             return printed

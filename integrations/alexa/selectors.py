@@ -18,7 +18,7 @@ from accounts import access
 from accounts.models import Role
 from integrations.alexa.models import AlexaSkill
 from runtime_project.exceptions import ApplicationError, Forbidden, NotFound
-from sessions.models import Agent, Event, Session, Task
+from sessions.models import Agent, Session
 from sessions.selectors import agent_get, session_list
 
 WRITE_ROLE = Role.MEMBER  # who may create, change and delete a team's skills (and run as self)
@@ -133,23 +133,3 @@ def alexa_session_find(*, skill: AlexaSkill, alexa_session_id: str) -> Session |
         .order_by("-created_at")
         .first()
     )
-
-
-def task_output_text(*, task: Task, max_chars: int) -> str:
-    """What ``task``'s commands printed (its ``process.stdout`` events, in order), at most
-    about ``max_chars`` characters: the last ones (a command's conclusion is at its end)."""
-    chunks: list[str] = []
-    size = 0
-    rows = (
-        Event.objects.filter(task=task, type="process.stdout")
-        .order_by("-seq")
-        .values_list("data", flat=True)
-    )
-    for data in rows.iterator(chunk_size=200):
-        text = data.get("text") if isinstance(data, dict) else None
-        if isinstance(text, str):
-            chunks.append(text)
-            size += len(text)
-            if size >= max_chars:
-                break
-    return "".join(reversed(chunks))[-max_chars:]

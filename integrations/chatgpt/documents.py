@@ -17,9 +17,9 @@ from typing import Any
 from django.conf import settings
 
 from integrations.endpoints.openapi import agent_openapi, operations
-from integrations.runs import result_text
+from integrations.runs import answer_text as runs_answer_text
 from sessions.choices import TERMINAL_STATUSES
-from sessions.models import Agent, Event, Task
+from sessions.models import Agent, Task
 
 MAX_OPERATION_TEXT = 300  # OpenAI: summary/description of an operation
 MAX_PARAMETER_TEXT = 700  # OpenAI: description of a parameter
@@ -232,27 +232,8 @@ def plugin_manifest(*, base_url: str) -> dict[str, Any]:
 
 
 def answer_text(task: Task) -> str:
-    """The text to show for a finished task: :func:`integrations.runs.result_text`, except for
-    a succeeded task whose result has no text (a command: exit code and counts only), whose
-    answer is what it printed (its ``process.stdout`` events, at most ``MAX_PAYLOAD_CHARS``)."""
-    result = task.result
-    has_text = isinstance(result, dict) and any(
-        isinstance(result.get(k), str) and result.get(k) for k in ("text", "output", "stdout")
-    )
-    if task.status == "succeeded" and not has_text:
-        pieces: list[str] = []
-        size = 0
-        events = Event.objects.filter(task=task, type="process.stdout").order_by("seq")
-        for data in events.values_list("data", flat=True).iterator():
-            piece = data.get("text") if isinstance(data.get("text"), str) else data.get("preview")
-            if isinstance(piece, str):
-                pieces.append(piece)
-                size += len(piece)
-            if size > MAX_PAYLOAD_CHARS:
-                break
-        if pieces:
-            return "".join(pieces)
-    return result_text(task)
+    """The text to show for a finished task (:func:`integrations.runs.answer_text`)."""
+    return runs_answer_text(task, max_chars=MAX_PAYLOAD_CHARS)
 
 
 def action_result(task: Task) -> dict[str, Any]:

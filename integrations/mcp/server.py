@@ -10,8 +10,8 @@ that user, so nothing here is shared between callers.
 - while it runs, sends ``notifications/progress`` when the client gave a ``progressToken``
   (``progress`` = events seen so far; ``message`` = the new text: model tokens, process
   output, tool calls, phases), at most one per ``MCP_PROGRESS_INTERVAL_S``,
-- answers the result text (``result_text``; for a result without text, e.g. a command's
-  ``{"exit_code", ...}``, the process output streamed as events), ``isError`` when the task
+- answers the result text (``integrations.runs.answer_text``: for a result without text, e.g.
+  a command's ``{"exit_code", ...}``, what the task printed), ``isError`` when the task
   failed, was cancelled or timed out, or stopped to wait for input, with the task's result as
   ``structuredContent`` when it is an object,
 - cancels the task when the request is cancelled (``notifications/cancelled``, the response
@@ -42,7 +42,7 @@ from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types import INVALID_PARAMS, INVALID_REQUEST
 
 from integrations.mcp import tools
-from integrations.runs import Run, result_text, run_cancel, run_events, run_start
+from integrations.runs import Run, answer_text, run_cancel, run_events, run_start
 from runtime_project.exceptions import ApplicationError
 from sessions.choices import TaskStatus
 from sessions.models import Task
@@ -59,8 +59,6 @@ CLOSED_KEY = "runtime.closed"
 the client went away)."""
 
 _PROGRESS_TEXT_MAX = 1000  # characters of new text per notification
-_OUTPUT_MAX = 200_000  # characters of process output kept for the answer (the tail)
-_TEXT_KEYS = ("text", "output", "stdout")  # result keys result_text answers with
 
 
 _server_stopping = False
@@ -168,15 +166,7 @@ async def _follow(
             f"No result within {limit:g} s; the task was cancelled ({ref}).", is_error=True
         )
     task = await database_sync_to_async(_reload)(run.task.pk)
-    return tools.task_result(task, text=_answer_text(task, follower.output))
-
-
-def _answer_text(task: Task, output: str) -> str:
-    """``result_text`` of the task, unless its result has no text but it printed output."""
-    result = task.result if isinstance(task.result, dict) else {}
-    if output and not any(isinstance(result.get(k), str) and result[k] for k in _TEXT_KEYS):
-        return output
-    return result_text(task)
+    return tools.task_result(task, text=await database_sync_to_async(answer_text)(task))
 
 
 def _reload(pk: int) -> Task:
@@ -239,42 +229,24 @@ async def _stream(progress: _Follower, run: Run) -> bool:
 
 
 class _Follower:
-    """The ``notifications/progress`` of one call (none without a ``progressToken``), and the
-    process output of its task."""
+    """The ``notifications/progress`` of one call (none without a ``progressToken``)."""
 
     def __init__(self, ctx: ServerRequestContext[Any, Any]) -> None:
         self.ctx = ctx
         self.seen = 0
         self.reported = 0
         self.pending: list[str] = []
-        self.printed: list[str] = []
-        self.printed_size = 0
         self.last_sent = 0.0
         self.interval = float(settings.MCP_PROGRESS_INTERVAL_S)
         self.enabled = progress_token_from_params(ctx.params) is not None
 
     async def add(self, envelope: dict[str, Any]) -> None:
         self.seen += 1
-        if envelope["type"] in ("process.stdout", "process.stderr"):
-            self._print(str((envelope.get("data") or {}).get("text") or ""))
         text = _event_text(envelope)
         if text:
             self.pending.append(text)
         if time.monotonic() - self.last_sent >= self.interval:
             await self.flush()
-
-    def _print(self, text: str) -> None:
-        self.printed.append(text)
-        self.printed_size += len(text)
-        if self.printed_size > 2 * _OUTPUT_MAX:  # keep memory bounded: only the tail matters
-            tail = "".join(self.printed)[-_OUTPUT_MAX:]
-            self.printed, self.printed_size = [tail], len(tail)
-
-    @property
-    def output(self) -> str:
-        """What the task's processes printed (stdout and stderr, in order; the last
-        200 000 characters)."""
-        return "".join(self.printed)[-_OUTPUT_MAX:]
 
     async def flush(self) -> None:
         if not self.enabled or self.seen == self.reported:

@@ -110,7 +110,7 @@ def text_result(text: str, *, is_error: bool) -> types.CallToolResult:
 def task_result(task: Task, *, text: str) -> types.CallToolResult:
     """The MCP result of a task that ended, or stopped to wait for input.
 
-    ``text`` is :func:`integrations.runs.result_text` of the task. A task that did not succeed
+    ``text`` is :func:`integrations.runs.answer_text` of the task. A task that did not succeed
     gives ``isError`` with its error message (and its output, when it has some); a waiting task
     names what it waits for and where to answer.
     """
