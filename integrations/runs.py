@@ -22,7 +22,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
+from accounts import access
 from accounts.audit import audit_record
+from accounts.models import ROLE_RANK, Role
 from accounts.selectors import team_for_write
 from runtime_project.exceptions import NotFound
 from sessions import selectors
@@ -42,6 +44,19 @@ class Run:
     task: Task
 
 
+def session_team(*, user: Any, agent: Agent) -> Any:
+    """The team a new session on ``agent`` goes to: the agent's team when the caller may write
+    there, else the caller's default team (a public agent of another team).
+
+    Raises:
+        NotFound, Forbidden: the caller has no team to write in (as ``team_for_write``).
+    """
+    role = access.role_in(user, agent.team_id)
+    if role is not None and ROLE_RANK[role] >= ROLE_RANK[Role.MEMBER]:
+        return agent.team
+    return team_for_write(user=user, team_id=None)
+
+
 def run_start(
     *,
     user: Any,
@@ -59,7 +74,7 @@ def run_start(
     """Queue a task on ``agent`` for ``user`` (sync; call through ``sync_to_async``).
 
     ``session``: continue that session (it must be on ``agent``); else a new session is
-    created in the credential's team. ``integration`` (``openai``, ``mcp``, ``chatgpt``,
+    created in :func:`session_team`. ``integration`` (``openai``, ``mcp``, ``chatgpt``,
     ``alexa``, ``endpoint``) is recorded in the session metadata, the task config and the audit
     log.
 
@@ -71,10 +86,9 @@ def run_start(
     config = {**(config or {}), "integration": integration}
     with transaction.atomic():  # a refused task must not leave an empty session behind
         if session is None:
-            team = team_for_write(user=user, team_id=None)
             session = session_create(
                 owner=user,
-                team=team,
+                team=session_team(user=user, agent=agent),
                 agent=agent,
                 name=session_name,
                 metadata={**(session_metadata or {}), "integration": integration},
@@ -111,7 +125,9 @@ def session_for_continuation(*, user: Any, agent: Agent, session_id: str) -> Ses
 
 async def run_wait(run: Run, *, timeout_s: float) -> Task:
     """Wait up to ``timeout_s`` seconds for the task to finish; returns the task re-read from
-    the database (terminal, or still active when the time ran out)."""
+    the database (terminal, or still active when the time ran out). A task ``waiting`` for an
+    answer (``ask_user``) is still active: callers that answer questions follow
+    :func:`run_events` instead."""
     await wait_until_finished(run.task, timeout_s)
     return await sync_to_async(Task.objects.select_related("session", "agent").get)(pk=run.task.pk)
 
