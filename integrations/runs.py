@@ -49,10 +49,12 @@ def session_team(*, user: Any, agent: Agent) -> Any:
     there, else the caller's default team (a public agent of another team).
 
     Raises:
+        Forbidden: a viewer of the agent's team (a private agent: viewers may not start runs).
         NotFound, Forbidden: the caller has no team to write in (as ``team_for_write``).
     """
     role = access.role_in(user, agent.team_id)
-    if role is not None and ROLE_RANK[role] >= ROLE_RANK[Role.MEMBER]:
+    if role is not None and (ROLE_RANK[role] >= ROLE_RANK[Role.MEMBER] or not agent.is_public):
+        access.require_role(user, agent.team_id, Role.MEMBER, what="Agent")
         return agent.team
     return team_for_write(user=user, team_id=None)
 

@@ -265,6 +265,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SessionStatusEnum": "sessions.choices.SessionStatus",
         "TaskStatusEnum": "sessions.choices.TaskStatus",
+        "AgentKindEnum": "sessions.choices.AgentKind",  # agents' and steps' "kind" differ
         # Team roles and chat message roles are both "role" fields.
         "TeamRoleEnum": "accounts.models.Role",
         "MessageRoleEnum": ["user", "assistant", "tool"],

@@ -46,6 +46,15 @@ FUNCTION_VIEW_METHODS = {
     "session_event_stream": ["GET"],
     "task_event_stream": ["GET"],
     "shared_event_stream": ["GET"],
+    "models_list": ["GET"],
+    "models_detail": ["GET"],
+    "chat_completions": ["POST"],
+    "responses_create": ["POST"],
+    "unknown_route": ["GET"],
+    "logo": ["GET"],
+    "alexa_endpoint": ["POST"],
+    "connect": ["GET"],
+    "callback": ["GET"],
 }
 
 
@@ -199,6 +208,48 @@ class World:
             "credential_id": str(credential.uuid),
             "schedule_id": str(schedule.uuid),
             "artifact_id": str(artifact.uuid),
+            **self._integration_params(),
+        }
+
+    def _integration_params(self) -> dict[str, str]:
+        """Objects of the integrations: an async endpoint on the agent, an Alexa skill, a
+        webhook with a delivery, an OAuth provider with the owner's connection."""
+        from integrations.alexa.services import alexa_skill_create
+        from integrations.connections.oauth import TokenSet
+        from integrations.connections.services import connection_store, provider_create
+        from integrations.webhooks.services import endpoint_create, ping_create
+        from sessions.services.agents import agent_update
+
+        agent_update(
+            agent=self.agent, user=self.owner, endpoints=[{"name": "ping", "mode": "async"}]
+        )
+        skill = alexa_skill_create(
+            owner=self.owner, team=self.team, agent=self.agent, name="Echo",
+            application_id="amzn1.ask.skill.00000000-0000-0000-0000-000000000000",
+        )  # fmt: skip
+        webhook, _ = endpoint_create(
+            team=self.team, user=self.owner, url="https://93.184.215.14/hooks",
+            event_types=["task.succeeded"],
+        )  # fmt: skip
+        delivery = ping_create(endpoint=webhook, due_in_s=3600)
+        provider = provider_create(
+            user=self.owner, team=self.team, name="github", client_id="id",
+            authorize_url="https://93.184.215.14/authorize", token_url="https://93.184.215.14/token",
+        )  # fmt: skip
+        connection = connection_store(
+            provider=provider, user=self.owner, tokens=TokenSet(access_token="t0k3n")
+        )
+        return {
+            "slug": "echo",
+            "agent": "echo",
+            "endpoint": "ping",
+            "model": "echo",
+            "provider": "github",
+            "skill_id": str(skill.uuid),
+            "webhook_id": str(webhook.uuid),
+            "delivery_id": str(delivery.uuid),
+            "provider_id": str(provider.uuid),
+            "connection_id": str(connection.uuid),
         }
 
     def reset_files(self) -> None:
@@ -231,6 +282,7 @@ class World:
 def world(settings: Any, tmp_path: Any) -> World:
     settings.SHARE_PROVIDER_URL = ""
     settings.SANDBOX_BACKEND = "fake"  # sandbox start/exec succeed without real processes
+    settings.CHATGPT_MAX_WAIT_S = 0.2  # actions wait for a task no executor runs here
     return World()
 
 
