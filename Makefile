@@ -23,7 +23,7 @@ setup: ## install system packages, uv, the locked .venv and the sandbox toolchai
 serve: setup ## migrate, create the admin and demo data, serve on HOST:PORT (default 127.0.0.1:8000)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap --host $(HOST) --port $(PORT)
-	exec .venv/bin/daphne -b $(HOST) -p $(PORT) $(if $(ADMIN_PORT),-e tcp:port=$(ADMIN_PORT):interface=$(HOST)) runtime_project.asgi:application
+	exec .venv/bin/daphne -b $(HOST) -p $(PORT)$(if $(ADMIN_PORT), -e tcp:port=$(ADMIN_PORT):interface=$(HOST)) runtime_project.asgi:application
 
 # scripts/test.sh turns "no tests collected" (pytest exit 5) into a visible failure.
 test: setup ## run the test suite (make test PYTEST_ARGS='-k events -x')

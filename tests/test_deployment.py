@@ -234,6 +234,11 @@ def test_make_targets_run_setup_then_the_right_commands():
         ".venv/bin/python manage.py bootstrap --host 0.0.0.0 --port 9999",
         "exec .venv/bin/daphne -b 0.0.0.0 -p 9999 runtime_project.asgi:application",
     ]
+    with_admin_port = dry_run("serve", "HOST=0.0.0.0", "PORT=9999", "ADMIN_PORT=9998")
+    assert with_admin_port[-1] == (
+        "exec .venv/bin/daphne -b 0.0.0.0 -p 9999 -e tcp:port=9998:interface=0.0.0.0 "
+        "runtime_project.asgi:application"
+    )
     test = dry_run("test", "PYTEST_ARGS=-k events -x")
     assert "scripts/setup.sh" in test[0]
     assert test[1:] == ["bash scripts/test.sh -k events -x"]

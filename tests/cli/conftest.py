@@ -25,7 +25,7 @@ __all__ = ["api_token", "api_user"]
 RUNTIME = ROOT / "bin" / "runtime"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped with the package: its executor claims queued tasks
 def server(
     django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DaphneServer]:

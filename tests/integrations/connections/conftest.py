@@ -17,7 +17,7 @@ LOOPBACK = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped with the package: its executor claims queued tasks
 def _shared_daphne(
     django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any
 ) -> Iterator[DaphneServer]:
