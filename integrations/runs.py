@@ -26,7 +26,7 @@ from accounts import access
 from accounts.audit import audit_record
 from accounts.models import ROLE_RANK, Role
 from accounts.selectors import team_for_write
-from runtime_project.exceptions import NotFound
+from runtime_project.exceptions import Conflict, NotFound
 from sessions import selectors
 from sessions.apis.oneshot import wait_until_finished
 from sessions.choices import TERMINAL_STATUSES
@@ -80,11 +80,29 @@ def run_start(
     ``alexa``, ``endpoint``) is recorded in the session metadata, the task config and the audit
     log.
 
+    ``idempotency_key``: a retry with a key ``user`` already used returns that earlier run
+    (no new session, no new task), as ``POST /sessions/{id}/tasks`` does.
+
     Raises:
         InvalidInput: the input does not match the agent's input schema.
         NotFound: the agent is not usable by ``user``.
-        Conflict, TooManyRequests: as :func:`sessions.services.tasks.task_create`.
+        Conflict: ``idempotency_key_reused`` for a key used on another agent; else as
+            :func:`sessions.services.tasks.task_create` (with TooManyRequests).
     """
+    if idempotency_key:
+        earlier = (
+            Task.objects.select_related("session", "agent")
+            .filter(created_by=user, idempotency_key=idempotency_key)
+            .first()
+        )
+        if earlier is not None:
+            if earlier.agent_id != agent.pk:
+                raise Conflict(
+                    "This Idempotency-Key was used for another agent.",
+                    code="idempotency_key_reused",
+                    details={"task": str(earlier.uuid)},
+                )
+            return Run(session=earlier.session, task=earlier)
     config = {**(config or {}), "integration": integration}
     with transaction.atomic():  # a refused task must not leave an empty session behind
         if session is None:

@@ -103,6 +103,26 @@ def test_an_async_endpoint_answers_202_with_the_task_location(api_client, greete
     assert api_client.get(response["Location"]).json()["status"] == "queued"
 
 
+def test_a_retry_with_the_same_idempotency_key_returns_the_first_run(api_client, greeter):
+    def call(key: str) -> dict:
+        response = api_client.post(
+            "/api/agents/greeter/nap", {"args": ["1"]}, format="json", HTTP_IDEMPOTENCY_KEY=key
+        )
+        assert response.status_code == 202, response.content
+        return response.json()
+
+    first, retry, other = call("k-1"), call("k-1"), call("k-2")
+
+    assert retry["task"]["id"] == first["task"]["id"]
+    assert retry["session"]["id"] == first["session"]["id"]
+    assert other["task"]["id"] != first["task"]["id"]
+    assert Task.objects.filter(agent=greeter).count() == 2
+    too_long = api_client.post(
+        "/api/agents/greeter/nap", {"args": ["1"]}, format="json", HTTP_IDEMPOTENCY_KEY="k" * 256
+    )
+    assert too_long.status_code == 400
+
+
 def test_prefer_respond_async_and_wait_zero_do_not_wait(api_client, greeter):
     prefer = api_client.post(
         "/api/agents/greeter/greet", {"args": ["x"]}, format="json", HTTP_PREFER="respond-async"
