@@ -110,9 +110,11 @@ INSTALLED_APPS = [
     "integrations.webhooks.apps.WebhooksConfig",
     "integrations.alexa.apps.AlexaConfig",
     "integrations.connections.apps.ConnectionsConfig",
+    "observability.apps.ObservabilityConfig",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
     "django.middleware.security.SecurityMiddleware",
     "runtime_project.staticfiles.StaticFilesMiddleware",  # WhiteNoise, async
     "corsheaders.middleware.CorsMiddleware",
@@ -125,6 +127,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "runtime_project.middleware.SecurityHeadersMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # last (docs/observability.md)
 ]
 
 # Django's default hashers, PBKDF2 first; a deployment may put Argon2 first (argon2-cffi).
@@ -471,3 +474,9 @@ if AGENT_DOMAIN:  # <slug>.<AGENT_DOMAIN> host names (integrations/endpoints/dom
 
 _hooks: list[str] = SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]  # type: ignore[assignment]
 _hooks.append("sessions.apis.shared.add_shared_stream_schema")
+
+# METRICS AND LOG FORMAT (runtime_project/settings_observability.py, docs/observability.md) -----
+from runtime_project.settings_observability import *  # noqa: E402, F403
+from runtime_project.settings_observability import with_log_format  # noqa: E402
+
+LOGGING = with_log_format(LOGGING)

@@ -8,12 +8,14 @@ from django.urls import path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from observability.views import metrics
 from runtime_project.health import health
 from runtime_project.modes import feature_include as served
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
     path("health", health, name="health"),
+    path("metrics", metrics, name="metrics"),  # core: Prometheus (docs/observability.md)
     path("api/v1/", served("accounts", "accounts.urls")),
     path("api/v1/", served("accounts", "accounts.urls_secrets")),
     path("api/v1/", served("providers", "providers.urls")),

@@ -27,6 +27,7 @@ from django.conf import settings
 from accounts import access
 from accounts.audit import audit_record
 from accounts.models import Scope
+from observability.metrics import websocket_closed, websocket_opened
 from runtime_project.exceptions import (
     ApplicationError,
     Conflict,
@@ -69,6 +70,7 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
             protocol.PROTOCOL if protocol.PROTOCOL in offered else (offered[0] if offered else None)
         )
         await self.accept(subprotocol=chosen)
+        websocket_opened(self)  # agent_runtime_websocket_connections
         self.assigned: set[str] = set()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -253,6 +255,7 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
                 return
 
     async def disconnect(self, code: int) -> None:
+        websocket_closed(self)
         if self.heartbeat is not None:
             self.heartbeat.cancel()
         if self.runtime is None or self.session is None:

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from observability.metrics import observe_sandbox_start
 from runtime_project.exceptions import InvalidInput
 from sandboxes.base import (
     Execution,
@@ -141,6 +142,7 @@ async def sandbox_ensure(*, session: Session, spec: SandboxSpec, emit: Emit | No
         started = time.monotonic()
         info = await backend.create(spec)
     duration_ms = round((time.monotonic() - started) * 1000, 1)
+    observe_sandbox_start(info.backend, duration_ms / 1000)  # observability/metrics.py
     await sync_to_async(_record_start)(session.pk, info)
     if emit is not None:
         emit(

@@ -33,6 +33,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from accounts import access
 from accounts.audit import audit_record
 from accounts.models import Role, Scope
+from observability.metrics import websocket_closed, websocket_opened
 from runtime_project.exceptions import ApplicationError, InvalidInput, error_body
 from runtime_project.throttling import WebSocketConnectThrottle, retry_after_s
 from sessions.choices import MultitaskStrategy, TaskType
@@ -86,6 +87,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         offered = self.scope.get("subprotocols") or []
         chosen = PROTOCOL if PROTOCOL in offered else (offered[0] if offered else None)
         await self.accept(subprotocol=chosen)
+        websocket_opened(self)  # agent_runtime_websocket_connections
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self._fail(
@@ -162,6 +164,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                 )
 
     async def disconnect(self, code: int) -> None:
+        websocket_closed(self)
         if self.pump is not None:
             self.pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Any
 
+import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
@@ -76,11 +77,14 @@ async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | No
     produces (``sessions.runners.secrets``).
     """
     secrets = RunSecrets()
-    try:
-        return await _run_with_secrets(task, worker=worker, control=control, secrets=secrets)
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(secrets.close())
+    # task_id/session_id on every JSON log line of the run (observability/logs.py)
+    ids = {"task_id": str(task.uuid), "session_id": str(task.session.uuid)}
+    with structlog.contextvars.bound_contextvars(**ids):
+        try:
+            return await _run_with_secrets(task, worker=worker, control=control, secrets=secrets)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(secrets.close())
 
 
 async def _run_with_secrets(

@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from observability.metrics import count_events
 from sessions.broadcast import publish_events
 from sessions.models import Event, Session
 from sessions.services import masking
@@ -159,6 +160,7 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
             for e, d in zip(events, drafts, strict=True)
         ]
         transaction.on_commit(lambda: publish_events(session_uuid, envelopes))
+    count_events(events)  # agent_runtime_events_total (observability/metrics.py)
     return events
 
 

@@ -109,6 +109,7 @@ EXPECTED: dict[str, str] = {
     "GET /chatgpt/tasks/<str:task_id>/result": "401 401 401 403 401 404 200 200 200",
     "GET /console/sessions/<uuid:session_id>/runtime/": "302 302 302 302 302 302 302 302 302",
     "GET /health": "200 200 200 200 200 200 200 200 200",
+    "GET /metrics": "200 200 200 200 200 200 200 200 200",
     "GET /o/authorize/": "302 302 302 302 302 302 302 302 302",
     "GET /o/introspect/": "403 403 403 403 403 403 403 403 403",
     "GET /o/login/": "200 200 200 200 200 200 200 200 200",

@@ -55,6 +55,7 @@ FUNCTION_VIEW_METHODS = {
     "alexa_endpoint": ["POST"],
     "connect": ["GET"],
     "callback": ["GET"],
+    "metrics": ["GET"],
 }
 
 
