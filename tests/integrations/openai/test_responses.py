@@ -41,7 +41,9 @@ def test_responses_create_continue_and_stream(oai: Env) -> None:
         {"role": "user", "content": "What did I say?"},
     ]
 
-    oai.llm.add(Turn(chunks=["Str", "eamed."], delay_s=0.05))
+    # Chunks far enough apart that the event buffer (which coalesces a stream's chunks for a few
+    # ms) keeps them apart even on a busy machine.
+    oai.llm.add(Turn(chunks=["Str", "eamed."], delay_s=0.3))
     events = list(client.responses.create(
         model="chatty", input="Stream it.", stream=True, previous_response_id=second.id,
     ))  # fmt: skip
