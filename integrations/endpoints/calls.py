@@ -24,7 +24,7 @@ from integrations.runs import Run, run_start, run_wait
 from runtime_project.exceptions import InvalidInput, NotFound
 from runtime_project.modes import serves
 from sessions import selectors
-from sessions.apis.tasks import IDEMPOTENCY_KEY_MAX
+from sessions.apis.tasks import idempotency_key
 from sessions.models import Agent, Task
 
 
@@ -181,21 +181,6 @@ def start_operation(
         idempotency_key=idempotency_key(request),
         request=request,
     )
-
-
-def idempotency_key(request: Any) -> str | None:
-    """The request's ``Idempotency-Key`` header (a retry returns the earlier run).
-
-    Raises:
-        InvalidInput: longer than the tasks API allows.
-    """
-    key = request.headers.get("Idempotency-Key") or None
-    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
-        raise InvalidInput(
-            "The Idempotency-Key header is too long.",
-            details={"fields": {"Idempotency-Key": [f"max {IDEMPOTENCY_KEY_MAX} characters"]}},
-        )
-    return key
 
 
 async def serve_run(

@@ -57,6 +57,22 @@ SSE_DESCRIPTION = (
 )
 
 
+def idempotency_key(request: Any) -> str | None:
+    """The request's ``Idempotency-Key`` header, or None (a retry with a used key answers for
+    the earlier task; also read by agent endpoints and ChatGPT actions).
+
+    Raises:
+        InvalidInput: longer than ``IDEMPOTENCY_KEY_MAX`` characters.
+    """
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+        raise InvalidInput(
+            "The Idempotency-Key header is too long.",
+            details={"fields": {"Idempotency-Key": [f"max {IDEMPOTENCY_KEY_MAX} characters"]}},
+        )
+    return key
+
+
 class TaskOutputSerializer(serializers.Serializer):
     class AgentRefSerializer(serializers.Serializer):
         id = serializers.UUIDField(source="uuid")
@@ -222,12 +238,7 @@ class TaskCreateApi(APIView):
         session = selectors.session_get(
             user=request.user, session_id=session_id, for_write=writes(request)
         )
-        key = request.headers.get("Idempotency-Key") or None
-        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
-            raise InvalidInput(
-                "The Idempotency-Key header is too long.",
-                details={"fields": {"Idempotency-Key": [f"max {IDEMPOTENCY_KEY_MAX} characters"]}},
-            )
+        key = idempotency_key(request)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
