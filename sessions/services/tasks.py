@@ -32,6 +32,7 @@ from sessions.runners import get_runner_class
 from sessions.services.events import event_append
 from sessions.services.limits import task_admit
 from sessions.services.locks import lock_sessions, lock_tasks
+from sessions.services.task_config import task_config_check
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def task_create(
     runner_cls = get_runner_class(agent.kind)
     runner_cls.validate_input(input, agent.input_schema or None)
     runner_cls.validate_config(config)
+    task_config_check(session=session, user=user, config=config)
     timeout_s = config.get("timeout_s", settings.TASK_DEFAULT_TIMEOUT_S)
     if not isinstance(timeout_s, int | float) or not 0 < timeout_s <= settings.TASK_MAX_TIMEOUT_S:
         raise InvalidInput(

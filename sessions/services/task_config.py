@@ -1,0 +1,18 @@
+"""Checks of a task's ``config`` that do not depend on the agent kind (the kind's own keys are
+checked by ``Runner.validate_config``): the debugger's ``debug`` key and the team's model
+access. Called by ``task_create`` for every new task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def task_config_check(*, session: Any, user: Any, config: dict[str, Any]) -> None:
+    """Raise ``InvalidInput`` (400) or ``PermissionDenied`` (403) when ``config`` asks for what
+    the task may not have: a malformed ``debug`` object (``debugger.config``), or a model
+    outside the set the session's team may use (``providers.access``)."""
+    from debugger.config import debug_config_validate
+    from providers.access import task_model_check
+
+    debug_config_validate(config)
+    task_model_check(session=session, user=user, config=config)
