@@ -1,10 +1,15 @@
-"""Step reads: a task's trace as a flat list (ordered by start) or as a tree."""
+"""Debugger reads: a task's trace as a flat list (ordered by start) or as a tree, and
+breakpoints and debugger commands. Callers pass objects they already checked access to."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from debugger.models import Step
+from django.db.models import Q
+
+from debugger.models import Breakpoint, DebugCommand, Step
+from runtime_project.exceptions import NotFound
 
 
 def step_list(*, task: Any) -> list[Step]:
@@ -30,3 +35,36 @@ def step_tree(*, task: Any) -> list[Step]:
         else:
             parent.tree_children.append(step)  # type: ignore[attr-defined]
     return roots
+
+
+def breakpoint_list(*, agent: Any = None, task: Any = None) -> list[Breakpoint]:
+    """The breakpoints of ``agent`` or ``task`` (one the caller may read), oldest first."""
+    found = Breakpoint.objects.select_related("agent", "task")
+    found = found.filter(agent=agent) if agent is not None else found.filter(task=task)
+    return list(found.order_by("created_at", "id"))
+
+
+def breakpoint_list_for_task(*, task: Any) -> list[Breakpoint]:
+    """The breakpoints a run of ``task`` honours: its own and its agent's, oldest first."""
+    found = Breakpoint.objects.select_related("agent", "task")
+    found = found.filter(Q(task=task) | Q(agent_id=task.agent_id))
+    return list(found.order_by("created_at", "id"))
+
+
+def breakpoint_get(*, breakpoint_id: Any, agent: Any = None, task: Any = None) -> Breakpoint:
+    """One breakpoint of ``agent`` or ``task``. Raises NotFound (404) otherwise."""
+    try:
+        key = uuid.UUID(str(breakpoint_id))
+    except ValueError:
+        raise NotFound("No such breakpoint.") from None
+    scope = {"agent": agent} if agent is not None else {"task": task}
+    found = Breakpoint.objects.filter(uuid=key, **scope).select_related("agent", "task").first()
+    if found is None:
+        raise NotFound("No such breakpoint.")
+    return found
+
+
+def debug_command_list(*, task: Any, limit: int = 50) -> list[DebugCommand]:
+    """The last ``limit`` debugger commands sent to ``task``, oldest first."""
+    found = DebugCommand.objects.filter(task=task).select_related("created_by")
+    return list(reversed(found.order_by("-created_at", "-id")[:limit]))

@@ -18,6 +18,7 @@ Events → steps (``step_id``, kind):
 * ``process.started``/``process.exit`` → ``process-<id>`` (``command``), under ``step_id``
   when a workflow component ran it.
 * ``tool.call``/``tool.result`` → ``tool-<call_id>`` (``tool``).
+* ``llm.request`` (debug runs) → the whole input (messages, tools) of ``llm-<step>``.
 * ``message.completed`` (no ``step_id``/``cell``) → the output of the open llm step;
   ``usage`` with ``step`` closes ``llm-<step>`` with its tokens and cost; with ``step_id`` or
   ``cell`` it adds tokens and cost to that component or cell.
@@ -43,7 +44,7 @@ STEP_EVENT_TYPES = frozenset(
     {
         "task.status", "step.started", "step.finished", "cell.started", "cell.finished",
         "output.error", "process.started", "process.exit", "tool.call", "tool.result",
-        "message.completed", "usage",
+        "message.completed", "usage", "llm.request",
     }
 )  # fmt: skip
 _CELL_STATUS = {"ok": StepStatus.SUCCEEDED, "error": StepStatus.FAILED,
@@ -270,7 +271,7 @@ class _Projection:
 
     @staticmethod
     def component_facts(data: dict[str, Any]) -> dict[str, Any]:
-        return {k: data[k] for k in ("type", "iteration") if k in data}
+        return {k: data[k] for k in ("type", "iteration", "replayed") if k in data}
 
     def on_cell_started(self, event: Event, data: dict[str, Any]) -> None:
         cell = data.get("cell")
@@ -318,7 +319,7 @@ class _Projection:
                    duration_ms=_int(data.get("duration_ms")))  # fmt: skip
 
     def on_tool_call(self, event: Event, data: dict[str, Any]) -> None:
-        facts = {"requires_approval": True} if data.get("requires_approval") else {}
+        facts = {k: True for k in ("requires_approval", "replayed", "edited") if data.get(k)}
         self.open(event, f"tool-{data.get('call_id')}", StepKind.TOOL, str(data.get("name")),
                   input=self.field(event, "arguments"), metadata=facts)  # fmt: skip
 
@@ -337,6 +338,13 @@ class _Projection:
         if "step_id" in data or "cell" in data:
             return  # a workflow component's or an AI cell's call: its own step has the output
         assert event.task_id is not None
+        if data.get("replayed") and _int(data.get("step")) is not None:
+            # A fork's copy of a recorded model call (debugger.replay): done when it appears.
+            value = {k: data[k] for k in ("text", "tool_calls") if data.get(k) is not None}
+            self.close(event, f"llm-{data['step']}", StepStatus.SUCCEEDED, kind=StepKind.LLM,
+                       name=self.model_name(event.task_id), output=self.stored(event, value,
+                       "output"), metadata={"replayed": True})  # fmt: skip
+            return
         step = (
             Step.objects.filter(task_id=event.task_id, kind=StepKind.LLM,
                                 status=StepStatus.RUNNING)
@@ -347,6 +355,15 @@ class _Projection:
             step.output = self.stored(event, value, "output")
             step.save(update_fields=["output", "updated_at"])
             self.steps[(step.task_id, step.step_id)] = step
+
+    def on_llm_request(self, event: Event, data: dict[str, Any]) -> None:
+        """A debug run's whole model input (``{step, model, messages, tools}``)."""
+        assert event.task_id is not None
+        step = self.step(event.task_id, f"llm-{data.get('step')}")
+        if step is not None:
+            value = {k: data[k] for k in ("messages", "tools") if k in data}
+            step.input = self.stored(event, value, "input")
+            step.save(update_fields=["input", "updated_at"])
 
     def on_usage(self, event: Event, data: dict[str, Any]) -> None:
         assert event.task_id is not None

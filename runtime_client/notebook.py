@@ -178,6 +178,7 @@ class AICellError(Exception):
 
 
 AI = Callable[[int, str], Awaitable[dict[str, Any]]]
+BeforeCell = Callable[[int, str, str], Awaitable[str]]  # (index, code, language) -> code
 
 
 async def run_ai_cell(ai: AI, prompt: str, cell: int, emit: Emit) -> dict[str, Any]:
@@ -257,8 +258,11 @@ async def run_python_task(
     write_file: Callable[[str, bytes], None] | None = None,
     sql: dict[str, Any] | None = None,
     ai: AI | None = None,
+    before_cell: BeforeCell | None = None,
 ) -> dict[str, Any]:
     """Run a ``python`` task (see the module docstring) and return its outcome dict.
+    ``before_cell(index, code, language)`` is awaited before each cell and returns the code to
+    run (the server's debugger pauses there and may edit a python cell).
     ``sql`` configures SQL cells (see :func:`cells_of`), ``ai`` runs AI cells (see
     :func:`run_ai_cell`; without it an AI cell fails the task with ``invalid_input``).
 
@@ -313,6 +317,8 @@ async def run_python_task(
     for index, (code, source, language) in cells:
         if cancel.is_set():
             break
+        if before_cell is not None:
+            code = await before_cell(index, code, language)
         try:
             if language == "ai":
                 assert ai is not None

@@ -272,6 +272,7 @@ SPECTACULAR_SETTINGS = {
         # Team roles and chat message roles are both "role" fields.
         "TeamRoleEnum": "accounts.models.Role",
         "MessageRoleEnum": ["user", "assistant", "tool"],
+        "ModelAccessModeEnum": "providers.models.ModelAccessMode",  # vs oneshot's "mode"
     },
     "PREPROCESSING_HOOKS": ["runtime_project.modes.drop_unserved_operations"],
     "POSTPROCESSING_HOOKS": [
@@ -304,6 +305,12 @@ ONESHOT_MAX_WAIT_S = _typed("ONESHOT_MAX_WAIT_S", float, 600.0)
 TASK_WAIT_TIMEOUT_S = _typed("TASK_WAIT_TIMEOUT_S", float, 24 * 3600.0)
 # call_agent: how deep agents may call agents (a child of a child of a task is depth 2).
 LLM_MAX_AGENT_DEPTH = _typed("LLM_MAX_AGENT_DEPTH", int, 3)
+# Debug runs (docs/debugger.md): how long a pause at a breakpoint lasts unattended, and what
+# happens then (``continue`` or ``abort``). The task's timeout clock stops while it is paused.
+DEBUG_PAUSE_TIMEOUT_S = _typed("DEBUG_PAUSE_TIMEOUT_S", float, 600.0)
+DEBUG_PAUSE_TIMEOUT_ACTION = _choice(
+    "DEBUG_PAUSE_TIMEOUT_ACTION", "continue", {"continue", "abort"}
+)
 
 # CELERY (TASK_EXECUTOR=celery; runtime_project/celery.py) -----------------------------------
 # The broker carries task ids only; the database row stays the truth (a message for a task that
@@ -427,6 +434,11 @@ CREDENTIALS_ENCRYPTION_KEYS: list[str] = _credential_keys()
 # The model catalogue listed by GET /api/v1/models next to the agents' models (JSON list of
 # {"id", "provider", "base_url"?, "pricing"?: {"prompt_per_mtok", "completion_per_mtok"}}, USD).
 LLM_MODELS: list[dict[str, Any]] = _llm_models()
+# Team model access (docs/models.md): the models a team without its own policy may use, as
+# names or globs ("gpt-4o*"), comma-separated; empty or "*": every model.
+TEAM_MODELS_DEFAULT = [
+    name.strip() for name in os.environ.get("TEAM_MODELS_DEFAULT", "").split(",") if name.strip()
+]
 
 # SCHEDULES -------------------------------------------------------------------------------------
 # Cron schedules (docs/schedules.md). SCHEDULER_ENABLED starts the embedded scheduler loop in the

@@ -40,7 +40,8 @@ def events_message(envelopes: list[dict[str, Any]]) -> dict[str, Any]:
     return message
 
 
-def _send(group: str, message: dict[str, Any]) -> None:
+def send_group(group: str, message: dict[str, Any]) -> None:
+    """Send ``message`` to the channel-layer ``group``; a failed send is logged, not raised."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -54,11 +55,12 @@ def _send(group: str, message: dict[str, Any]) -> None:
 def publish_events(session_uuid: Any, envelopes: list[dict[str, Any]]) -> None:
     """Publish a committed batch to the session group (call from ``transaction.on_commit``)."""
     if envelopes:
-        _send(session_group(session_uuid), events_message(envelopes))
+        send_group(session_group(session_uuid), events_message(envelopes))
 
 
 def notify_executor(message_type: str, task_uuid: Any) -> None:
-    """Wake the executor(s): ``task.queued`` or ``task.cancel`` for ``task_uuid``.
+    """Wake the executor(s): ``task.queued``, ``task.cancel`` or ``task.debug`` (a debugger
+    command is waiting, ``debugger.debugging``) for ``task_uuid``.
 
     With ``TASK_EXECUTOR=celery`` a queued task becomes a broker message instead
     (``sessions.dispatch``); a cancel also goes to the task's control group, which the process
@@ -69,8 +71,8 @@ def notify_executor(message_type: str, task_uuid: Any) -> None:
         dispatch_task(task_uuid)
         return
     message = {"type": message_type, "task_id": str(task_uuid)}
-    _send(EXECUTOR_GROUP, message)
-    if message_type == "task.cancel":
+    send_group(EXECUTOR_GROUP, message)
+    if message_type in ("task.cancel", "task.debug"):
         from sessions.dispatch import task_control_group
 
-        _send(task_control_group(task_uuid), message)
+        send_group(task_control_group(task_uuid), message)

@@ -7,7 +7,8 @@ streams), ``{"type": "task.created", "request_id", "task"}``, ``{"type": "task.c
 ``{"type": "pong"}`` and ``{"type": "error", "request_id", "error": {"code", "message",
 "details"}}``. Client → server (session streams): ``task.create`` (same fields as the REST
 body, plus ``request_id``), ``task.cancel`` (``task_id``), ``ping``; write frames need the
-``tasks:write`` scope and the member role.
+``tasks:write`` scope and the member role. Task streams take ``task.cancel`` and the
+debugger's ``debug.*`` frames (``debugger/frames.py``).
 
 Close codes: 4401 not authenticated, 4429 too many handshakes for the credential
 (``THROTTLE_WS_CONNECT``; the error frame has ``retry_after_s``), 4403 the credential lacks
@@ -266,6 +267,11 @@ class TaskStreamConsumer(_StreamConsumer):
         self.session = self.task.session
 
     async def handle_frame(self, frame: dict[str, Any]) -> None:
+        if str(frame.get("type")).startswith("debug."):  # debugger commands (debugger/frames.py)
+            from debugger.frames import handle_debug_frame
+
+            await handle_debug_frame(self, self.task, frame)
+            return
         if frame.get("type") == "task.cancel":
             assert self.task is not None
             await database_sync_to_async(_may_write)(self.scope["user"], self.session)

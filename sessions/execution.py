@@ -22,6 +22,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
+from debugger.config import debug_settings
+from debugger.control import DebugControl
 from runtime_project.exceptions import ApplicationError
 from sessions.choices import TaskStatus
 from sessions.models import Task
@@ -57,16 +59,23 @@ def db_call(fn: Any) -> Any:
 
 
 class TaskControl:
-    """Handle the executor keeps for a running task: request a stop, with a reason."""
+    """Handle the executor keeps for a running task: request a stop, with a reason, and ring
+    its debugger when a command for it arrives."""
 
     def __init__(self) -> None:
         self.stop = asyncio.Event()
-        self.reason: str | None = None  # "cancelled" | "timed_out" | "shutdown"
+        self.reason: str | None = None  # "cancelled" | "timed_out" | "shutdown" | "aborted"
+        self.debug: DebugControl | None = None
 
     def request(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
         self.stop.set()
+
+    def ring(self) -> None:
+        """A debugger command for this task was stored (``debugger.debugging``)."""
+        if self.debug is not None:
+            self.debug.ring()
 
 
 async def run_claimed_task(task: Task, *, worker: str, control: TaskControl | None = None) -> Task:
@@ -116,6 +125,10 @@ async def _run_with_secrets(
             resume=task.resume,
             secret_env=secrets.env,
         )
+        control.debug = ctx.debug = DebugControl(
+            task=task, worker=worker, settings=debug_settings(task.config), stop=control.stop,
+            request_stop=control.request, flush=buffer.flush, mask=buffer.mask, db=db_call,
+        )  # fmt: skip
         if task.cancel_requested_at is not None:
             control.request("cancelled")
         outcome = await _supervise(runner.run(ctx), task=task, worker=worker, control=control)
@@ -128,6 +141,14 @@ async def _run_with_secrets(
     if control.reason == "cancelled":
         status = TaskStatus.CANCELLED
         outcome.error = {"code": "cancelled", "message": "The task was cancelled.", "details": {}}
+    elif control.reason == "aborted":
+        status = TaskStatus.CANCELLED
+        step = control.debug.aborted_at if control.debug else None
+        outcome.error = {
+            "code": "debug_aborted",
+            "message": f"The run was aborted in the debugger before step {step!r}.",
+            "details": {"step_id": step},
+        }
     elif control.reason == "timed_out":
         status = TaskStatus.TIMED_OUT
         outcome.error = {
@@ -164,9 +185,7 @@ async def _supervise(coro: Any, *, task: Task, worker: str, control: TaskControl
     """Run the runner coroutine under lease renewal, timeout and cancellation."""
     run = asyncio.ensure_future(coro)
     lease = asyncio.ensure_future(_renew_lease(task, worker, control))
-    timeout = asyncio.get_running_loop().call_later(
-        max(task.timeout_s, 0.001), control.request, "timed_out"
-    )
+    timeout = _Timeout(task.timeout_s, control)
     try:
         stop_wait = asyncio.ensure_future(control.stop.wait())
         await asyncio.wait({run, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -195,6 +214,32 @@ async def _supervise(coro: Any, *, task: Task, worker: str, control: TaskControl
             run.cancel()
 
 
+class _Timeout:
+    """The wall-clock timeout of a run (``timeout_s`` seconds), not counting the time it spent
+    paused in the debugger: when it fires during a pause, or after pauses, it is pushed back."""
+
+    def __init__(self, timeout_s: float, control: TaskControl) -> None:
+        self.control, self.credited_s = control, 0.0
+        self.loop = asyncio.get_running_loop()
+        self.handle = self.loop.call_later(max(timeout_s, 0.001), self.fire)
+
+    def fire(self) -> None:
+        debug = self.control.debug
+        if debug is not None:
+            if debug.paused_since is not None:
+                self.handle = self.loop.call_later(1.0, self.fire)
+                return
+            owed = debug.paused_s() - self.credited_s
+            if owed > 0.001:
+                self.credited_s += owed
+                self.handle = self.loop.call_later(owed, self.fire)
+                return
+        self.control.request("timed_out")
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
 async def _renew_lease(task: Task, worker: str, control: TaskControl) -> None:
     interval = max(settings.TASK_LEASE_S / 3, 0.5)
     while True:
@@ -202,6 +247,8 @@ async def _renew_lease(task: Task, worker: str, control: TaskControl) -> None:
         try:
             if await db_call(task_renew_lease)(task=task, worker=worker):
                 control.request("cancelled")
+            if control.debug is not None:
+                await control.debug.poll()  # a debugger doorbell may have been lost
         except Exception:
             logger.warning("lease renewal for task %s failed", task.uuid, exc_info=True)
 
@@ -259,6 +306,8 @@ async def _run_listening(task: Task, *, worker: str) -> Task:
                 message = await layer.receive(channel)
                 if message.get("type") == "task.cancel":
                     control.request("cancelled")
+                elif message.get("type") == "task.debug":
+                    control.ring()
 
         listener = asyncio.ensure_future(listen())
     try:

@@ -85,7 +85,11 @@ def start_daphne(port: int, log: Path, **env: Any) -> subprocess.Popen[bytes]:
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
-    wait_for_port(port, proc)
+    try:
+        wait_for_port(port, proc)
+    except BaseException:
+        stop(proc)  # a daphne too slow to listen must not outlive the test that started it
+        raise
     return proc
 
 

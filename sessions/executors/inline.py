@@ -120,6 +120,10 @@ class Executor:
                     self.kick()
                 elif message.get("type") == "task.cancel":
                     self.cancel_local(message.get("task_id", ""))
+                elif message.get("type") == "task.debug":
+                    entry = self.running.get(message.get("task_id", ""))
+                    if entry is not None:
+                        entry[1].ring()
         finally:
             with contextlib.suppress(Exception):
                 await layer.group_discard(EXECUTOR_GROUP, channel)

@@ -48,6 +48,8 @@ class TaskContext:
         session: the ``Session`` model instance (its agent loaded).
         task: the ``Task`` row (for services that start child tasks); ``worker`` its lease owner.
         resume: the client's answer when a waiting task was resumed (``task_resume``), else None.
+        debug: the run's ``debugger.control.DebugControl`` (None outside an executor); runners
+            call :meth:`checkpoint` before each step.
         secret_env: ``{name: value}`` of the secrets the agent spec asks for as environment
             variables (plus ``AGENT_SECRETS_DIR`` when it asks for files); runners add it to
             the environment of every sandboxed process (``sessions.runners.secrets``).
@@ -69,6 +71,28 @@ class TaskContext:
     worker: str = ""
     resume: dict[str, Any] | None = None
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    debug: Any = None
+
+    @property
+    def debugging(self) -> bool:
+        """Whether this is a debug run (breakpoints honoured, full step inputs recorded)."""
+        return self.debug is not None and self.debug.enabled
+
+    async def checkpoint(
+        self, *, kind: str, name: str, step_id: str, input: Any,
+        input_schema: dict[str, Any] | None = None, editable: bool = True,
+    ) -> Any:  # fmt: skip
+        """Call before the step ``step_id`` (a debugger step kind: ``component``, ``llm``,
+        ``tool``, ``cell``, ``command``) runs with ``input``; returns the input to run it with,
+        which the debugger may have edited (checked against ``input_schema``). May pause the
+        run (``debugger.control``). Raises ``asyncio.CancelledError`` (``DebugAborted``)
+        when the run must not go on."""
+        if self.debug is None:
+            return input
+        return await self.debug.checkpoint(
+            kind=kind, name=name, step_id=step_id, input=input,
+            input_schema=input_schema, editable=editable,
+        )  # fmt: skip
 
     def mask(self, data: Any) -> Any:
         """``data`` (a string or JSON) with the run's secret values masked, for text that

@@ -58,6 +58,12 @@ _TASK_LIMITS = {
     "output_bytes": {"type": "integer", "minimum": 1024},
     "workspace_mb": {"type": "integer", "minimum": 1},
 }
+# What the debugger may change before the command runs (edit-and-continue).
+ARGV_EDIT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"argv": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+    "required": ["argv"],
+}
 WORKSPACE_CHECK_S = 2.0  # how often a running command's workspace size is measured
 
 # ExecEvent.limit -> the task's error code and message.
@@ -176,6 +182,11 @@ class CommandRunner(Runner):
         stdin = ctx.input.get("stdin")
 
         process_id = uuid.uuid4().hex[:12]
+        edited = await ctx.checkpoint(
+            kind="command", name=argv[0], step_id=f"process-{process_id}",
+            input={"argv": argv}, input_schema=ARGV_EDIT_SCHEMA,
+        )  # fmt: skip
+        argv = list(edited["argv"])
         ctx.set_phase("starting_sandbox")
         backend = get_backend()
         await sandbox_ensure(session=ctx.session, spec=sandbox, emit=ctx.emit)

@@ -156,6 +156,7 @@ class PythonRunner(Runner):
                 write_file=lambda p, data: _write_file(ctx.workspace, p, data),
                 sql=_sql_config(ctx.spec),
                 ai=functools.partial(_ai_cell, ctx) if "model" in ctx.spec else None,
+                before_cell=functools.partial(_before_cell, ctx),
             )  # fmt: skip
         finally:
             await kernel.close()
@@ -245,6 +246,24 @@ AI_SYSTEM = (
     "You are an assistant inside a Python notebook. Answer the user's request concisely in "
     "Markdown; put code in fenced ```python blocks."
 )
+
+
+CELL_EDIT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"code": {"type": "string"}},
+    "required": ["code"],
+}
+
+
+async def _before_cell(ctx: TaskContext, cell: int, code: str, language: str) -> str:
+    """The debugger's checkpoint before cell ``cell``; a python cell's code may be edited
+    (an SQL or AI cell's may not: its code is generated)."""
+    edited = await ctx.checkpoint(
+        kind="cell", name=str(cell), step_id=f"cell-{cell}",
+        input={"code": code, "language": language}, input_schema=CELL_EDIT_SCHEMA,
+        editable=language == "python",
+    )  # fmt: skip
+    return str(edited["code"]) if language == "python" else code
 
 
 async def _ai_cell(ctx: TaskContext, cell: int, prompt: str) -> dict[str, Any]:

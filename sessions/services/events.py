@@ -53,22 +53,24 @@ _COALESCE_KEYS = {
 _COALESCE_MAX_CHARS = 32 * 1024
 
 Projector = Callable[[Session, list[Event]], None]
-# (event types read, projector); filled by AppConfig.ready() of the apps that project.
-_PROJECTORS: list[tuple[frozenset[str], Projector]] = []
+# (event types read, or None for all; projector); filled by AppConfig.ready() of the apps
+# that project.
+_PROJECTORS: list[tuple[frozenset[str] | None, Projector]] = []
 
 
-def event_projector_register(*, types: frozenset[str], projector: Projector) -> None:
-    """Call ``projector(session, events)`` with the events of ``types`` of every batch written
-    by :func:`events_append`, inside its transaction, after the insert (each event has its
-    ``seq``). A projector that raises is logged and rolled back to a savepoint: the events are
-    written anyway. Registering the same projector twice is a no-op."""
+def event_projector_register(*, types: frozenset[str] | None, projector: Projector) -> None:
+    """Call ``projector(session, events)`` with the events of ``types`` (``None``: every
+    event) of every batch written by :func:`events_append`, inside its transaction, after the
+    insert (each event has its ``seq``). A projector that raises is logged and rolled back to a
+    savepoint: the events are written anyway. Registering the same projector twice is a
+    no-op."""
     if all(p is not projector for _, p in _PROJECTORS):
-        _PROJECTORS.append((frozenset(types), projector))
+        _PROJECTORS.append((None if types is None else frozenset(types), projector))
 
 
 def _project(session: Session, events: list[Event]) -> None:
     for types, projector in _PROJECTORS:
-        selected = [e for e in events if e.type in types]
+        selected = events if types is None else [e for e in events if e.type in types]
         if not selected:
             continue
         try:

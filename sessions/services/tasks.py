@@ -148,8 +148,10 @@ def task_cancel(*, task: Task, reason: str = "cancelled by user") -> Task:
     """
     with transaction.atomic():
         task = lock_tasks().select_related("session").get(pk=task.pk)
-        if task.status in (TaskStatus.QUEUED, TaskStatus.WAITING):
-            # Nothing runs a queued task, nor a waiting one (its runner returned when it paused).
+        parked = task.status == TaskStatus.WAITING and not task.worker
+        if task.status == TaskStatus.QUEUED or parked:
+            # Nothing runs a queued task, nor a parked one (its runner returned when it paused);
+            # a task paused in the debugger still has its worker, which stops it.
             task.pending_action = None
             fields = task.finish(
                 TaskStatus.CANCELLED,
@@ -364,8 +366,9 @@ def task_recover_expired(*, now: Any = None) -> list[Task]:
                 task.lease_expires_at and task.lease_expires_at >= now
             ):
                 continue
-            if task.status == TaskStatus.WAITING:
-                # A waiting task has no worker: its "lease" is how long it waits for an answer.
+            if task.status == TaskStatus.WAITING and not task.worker:
+                # A parked task has no worker: its "lease" is how long it waits for an answer
+                # (one paused in the debugger keeps its worker, which renews its lease).
                 fields = task.finish(
                     TaskStatus.FAILED,
                     error={"code": "wait_expired",

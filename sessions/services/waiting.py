@@ -115,6 +115,13 @@ def task_resume(*, task: Task, answer: dict[str, Any]) -> Task:
                 code="not_waiting",
                 details={"status": locked.status},
             )
+        if pending["kind"] not in ANSWER_SCHEMAS:  # paused in the debugger (debugger.control)
+            raise Conflict(
+                "The task is paused in the debugger: continue, step or abort it with "
+                "POST /api/v1/tasks/{id}/debug/continue|step|abort.",
+                code="debug_paused",
+                details={"step_id": pending.get("step_id")},
+            )
         validate_schema(answer, ANSWER_SCHEMAS[pending["kind"]], "answer")
         fields = locked.transition(TaskStatus.QUEUED, phase="resuming")
         locked.resume = {"call_id": pending.get("call_id"), "kind": pending["kind"], **answer}

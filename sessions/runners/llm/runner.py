@@ -73,6 +73,19 @@ MODEL_OVERRIDE: dict[str, Any] = {
     "additionalProperties": False,
 }
 PAUSING = "ask_user"
+# What the debugger may put in place of a model call's messages (edit-and-continue).
+MESSAGES_EDIT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "messages": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"role": {"type": "string"}},
+                      "required": ["role"]},
+            "minItems": 1,
+        }
+    },
+    "required": ["messages"],
+}  # fmt: skip
 
 
 def _model_overrides(ctx: TaskContext) -> dict[str, Any]:
@@ -181,6 +194,9 @@ class LlmRunner(Runner):
     async def run(self, ctx: TaskContext) -> TaskResult:
         spec = {**ctx.spec, **_model_overrides(ctx)}
         model = spec["model"]
+        from providers.access import model_run_check  # lazy, as in _api_key
+
+        await model_run_check(ctx, model)  # team model access: fails with model_not_allowed
         await _check_endpoint(model)
         history, state = await sync_to_async(conversation)(ctx)
         prompt = spec.get("system_prompt")
@@ -212,7 +228,18 @@ class LlmRunner(Runner):
                     if (over := _over_budget(spec, totals)) is not None:
                         return TaskResult("failed", result={"text": text}, usage=totals,
                                           error=over)  # fmt: skip
+                    edited = await ctx.checkpoint(
+                        kind="llm", name=model["name"], step_id=f"llm-{step}",
+                        input={"messages": messages}, input_schema=MESSAGES_EDIT_SCHEMA,
+                    )  # fmt: skip
+                    if edited["messages"] is not messages:  # edit-and-continue: the prompt
+                        messages[:] = edited["messages"]
                     ctx.set_phase(f"model_call_{step}")
+                    if ctx.debugging:  # a debug run keeps every step's whole input
+                        ctx.emit("llm.request", {
+                            "step": step, "model": model["name"], "messages": messages,
+                            "tools": [tool["name"] for tool in tools.definitions],
+                        })  # fmt: skip
                     message_id = uuid.uuid4().hex[:12]
                     reply = await provider.complete(
                         messages, settings, cancelled=ctx.cancel_requested,
@@ -451,6 +478,12 @@ class Toolbox:
 
     async def _run(self, call: dict[str, str], args: dict[str, Any], **extra: Any) -> str:
         name, call_id = call["name"], call["id"]
+        checked = await self.ctx.checkpoint(
+            kind="tool", name=name, step_id=f"tool-{call_id}", input=args,
+            input_schema=self.schemas[name]["parameters"] if name in self.schemas else None,
+        )  # fmt: skip
+        if checked is not args:  # edited in the debugger
+            args, extra["edited"] = checked, True
         if extra.get("edited"):
             extra["arguments"] = args
         self.ctx.set_phase(f"tool_{name}")

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from runtime_project.exceptions import ApplicationError
 from sessions.runners.base import Runner, TaskContext, TaskResult
 from sessions.runners.workflow import components as parts
+from sessions.runners.workflow import replay
 from sessions.runners.workflow import spec as workflow_spec
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,11 @@ class WorkflowRun:
             return Outcome(skipped=True)
         if component["type"] == "input":
             inputs = value if isinstance(value, dict) else {"value": value}
+        plan = replay.PLANS.get(self.ctx.task_uuid) if not prefix else None
+        if plan is not None:  # a fork (debugger.replay): recorded outputs upstream of its point
+            if component["id"] in plan.recorded:
+                return Outcome(False, *plan.emit(self.ctx, component))
+            inputs = plan.input_for(component["id"], inputs)
         return await self.step(component, inputs, step_id, parent)
 
     def _emit_finished(
@@ -204,7 +210,12 @@ class WorkflowRun:
         step_id: str,
         parent: dict[str, Any] | None,
     ) -> Outcome:
-        """Run one component as a step, with its two events."""
+        """Run one component as a step, with its two events (after the debugger's
+        checkpoint, which may pause the run and edit the component's inputs)."""
+        inputs = await self.ctx.checkpoint(
+            kind="component", name=component["id"], step_id=step_id, input=inputs,
+            input_schema={"type": "object"},
+        )  # fmt: skip
         self.ctx.emit(
             "step.started",
             {
@@ -339,6 +350,7 @@ class WorkflowRunner(Runner):
 
     async def run(self, ctx: TaskContext) -> TaskResult:
         run = WorkflowRun(ctx)
+        replay.PLANS[ctx.task_uuid] = await replay.plan_load(ctx)  # a fork's plan, or None
         ctx.set_phase("running_graph")
         graph = asyncio.ensure_future(run.graph(ctx.spec, ctx.input))
         stop = asyncio.ensure_future(ctx.cancel_requested.wait())
@@ -350,6 +362,7 @@ class WorkflowRunner(Runner):
                 graph.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(graph, return_exceptions=True)
+            replay.PLANS.pop(ctx.task_uuid, None)
         usage = {**run.usage, "steps": run.steps}
         if graph.cancelled():
             error = {"code": "cancelled", "message": "The task was cancelled.", "details": {}}
