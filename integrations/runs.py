@@ -26,6 +26,7 @@ from accounts import access
 from accounts.audit import audit_record
 from accounts.models import ROLE_RANK, Role
 from accounts.selectors import team_for_write
+from debugger.headers import run_config_with_headers
 from runtime_project.exceptions import Conflict, NotFound
 from sessions import selectors
 from sessions.apis.oneshot import wait_until_finished
@@ -83,12 +84,19 @@ def run_start(
     ``idempotency_key``: a retry with a key ``user`` already used returns that earlier run
     (no new session, no new task), as ``POST /sessions/{id}/tasks`` does.
 
+    ``request`` (the integration's HTTP request): its debug headers (``X-MONITOR-ID``,
+    ``X-DEBUG-RUN``, ``X-FORCE-*``; ``debugger.headers``) are applied to ``config``.
+
     Raises:
         InvalidInput: the input does not match the agent's input schema.
-        NotFound: the agent is not usable by ``user``.
+        NotFound: the agent is not usable by ``user``; ``monitor_not_found`` for an
+            ``X-MONITOR-ID`` the caller may not use.
         Conflict: ``idempotency_key_reused`` for a key used on another agent; else as
             :func:`sessions.services.tasks.task_create` (with TooManyRequests).
     """
+    headers = getattr(request, "headers", None)  # Django's or Starlette's (MCP) request
+    if headers is not None:  # X-MONITOR-ID, X-DEBUG-RUN, X-FORCE-* (docs/monitors.md)
+        config = run_config_with_headers(config, headers=headers, user=user)
     if idempotency_key:
         earlier = (
             Task.objects.select_related("session", "agent")

@@ -23,6 +23,15 @@ URLs with 404 (and closes its WebSockets with 4404) but can still *build* them
 idea follows SmythOS's runtime, whose agent runner, debugger and embodiments can be deployed
 apart behind one router.
 
+Routing headers (issue 10, 4b; docs/server-modes.md): ``X-FORCE-DEBUGGER: true`` asks that the
+debugger module serve the request, ``X-FORCE-AGENT-RUNNER: true`` the agent module (a plain,
+non-debug run). A process serving the forced module also serves the *run-starting* routes
+(:data:`RUN_ROUTES`, ``POST`` only) of the modules it does not serve — a ``debugger`` process
+runs ``POST /v1/chat/completions`` as a debug run — while their own ``*_ENABLED`` flags still
+apply; a process not serving it answers ``421 module_not_served`` so a router can send the
+request elsewhere. Both headers at once: ``400 conflicting_headers``. Core routes ignore them.
+What the headers do to the run itself (``config.debug``) is ``debugger.headers``'.
+
 ``ADMIN_PORT`` (optional): the admin is served only on that port, and that port serves nothing
 but the admin, its static files and ``/health`` (daphne listens on both; see the Makefile).
 """
@@ -36,8 +45,10 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.http import Http404
+from django.http import Http404, HttpResponse, JsonResponse
 from django.urls import URLPattern, URLResolver, include
+
+from runtime_project.exceptions import ApplicationError, InvalidInput, error_body
 
 MODULES = ("core", "agent", "runtime", "debugger", "embodiment")
 MODES: dict[str, tuple[str, ...]] = {
@@ -96,14 +107,73 @@ def modules_status() -> dict[str, Any]:
     }
 
 
-def _gate(view: Callable[..., Any], feature: str) -> Callable[..., Any]:
-    """``view`` answering 404 while ``feature`` is not served. ``functools.wraps`` keeps the
-    attributes DRF, drf-spectacular and CSRF read (``cls``, ``initkwargs``, ``csrf_exempt``)."""
+# Routing headers (4b) → the module they force.
+FORCE_HEADERS = {"X-Force-Debugger": "debugger", "X-Force-Agent-Runner": "agent"}
+# ``namespace:name`` of the URLs whose POST starts a run: the routes a process serving a forced
+# module serves although their own module is not served here.
+RUN_ROUTES = frozenset(
+    {
+        "sessions_api:session-tasks", "sessions_api:session-messages", "sessions_api:oneshot",
+        "openai:chat-completions", "openai:responses", "agent_endpoints:call", "chatgpt:run",
+        "alexa:endpoint",
+    }
+)  # fmt: skip
+
+
+def forced_module(headers: Any) -> str | None:
+    """The module a request's routing header forces (``debugger``, ``agent``), or None.
+
+    Raises:
+        InvalidInput: ``conflicting_headers`` (both headers), or a value that is not a boolean.
+    """
+    from debugger.headers import header_flag  # the one parser of the debug headers
+
+    forced = [module for name, module in FORCE_HEADERS.items() if header_flag(headers, name)]
+    if len(forced) > 1:
+        raise InvalidInput(
+            "Send X-FORCE-DEBUGGER or X-FORCE-AGENT-RUNNER, not both.", code="conflicting_headers"
+        )
+    return forced[0] if forced else None
+
+
+def _refusal(request: Any, feature: str, starts_run: bool) -> HttpResponse | None:
+    """None when this process serves ``request`` (for ``feature``'s view), else the answer:
+    a 421/400 response for the routing headers, or ``Http404`` raised (Django's handler renders
+    it in the error shape)."""
+    module, flag = FEATURES[feature]
+    try:
+        forced = forced_module(request.headers) if module != "core" else None
+    except ApplicationError as exc:
+        return JsonResponse(exc.as_dict(), status=exc.status_code)
+    if forced is not None:
+        mode = settings.SERVER_MODE
+        if forced not in served_modules():
+            message = f"The {forced} module is not served by this process (mode {mode})."
+            details = {"module": forced, "mode": mode}
+            return JsonResponse(error_body("module_not_served", message, details), status=421)
+        if (
+            starts_run
+            and request.method == "POST"
+            and module in ("agent", "embodiment")
+            and (flag is None or bool(getattr(settings, flag, True)))
+        ):
+            return None
+    if not serves(feature):
+        raise Http404("Not served by this server mode.")
+    return None
+
+
+def _gate(view: Callable[..., Any], feature: str, starts_run: bool = False) -> Callable[..., Any]:
+    """``view`` answering 404 while ``feature`` is not served (unless a routing header forces
+    a module served here and ``starts_run``; see :func:`_refusal`). ``functools.wraps`` keeps
+    the attributes DRF, drf-spectacular and CSRF read (``cls``, ``initkwargs``,
+    ``csrf_exempt``)."""
     if iscoroutinefunction(view):
 
         async def gated_async(request: Any, *args: Any, **kwargs: Any) -> Any:
-            if not serves(feature):
-                raise Http404("Not served by this server mode.")
+            refused = _refusal(request, feature, starts_run)
+            if refused is not None:
+                return refused
             return await view(request, *args, **kwargs)
 
         wrapped: Callable[..., Any] = functools.wraps(view)(gated_async)
@@ -111,8 +181,9 @@ def _gate(view: Callable[..., Any], feature: str) -> Callable[..., Any]:
     else:
 
         def gated(request: Any, *args: Any, **kwargs: Any) -> Any:
-            if not serves(feature):
-                raise Http404("Not served by this server mode.")
+            refused = _refusal(request, feature, starts_run)
+            if refused is not None:
+                return refused
             return view(request, *args, **kwargs)
 
         wrapped = functools.wraps(view)(gated)
@@ -120,20 +191,24 @@ def _gate(view: Callable[..., Any], feature: str) -> Callable[..., Any]:
     return wrapped
 
 
-def _wrap(patterns: list[Any], feature: str) -> list[Any]:
+def _wrap(patterns: list[Any], feature: str, namespace: str | None = None) -> list[Any]:
     out: list[Any] = []
     for entry in patterns:
         if isinstance(entry, URLPattern):
+            starts_run = f"{namespace}:{entry.name}" in RUN_ROUTES
             out.append(
                 URLPattern(
-                    entry.pattern, _gate(entry.callback, feature), entry.default_args, entry.name
+                    entry.pattern,
+                    _gate(entry.callback, feature, starts_run),
+                    entry.default_args,
+                    entry.name,
                 )
             )
         elif isinstance(entry, URLResolver):
             out.append(
                 URLResolver(
                     entry.pattern,
-                    _wrap(list(entry.url_patterns), feature),
+                    _wrap(list(entry.url_patterns), feature, entry.namespace or namespace),
                     entry.default_kwargs,
                     entry.app_name,
                     entry.namespace,
@@ -148,8 +223,8 @@ def feature_include(feature: str, urlconf: str) -> tuple[Any, str | None, str | 
     """``include(urlconf)`` whose views answer 404 unless ``feature`` is served (names and
     namespaces are kept, so ``reverse()`` works in every mode)."""
     module = import_module(urlconf)
-    patterns = _wrap(list(module.urlpatterns), feature)
     app_name = getattr(module, "app_name", None)
+    patterns = _wrap(list(module.urlpatterns), feature, app_name)
     return include((patterns, app_name) if app_name else patterns)
 
 

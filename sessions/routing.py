@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from debugger.routing import websocket_urlpatterns as debugger_urlpatterns
 from runtime_project.modes import gated_consumer
 from runtimes.routing import websocket_urlpatterns as runtime_urlpatterns
 from sessions.consumers import SessionStreamConsumer, TaskStreamConsumer
@@ -13,4 +14,5 @@ websocket_urlpatterns = [
     ),
     path("ws/tasks/<str:task_id>/", gated_consumer(TaskStreamConsumer.as_asgi(), "sessions")),
     *runtime_urlpatterns,
+    *debugger_urlpatterns,
 ]

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from accounts.access import writes
 from accounts.audit import audit_request
 from accounts.models import Scope
+from debugger.headers import run_config_with_headers
 from runtime_project.api import error_responses
 from sessions import selectors
 from sessions.apis.common import SESSION_ID, validated_query
@@ -129,6 +130,9 @@ class MessageCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
+        data["config"] = run_config_with_headers(  # X-MONITOR-ID, X-DEBUG-RUN (docs/monitors.md)
+            data["config"], headers=request.headers, user=request.user
+        )
         task, _ = task_create(
             session=session, user=request.user, task_type=TaskType.CHAT,
             input={"message": data["message"]}, config=data["config"],

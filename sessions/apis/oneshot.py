@@ -32,6 +32,7 @@ from rest_framework.views import APIView
 from accounts.audit import audit_request
 from accounts.models import Scope
 from accounts.selectors import team_for_write
+from debugger.headers import run_config_with_headers
 from runtime_project.api import error_responses
 from runtime_project.exceptions import ApplicationError
 from sessions import selectors
@@ -136,6 +137,9 @@ class OneshotCreateApi(APIView):
         data = serializer.validated_data
         team = team_for_write(user=request.user, team_id=data.get("team"))
         agent = selectors.agent_get(user=request.user, agent_id=data["agent"])
+        config = run_config_with_headers(  # X-MONITOR-ID, X-DEBUG-RUN (docs/monitors.md)
+            data["config"], headers=request.headers, user=request.user
+        )
         # TODO(services): a ``oneshot_create`` service should own this transaction.
         with transaction.atomic():  # a task refused (bad input) must not leave a session
             session = session_create(
@@ -146,7 +150,7 @@ class OneshotCreateApi(APIView):
                 user=request.user,
                 task_type=data["task_type"],
                 input=data["input"],
-                config=data["config"],
+                config=config,
                 on_disconnect=data["on_disconnect"],
             )
         audit_request(request, "task.create", task, oneshot=True)

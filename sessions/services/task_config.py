@@ -9,10 +9,18 @@ from typing import Any
 
 def task_config_check(*, session: Any, user: Any, config: dict[str, Any]) -> None:
     """Raise ``InvalidInput`` (400) or ``PermissionDenied`` (403) when ``config`` asks for what
-    the task may not have: a malformed ``debug`` object (``debugger.config``), or a model
-    outside the set the session's team may use (``providers.access``)."""
+    the task may not have: a malformed ``debug`` object (``debugger.config``), a model
+    outside the set the session's team may use (``providers.access``), a ``monitor_id`` the
+    user may not attach runs to (404 ``monitor_not_found``). Normalizes ``monitor_id``."""
     from debugger.config import debug_config_validate
     from providers.access import task_model_check
 
     debug_config_validate(config)
     task_model_check(session=session, user=user, config=config)
+    if config.get("monitor_id") is not None:
+        # Every entrypoint (HTTP headers, WebSocket frames, schedules) is checked here: a run
+        # is mirrored only to a monitor its creator may use (the owner or its team's members).
+        from debugger.monitors import monitor_for_run
+
+        monitor = monitor_for_run(user=user, monitor_id=config["monitor_id"])
+        config["monitor_id"] = str(monitor.uuid)
