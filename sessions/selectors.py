@@ -95,7 +95,7 @@ def task_list(
         qs = qs.filter(session=session)
     if status:
         qs = qs.filter(status__in=status)
-    return qs.select_related("session", "agent")
+    return qs.select_related("session", "agent", "forked_from")
 
 
 def task_get(*, user: Any, task_id: Any, for_write: bool = False) -> Task:
@@ -111,7 +111,7 @@ def task_get(*, user: Any, task_id: Any, for_write: bool = False) -> Task:
             session__team_id__in=access.team_ids(user),
             session__deleted_at__isnull=True,
         )
-        .select_related("session", "agent")
+        .select_related("session", "agent", "forked_from")
         .first()
     )
     if task is None:

@@ -34,6 +34,7 @@ from sessions.apis.artifacts import (
     SessionArtifactListApi,
     TaskArtifactListApi,
 )
+from sessions.apis.copy import SessionCopyApi
 from sessions.apis.events import SessionEventListApi, TaskEventListApi
 from sessions.apis.messages import MessageCreateApi, MessageListApi
 from sessions.apis.oneshot import oneshot_view
@@ -83,6 +84,7 @@ session_patterns = [
         route(get=SessionDetailApi, patch=SessionUpdateApi, delete=SessionDeleteApi),
         name="session-detail",
     ),
+    path("sessions/<str:session_id>/copy", SessionCopyApi.as_view(), name="session-copy"),
     path(
         "sessions/<str:session_id>/restore",
         SessionRestoreApi.as_view(),

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from accounts.access import writes
 from accounts.audit import audit_request
 from accounts.models import Scope
+from debugger.headers import run_config_with_headers
 from runtime_project.api import Pagination, error_responses
 from runtime_project.exceptions import Conflict, InvalidInput
 from sessions import selectors
@@ -116,6 +117,14 @@ class TaskOutputSerializer(serializers.Serializer):
         source="parent.uuid", allow_null=True, default=None,
         help_text="The task that started this one (an agent's `call_agent`), if any.",
     )  # fmt: skip
+    forked_from = serializers.UUIDField(
+        source="forked_from.uuid", allow_null=True, default=None,
+        help_text="The task this one re-runs (`POST /tasks/{id}/fork`) or was copied from "
+        "(`POST /sessions/{id}/copy`), if any.",
+    )  # fmt: skip
+    forked_from_step = serializers.CharField(
+        allow_blank=True, help_text='The step id the fork started from (`""`: the start).'
+    )
 
     class Meta:
         ref_name = "Task"
@@ -243,6 +252,9 @@ class TaskCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         stream = data.pop("stream")
+        data["config"] = run_config_with_headers(  # X-MONITOR-ID, X-DEBUG-RUN (docs/monitors.md)
+            data["config"], headers=request.headers, user=request.user
+        )
         task, created = task_create(session=session, user=request.user, idempotency_key=key, **data)
         if created:
             audit_request(request, "task.create", task)

@@ -76,6 +76,12 @@ class Task(TimeStampedModel):
     # runner has consumed it.
     pending_action = models.JSONField(null=True, blank=True)
     resume = models.JSONField(null=True, blank=True)
+    # Time travel (debugger.replay): the task this one re-runs (a fork) or was copied from (a
+    # session copy), and the step id the fork started from ("" = from the start).
+    forked_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="forks"
+    )
+    forked_from_step = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         ordering = ("-created_at",)
