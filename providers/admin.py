@@ -1,7 +1,10 @@
 """Django admin for stored provider credentials: list and search them (with their team); the
 secret is write-only (a password field that sets a new secret; pages show ``hint`` only, never
 the secret or its ciphertext). The form checks that the agent restriction is an agent of the
-credential's team and that the owner is a member of it."""
+credential's team and that the owner is a member of it.
+
+Team model access (``TeamModelAccess``): which models a team may use, editable here too (the
+list is checked like the REST API's ``PUT /api/v1/teams/{id}/models``)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from accounts.models import Membership
-from providers.models import ProviderCredential
+from providers.access import clean_allowed_models
+from providers.models import ProviderCredential, TeamModelAccess
 from providers.services import clean_secret, set_secret
 from runtime_project.exceptions import InvalidInput
 
@@ -86,4 +90,33 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         """Encrypt a new secret (through the service helper) before saving."""
         if form.cleaned_data.get("new_secret"):
             set_secret(obj, form.cleaned_data["new_secret"])
+        super().save_model(request, obj, form, change)
+
+
+class TeamModelAccessAdminForm(forms.ModelForm):
+    class Meta:
+        model = TeamModelAccess
+        fields = ("team", "mode", "allowed_models")
+
+    def clean_allowed_models(self) -> list[str]:
+        try:
+            return clean_allowed_models(self.cleaned_data.get("allowed_models") or [])
+        except InvalidInput as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+@admin.register(TeamModelAccess)
+class TeamModelAccessAdmin(admin.ModelAdmin):
+    form = TeamModelAccessAdminForm
+    list_display = ("team", "mode", "allowed_models", "updated_by", "updated_at")
+    list_filter = ("mode",)
+    list_select_related = ("team", "updated_by")
+    search_fields = ("team__slug", "team__name")
+    raw_id_fields = ("team",)
+    readonly_fields = ("updated_by", "created_at", "updated_at")
+
+    def save_model(
+        self, request: HttpRequest, obj: TeamModelAccess, form: Any, change: bool
+    ) -> None:
+        obj.updated_by = request.user  # type: ignore[assignment]
         super().save_model(request, obj, form, change)

@@ -303,7 +303,9 @@ class ModelListApi(APIView):
             "per agent you can run (your teams' and public ones), then one `model` entry per "
             "distinct model of those agents and of the server's catalogue (`LLM_MODELS`, with "
             "`pricing` in USD per million tokens when configured). Endpoints and keys are "
-            "never listed."
+            "never listed. Team model access narrows it: agents whose model the team that "
+            "would run them may not use, and catalogue models none of your teams may use, "
+            "are left out (`GET /api/v1/teams/{id}/models`)."
         ),
         responses={200: ModelListResponse, **error_responses()},
         tags=["models"],

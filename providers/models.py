@@ -8,6 +8,9 @@ a credential up in the running agent's team, never in the caller's.
 
 The secret is only ever stored as a Fernet token (``secret``, see ``providers.crypto``); the API
 and the admin show ``hint`` (the last four characters) and never the secret or its token.
+
+:class:`TeamModelAccess` is a team's model policy: which model names its runs may use
+(``providers.access``).
 """
 
 from __future__ import annotations
@@ -65,3 +68,46 @@ class ProviderCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.provider}, {self.hint})"
+
+
+class ModelAccessMode(models.TextChoices):
+    """``all``: every model; ``listed``: only names matching ``allowed_models``."""
+
+    ALL = "all", "Every model"
+    LISTED = "listed", "Only the listed models"
+
+
+class TeamModelAccess(models.Model):
+    """Which model names a team's runs may use (``providers.access``; issue 10, item 6).
+
+    A team without a row follows the server default (``TEAM_MODELS_DEFAULT``; unset: every
+    model). ``allowed_models`` holds exact names or ``fnmatch`` globs (``gpt-4o*``), matched
+    case-sensitively against the model name a run would send to its provider.
+    """
+
+    team = models.OneToOneField(
+        "accounts.Team", on_delete=models.CASCADE, related_name="model_access"
+    )
+    mode = models.CharField(
+        max_length=16, choices=ModelAccessMode.choices, default=ModelAccessMode.ALL
+    )
+    allowed_models = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Model names or glob patterns, e.g. ["gpt-4o*", "claude-3-5-sonnet-latest"] '
+        "(used when the mode is 'listed'; an empty list allows nothing).",
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "team model access"
+        verbose_name_plural = "team model access"
+
+    def __str__(self) -> str:
+        if self.mode == ModelAccessMode.ALL:
+            return f"{self.team}: every model"
+        return f"{self.team}: {', '.join(self.allowed_models) or 'no model'}"

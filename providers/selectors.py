@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts import access
 from accounts.models import Role
+from providers import access as model_access
 from providers import crypto
 from providers.models import ProviderCredential
 from runtime_project.exceptions import Conflict, NotFound
@@ -186,6 +187,12 @@ def model_list(*, user: Any) -> list[dict[str, Any]]:
 
         ``provider`` and ``pricing`` come from the catalogue entry when there is one, else the
         provider of the first agent using the model. No ``base_url`` and no key is ever listed.
+
+        Team model access (``providers.access``) narrows both: an agent is left out when a
+        model of its spec is not allowed for the team that would run it (the agent's team
+        when it is one of the user's, else the user's default team), a catalogue model when
+        none of the user's teams may use it. The slug choice above is made first, so a
+        refused agent of one's own team is not replaced by a public one of the same slug.
     """
     mine = set(access.team_ids(user))
     agents = agent_list(user=user).select_related("owner").order_by("slug", "created_at")
@@ -194,7 +201,10 @@ def model_list(*, user: Any) -> list[dict[str, Any]]:
         current = usable.get(agent.slug)
         if current is None or (agent.team_id in mine and current.team_id not in mine):
             usable[agent.slug] = agent
-    catalogue = {entry["id"]: entry for entry in settings.LLM_MODELS}
+    allowed = model_access.agent_filter(user=user)
+    usable = {slug: agent for slug, agent in usable.items() if allowed(agent)}
+    listed = model_access.catalogue_filter(user=user)
+    catalogue = {entry["id"]: entry for entry in settings.LLM_MODELS if listed(entry["id"])}
     models: dict[str, dict[str, Any]] = {}
     for name, entry in catalogue.items():
         models[name] = {"id": name, "object": "model", "provider": entry["provider"], "agents": []}

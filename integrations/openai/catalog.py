@@ -29,11 +29,15 @@ def _qualified(agent: Agent) -> str:
 
 def model_list(*, user: Any) -> list[tuple[str, Agent]]:
     """``[(model id, agent)]`` of the agents ``user`` may use and that are exposed to the
-    OpenAI API, sorted by id."""
+    OpenAI API, sorted by id; agents whose model the team that would run them may not use
+    are left out (``providers.access.agent_filter``)."""
+    from providers.access import agent_filter
+
+    allowed = agent_filter(user=user)
     agents = [
         agent
         for agent in selectors.agent_list(user=user).select_related("team").order_by("created_at")
-        if is_exposed(agent, "openai")
+        if is_exposed(agent, "openai") and allowed(agent)
     ]
     counts = Counter(agent.slug for agent in agents)
     listed = [(_qualified(a) if counts[a.slug] > 1 else a.slug, a) for a in agents]

@@ -41,6 +41,7 @@ def agent_create(
 
     Raises:
         InvalidInput: unknown kind, spec, input_schema, endpoints or integrations invalid.
+        Forbidden: ``model_not_allowed``: the spec names a model the team may not use.
         Conflict: the team already has an agent with this slug.
     """
     input_schema = input_schema or {}
@@ -51,6 +52,9 @@ def agent_create(
     validate_integrations(integrations)
     if team is None:
         team = default_team(user=owner)
+    from providers.access import agent_model_check
+
+    agent_model_check(team=team, spec=spec)  # team model access: 403 model_not_allowed
     if Agent.objects.filter(team=team, slug=slug, deleted_at__isnull=True).exists():
         raise Conflict(f"The team already has an agent called {slug!r}.", code="slug_taken")
     try:
@@ -97,6 +101,7 @@ def agent_update(*, agent: Agent, user: Any, **changes: Any) -> Agent:
 
     Raises:
         InvalidInput: the new spec, schema, endpoints or flags are invalid.
+        Forbidden: ``model_not_allowed``: a new spec names a model the team may not use.
     """
     if "endpoints" in changes:
         validate_endpoints(changes["endpoints"])
@@ -111,6 +116,9 @@ def agent_update(*, agent: Agent, user: Any, **changes: Any) -> Agent:
         setattr(agent, key, value)
     if versioned:
         _validate(agent.kind, agent.spec, agent.input_schema)
+        from providers.access import agent_model_check
+
+        agent_model_check(team=agent.team_id, spec=agent.spec)  # 403 model_not_allowed
         agent.version += 1
     agent.save()
     if versioned:

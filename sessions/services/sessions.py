@@ -32,11 +32,16 @@ def session_create(
 
     Raises:
         NotFound: ``agent`` is a private agent of another team.
+        Forbidden: ``model_not_allowed``: ``metadata.model_config.name`` names a model the
+            team may not use.
     """
     if team is None:
         team = default_team(user=owner)
     if agent.team_id != team.pk and not agent.is_public:
         raise NotFound("Agent not found.", details={"id": str(agent.uuid)})
+    from providers.access import session_model_check
+
+    session_model_check(team=team, metadata=metadata)  # 403 model_not_allowed
     with transaction.atomic():
         session = Session.objects.create(
             owner=owner,
@@ -56,7 +61,16 @@ def session_create(
 
 
 def session_update(*, session: Session, **changes: Any) -> Session:
-    """Apply ``changes`` (name, tags, metadata, status)."""
+    """Apply ``changes`` (name, tags, metadata, status).
+
+    Raises:
+        Forbidden: ``model_not_allowed``: ``metadata.model_config.name`` names a model the
+            session's team may not use.
+    """
+    if "metadata" in changes:
+        from providers.access import session_model_check
+
+        session_model_check(team=session.team_id, metadata=changes["metadata"])
     for key, value in changes.items():
         setattr(session, key, value)
     session.save(update_fields=[*changes.keys(), "updated_at"])

@@ -47,10 +47,14 @@ async def complete_once(
     chunk is emitted as ``message.delta`` ``{"message_id", **tags, "text"}``.
 
     Raises:
-        ApplicationError: the endpoint is refused (``runtime_project.outbound``'s checks).
+        ApplicationError: the endpoint is refused (``runtime_project.outbound``'s checks);
+            the model is outside the team's set (``model_not_allowed``).
         ModelCallError: the provider failed (after the SDK's retries).
     """
+    from providers.access import model_run_check
+
     model, sampling = model_for(ctx, config)
+    await model_run_check(ctx, model)  # team model access (model_not_allowed)
     await _check_endpoint(model)
     api_key = await _api_key(ctx, model)
     settings = ModelSettings(
