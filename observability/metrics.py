@@ -67,3 +67,21 @@ def websocket_closed(consumer: Any) -> None:
 
 def observe_sandbox_start(backend: str, seconds: float) -> None:
     SANDBOX_START.labels(backend or "unknown").observe(seconds)
+
+
+# The analytics export (observability/analytics.py); zero while ANALYTICS_EXPORT_URL is unset.
+ANALYTICS_EXPORTED = Counter(
+    "analytics_events_exported",
+    "Events the analytics collector accepted (2xx).",
+)
+ANALYTICS_DROPPED = Counter(
+    "analytics_events_dropped",
+    "Events not exported, by reason: overflow (queue full, the oldest dropped), refused (the "
+    "outbound guard refused the URL), rejected (a 4xx answer), retries (attempts exhausted), "
+    "shutdown (still queued when the process exited).",
+    ["reason"],
+)
+ANALYTICS_BATCHES_FAILED = Counter(
+    "analytics_batches_failed",
+    "Batches given up (refused, rejected or out of attempts); their events count as dropped.",
+)
