@@ -210,6 +210,23 @@ class World:
             "schedule_id": str(schedule.uuid),
             "artifact_id": str(artifact.uuid),
             **self._integration_params(),
+            **self._debugger_params(),
+        }
+
+    def _debugger_params(self) -> dict[str, str]:
+        """A breakpoint on the task and one on the agent, the owner's monitor, and the
+        debugger action the command route is called with (the finished task answers 409)."""
+        from debugger.models import Breakpoint
+        from debugger.monitors import monitor_create
+
+        on_task = Breakpoint.objects.create(task=self.task, created_by=self.owner, name="x")
+        on_agent = Breakpoint.objects.create(agent=self.agent, created_by=self.owner, name="x")
+        monitor = monitor_create(owner=self.owner, name="console")
+        return {
+            "breakpoint_id": str(on_task.uuid),
+            "agent_breakpoint_id": str(on_agent.uuid),
+            "action": "continue",
+            "monitor_id": str(monitor.uuid),
         }
 
     def _integration_params(self) -> dict[str, str]:
@@ -351,7 +368,11 @@ async def _ws_close_code(world: World, persona: str, route: str) -> str:
                 return str(frame.get("code"))
             body = json.loads(frame["text"])
             kind = body.get("type", "")
-            if "seq" in body or kind.startswith("stream.") or kind == "runtime.registered":
+            if (
+                "seq" in body
+                or kind.startswith(("stream.", "monitor."))
+                or kind == "runtime.registered"
+            ):
                 return "open"
     finally:
         await communicator.disconnect()
