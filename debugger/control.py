@@ -30,6 +30,9 @@ from debugger.config import DebugSettings
 from debugger.models import Breakpoint, DebugAction
 
 POLL_S = 1.0  # while paused, the command table is read this often (the doorbell is faster)
+# A debug run re-reads its breakpoints at most this often (seconds), and at once after a
+# doorbell (a breakpoint set on the task rings it): not one query per step.
+BREAKPOINTS_TTL_S = 1.0
 
 
 class DebugAborted(asyncio.CancelledError):
@@ -61,10 +64,13 @@ class DebugControl:
         self._commands_maybe = True
         self._doorbell = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._breakpoints: list[Breakpoint] | None = None
+        self._breakpoints_at = 0.0
 
     def ring(self) -> None:
-        """A command for this task was stored (called from the executor's listener)."""
+        """A command or a breakpoint for this task was stored (from the executor's listener)."""
         self._commands_maybe = True
+        self._breakpoints = None
         self._doorbell.set()
 
     async def poll(self) -> None:
@@ -123,8 +129,10 @@ class DebugControl:
         for entry in self.settings.breakpoints:
             if _matches(entry["step_kind"], entry["name"], kind, name, step_id):
                 return "breakpoint", None
-        stored = await self.db(debugging.breakpoints_for_run)(task=self.task)
-        for breakpoint_ in stored:
+        if self._breakpoints is None or time.monotonic() - self._breakpoints_at > BREAKPOINTS_TTL_S:
+            self._breakpoints = await self.db(debugging.breakpoints_for_run)(task=self.task)
+            self._breakpoints_at = time.monotonic()
+        for breakpoint_ in self._breakpoints:
             if _matches(breakpoint_.step_kind, breakpoint_.name, kind, name, step_id):
                 return "breakpoint", breakpoint_
         return None, None

@@ -35,12 +35,35 @@ MESSAGE_TYPE = "monitor.events"
 CATCH_UP_MAX_EVENTS = 5000  # per connect: a console wants the live runs, not an archive
 
 
+# task pk → (task uuid, monitor uuid), or None for a task without a monitor. A task's config
+# never changes after it is created, so this process remembers the answer: the projector runs
+# on every batch of every task, and most tasks have no monitor. Entries are added after commit
+# only: a rolled-back task's pk can be reused (SQLite), a committed one's cannot.
+_KNOWN: dict[int, tuple[str, str] | None] = {}
+_KNOWN_MAX = 50_000
+
+
+def _remember(found: dict[int, tuple[str, str] | None]) -> None:
+    if len(_KNOWN) > _KNOWN_MAX:
+        _KNOWN.clear()
+    _KNOWN.update(found)
+
+
 def _monitored(task_pks: set[int]) -> dict[int, tuple[str, str]]:
-    """task pk → (task uuid, monitor uuid) for the tasks of ``task_pks`` that have a monitor."""
-    rows = Task.objects.filter(pk__in=task_pks, config__has_key="monitor_id").values_list(
-        "pk", "uuid", "config__monitor_id"
-    )
-    return {pk: (str(uuid), str(monitor)) for pk, uuid, monitor in rows if monitor}
+    """task pk → (task uuid, monitor uuid) for the tasks of ``task_pks`` that have a monitor
+    (a query only for tasks this process has not seen committed yet)."""
+    known = {pk: _KNOWN[pk] for pk in task_pks if pk in _KNOWN}
+    unknown = task_pks - known.keys()
+    if unknown:
+        found: dict[int, tuple[str, str] | None] = {}
+        for pk, uuid, config in Task.objects.filter(pk__in=unknown).values_list(
+            "pk", "uuid", "config"
+        ):
+            monitor = (config or {}).get("monitor_id")
+            found[pk] = (str(uuid), str(monitor)) if monitor else None
+        known.update(found)
+        transaction.on_commit(functools.partial(_remember, found))
+    return {pk: value for pk, value in known.items() if value is not None}
 
 
 def monitor_project(session: Session, events: list[Event]) -> None:

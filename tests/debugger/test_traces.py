@@ -4,7 +4,6 @@ kernel, scripted model server), their steps read back from the step table and th
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -13,24 +12,14 @@ from asgiref.sync import sync_to_async
 from debugger.models import Step
 from sandboxes.registry import get_backend
 from sessions.runners.scripted_llm import ScriptedLLM, Turn
-from sessions.services.agents import agent_create
-from sessions.services.sessions import session_create
-from sessions.services.tasks import task_create
-from tests.helpers import wait_terminal
+from tests.helpers import agent_task, wait_terminal
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sandbox]
 
 
 async def _run(executor: Any, owner: Any, kind: str, spec: dict[str, Any],
                data: dict[str, Any], timeout: float = 120) -> Any:  # fmt: skip
-    def make() -> Any:
-        agent = agent_create(owner=owner, slug=f"{kind}-{time.monotonic_ns()}", name=kind,
-                             kind=kind, spec=spec)  # fmt: skip
-        session = session_create(owner=owner, agent=agent)
-        task, _ = task_create(session=session, user=owner, input=data)
-        return task
-
-    task = await sync_to_async(make)()
+    task = await sync_to_async(agent_task)(owner, kind, spec, data)
     executor.kick()
     try:
         return await wait_terminal(task, timeout=timeout)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ from sandboxes.registry import get_backend
 from sessions.models import Task
 from sessions.runners.scripted_llm import ScriptedLLM, Turn
 from sessions.services.agents import agent_create
-from sessions.services.sessions import session_create
-from sessions.services.tasks import task_create
-from tests.helpers import wait_terminal
+from tests.debugger.test_traces import LOOP
+from tests.helpers import agent_task, wait_terminal
 from tests.observability.receivers import Receiver, Span, spans_of, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sandbox]
@@ -32,29 +30,9 @@ ERROR = 2  # STATUS_CODE_ERROR
 CLIENT, INTERNAL = 3, 1  # SPAN_KIND_*
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-LOOP = {
-    "components": [
-        {"id": "in", "type": "input"},
-        {"id": "each", "type": "loop", "component": {
-            "type": "code", "language": "shell",
-            "source": 'test "$INPUT_ITEM" != 2 || { echo boom >&2; exit 3; }; '
-                      'echo "{\\"v\\": $INPUT_ITEM}"'}},
-        {"id": "out", "type": "output"},
-    ],
-    "edges": [{"from": "in.items", "to": "each.items"},
-              {"from": "each.results", "to": "out.v"}],
-}  # fmt: skip
-
 
 async def _start(owner: Any, kind: str, spec: dict[str, Any], data: dict[str, Any]) -> Task:
-    def make() -> Task:
-        agent = agent_create(owner=owner, slug=f"{kind}-{time.monotonic_ns()}", name=kind,
-                             kind=kind, spec=spec)  # fmt: skip
-        session = session_create(owner=owner, agent=agent)
-        task, _ = task_create(session=session, user=owner, input=data)
-        return task
-
-    return await sync_to_async(make)()
+    return await sync_to_async(agent_task)(owner, kind, spec, data)
 
 
 async def _spans(collector: Receiver, trace_id: str, count: int) -> list[Span]:
