@@ -32,7 +32,6 @@ from debugger.models import Step, StepKind
 from runtime_project.exceptions import Conflict, InvalidInput
 from sessions.choices import AgentKind
 from sessions.models import Event, Task
-from sessions.runners.workflow import replay as workflow_replay
 from sessions.services.copy import session_copy
 from sessions.services.events import EventDraft, events_append
 from sessions.services.tasks import task_create
@@ -180,6 +179,8 @@ def _plan(
 
 
 def _workflow_check(task: Task, step: Step, step_input: Any) -> list[Any]:
+    from sessions.runners.workflow import replay as workflow_replay  # the runners load lazily
+
     point = workflow_replay.fork_point(step.step_id)
     if step_input is not None and point != step.step_id:
         raise StepNotForkable(
@@ -196,6 +197,8 @@ def _llm_history(
     """The origin's events to copy: its user message and the model calls before the fork
     point (from a tool step: up to the reply holding the call, without that reply's results,
     the call's arguments replaced by ``step_input``)."""
+    from sessions.runners.workflow.replay import event_data_full  # runners load lazily
+
     if step.kind == StepKind.LLM:
         if step_input is not None:
             raise StepNotForkable(
@@ -210,7 +213,7 @@ def _llm_history(
     reply = 0  # the model call the events belong to
     events = Event.objects.filter(task=task, type__in=_LLM_HISTORY).order_by("seq")
     for event in events:
-        data = workflow_replay.event_data_full(event)
+        data = event_data_full(event)
         if event.type == "message.completed":
             if "step_id" in data or "cell" in data:
                 continue
