@@ -321,18 +321,20 @@ def task_release(*, task: Task, code: str, message: str, details: dict[str, Any]
     """
     if task.status not in (TaskStatus.RUNNING, TaskStatus.WAITING):
         return task
+    # A task released while paused in the debugger no longer waits for anything.
+    task.pending_action = None
     retry_safe = bool(task.config.get("retry_safe", task.agent.spec.get("retry_safe", False)))
     if retry_safe and task.attempt < settings.TASK_MAX_ATTEMPTS and not task.cancel_requested_at:
         fields = task.transition(TaskStatus.QUEUED, phase="requeued")
         task.lease_expires_at = None
-        task.save(update_fields=[*fields, "lease_expires_at"])
+        task.save(update_fields=[*fields, "lease_expires_at", "pending_action"])
         _status_event(task, reason=code, **details)
         transaction.on_commit(partial(notify_executor, "task.queued", task.uuid))
     else:
         fields = task.finish(
             TaskStatus.FAILED, error={"code": code, "message": message, "details": details}
         )
-        task.save(update_fields=fields)
+        task.save(update_fields=[*fields, "pending_action"])
         _status_event(task)
         _session_idle_if_done(task.session)
     return task
