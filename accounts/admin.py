@@ -1,12 +1,17 @@
 """Admin for teams (members inline; per-team limits), API keys (revoke action; the key is never
-shown, only its prefix), secrets (names only) and the read-only audit log."""
+shown, only its prefix), secrets (names only) and the read-only audit log (search, filters by
+action, origin, target type and team, date hierarchy)."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from accounts.audit import AuditedAdmin, ReadOnlyAdminMixin, audit_request
 from accounts.limits import parse_rate
@@ -93,11 +98,44 @@ class SecretAdmin(AuditedAdmin):
         return False  # values are write-only through the API
 
 
+class OriginFilter(admin.SimpleListFilter):
+    """Whether an entry was written by an operator in this admin (``admin.*`` actions) or by
+    a client of the API, console or integrations."""
+
+    title = "origin"
+    parameter_name = "origin"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("admin", "the admin"), ("api", "API and other clients")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "admin":
+            return queryset.filter(action__startswith="admin.")
+        if self.value() == "api":
+            return queryset.exclude(action__startswith="admin.")
+        return queryset
+
+
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "action", "actor", "credential", "team", "target_type",
                     "target_repr", "ip")  # fmt: skip
-    list_filter = ("action", "target_type", "team")
+    list_filter = (
+        OriginFilter, "action", "target_type", ("team", admin.RelatedOnlyFieldListFilter),
+    )  # fmt: skip
     list_select_related = ("actor", "team")
-    search_fields = ("action", "target_id", "target_repr", "actor__username", "credential")
+    search_fields = (
+        "action", "target_id", "target_repr", "actor__username", "credential", "ip",
+    )  # fmt: skip
     date_hierarchy = "created_at"
+    show_full_result_count = False
+    fields = (
+        "uuid", "created_at", "action", "actor", "credential", "team", "target_type",
+        "target_id", "target_repr", "details_pretty", "ip",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="details")
+    def details_pretty(self, obj: AuditEntry) -> str:
+        text = json.dumps(obj.details, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        return format_html("<pre>{}</pre>", text)

@@ -152,6 +152,19 @@ class ExecCgroup:
         except (OSError, ValueError):
             return None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system, seconds) used by the cgroup so far, exited processes
+        included: v2's ``cpu.stat`` ``usage_usec`` (kept without the cpu controller enabled),
+        v1's ``cpuacct.usage`` is not joined here, so ``None``."""
+        if self.support.version != 2:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.dirs["unified"] / "cpu.stat").read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == "usage_usec":
+                    return int(value) / 1e6
+        return None
+
     @property
     def procs_files(self) -> str:
         """Space-separated ``cgroup.procs`` paths for ``JOIN_SCRIPT``."""

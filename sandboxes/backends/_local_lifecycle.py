@@ -409,6 +409,9 @@ def _usage(sup: Supervisor) -> dict[str, float]:
     memory = cgroup.memory_bytes()
     if memory is not None:
         usage["memory_bytes"] = float(memory)
+    cpu = cgroup.cpu_seconds()
+    if cpu is not None:
+        usage["cpu_s"] = cpu
     return usage
 
 
