@@ -66,6 +66,7 @@ FEATURES: dict[str, tuple[str, str | None]] = {
     "sessions": ("agent", None),
     "providers": ("agent", None),
     "schedules": ("agent", None),
+    "console": ("agent", None),
     "webhooks": ("agent", "WEBHOOKS_ENABLED"),
     "connections": ("agent", "OAUTH_CONNECTIONS_ENABLED"),
     "runtimes": ("runtime", None),

@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "integrations.alexa.apps.AlexaConfig",
     "integrations.connections.apps.ConnectionsConfig",
     "observability.apps.ObservabilityConfig",
+    "console.apps.ConsoleConfig",
 ]
 
 MIDDLEWARE = [
@@ -229,7 +230,16 @@ STATIC_ROOT = VAR_DIR / "static"
 # Served by the server process (runtime_project/staticfiles.py), found at start-up through the
 # finders: no collectstatic step. Pyodide comes from npm (`npm ci`, scripts/setup.sh).
 _PYODIDE_DIR = BASE_DIR / "node_modules" / "pyodide"
-STATICFILES_DIRS = [("vendor/pyodide", _PYODIDE_DIR)] if _PYODIDE_DIR.is_dir() else []
+# The console's renderers (docs/console.md): markdown (marked), its sanitiser (DOMPurify) and
+# ANSI colours (ansi_up), ES modules straight from npm.
+_NODE = BASE_DIR / "node_modules"
+_VENDOR = {
+    "vendor/pyodide": _PYODIDE_DIR,
+    "vendor/marked": _NODE / "marked" / "lib",
+    "vendor/dompurify": _NODE / "dompurify" / "dist",
+    "vendor/ansi_up": _NODE / "ansi_up",
+}
+STATICFILES_DIRS = [(prefix, path) for prefix, path in _VENDOR.items() if path.is_dir()]
 WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 

@@ -29,6 +29,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/", admin.site.urls),
     path("", served("runtimes", "runtimes.urls_console")),  # /console/…: browser runtime page
+    path("", served("console", "console.urls")),  # /console/…: the web console (docs/console.md)
     path("", served("accounts", "accounts.oauth_urls")),  # /o/… (OAuth2), /.well-known/oauth-*
     # Integrations (integrations/*/urls.py hold their full paths; docs/integrations/)
     path("", served("openai", "integrations.openai.urls")),  # /v1/models, /v1/chat/…

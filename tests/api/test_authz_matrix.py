@@ -56,6 +56,7 @@ FUNCTION_VIEW_METHODS = {
     "connect": ["GET"],
     "callback": ["GET"],
     "metrics": ["GET"],
+    "home": ["GET"],
 }
 
 

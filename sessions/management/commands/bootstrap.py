@@ -48,6 +48,7 @@ class Command(BaseCommand):
         lines = [
             "",
             "Agent runtime server",
+            f"  Console        {base}/console/   (user: admin, password: {password})",
             f"  API            {base}/api/v1/",
             f"  Swagger UI     {base}/api/docs/",
             f"  ReDoc          {base}/api/redoc/",
