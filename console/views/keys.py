@@ -19,14 +19,12 @@ from console.views.base import ConsoleLoginRequired, console_render
 PAGE_SIZE = 25
 
 
-def key_status(key: ApiKey, now: dt.datetime) -> str:
+def key_status(key: ApiKey) -> str:
     """``revoked``, ``expired`` or ``active``: whether the key still works (as far as its own
     dates go; its user's roles apply on top)."""
     if key.revoked_at is not None:
         return "revoked"
-    if key.expires_at is not None and key.expires_at <= now:
-        return "expired"
-    return "active"
+    return "expired" if key.is_expired else "active"
 
 
 class ApiKeysPage(ConsoleLoginRequired, View):
@@ -36,12 +34,11 @@ class ApiKeysPage(ConsoleLoginRequired, View):
     http_method_names = ["get", "head"]
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        now = timezone.now()
         page = Paginator(api_key_list(user=request.user), PAGE_SIZE).get_page(
             request.GET.get("page")
         )
         rows: list[dict[str, Any]] = [
-            {"key": key, "status": key_status(key, now), "mine": key.user_id == request.user.pk}
+            {"key": key, "status": key_status(key), "mine": key.user_id == request.user.pk}
             for key in page.object_list
         ]
         context = {
