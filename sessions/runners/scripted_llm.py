@@ -15,9 +15,15 @@ the given chunks, ``delay_s`` apart), tool calls, an HTTP error status (e.g. 429
   ``message_stop``) or one JSON ``message``; errors as ``{"type": "error", "error": {"type",
   "message"}}``, mid-stream as an ``event: error`` frame (Anthropic's "Streaming Messages" docs).
   ``anthropic_base_url`` has no ``/v1`` (the ``anthropic`` SDK appends ``/v1/messages``).
+* ``POST /v1/responses``: OpenAI Responses (what Codex CLI speaks), streaming SSE named events
+  ``response.created`` … ``response.output_item.done`` … ``response.completed`` (or
+  ``response.failed`` for a ``stream_error``), each with a ``sequence_number``, or one JSON
+  ``response``; ``function_call`` items, ``custom_tool_call`` for a tool the request declares
+  ``"type": "custom"`` (Codex's ``apply_patch``); errors as ``{"error": {"message", "type",
+  "code"}}``. Built in :mod:`sessions.runners.scripted_responses`; ``base_url`` as for chat.
 * ``GET /v1/models``: the one scripted model. Any other path is a 404 and consumes no turn.
 
-Every request body (either dialect) is kept in :attr:`requests`, in order, so a test can check
+Every request body (any dialect) is kept in :attr:`requests`, in order, so a test can check
 what the model was sent (history, tool results). It is clearly a script: it never pretends to
 understand the prompt.
 """
@@ -35,10 +41,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from sessions.runners.scripted_responses import (
+    RESPONSES_PATH,
+    error_body,
+    response_frames,
+    response_object,
+)
+
 
 @dataclass
 class Turn:
-    """One scripted reply (either dialect).
+    """One scripted reply (any dialect).
 
     Attributes:
         chunks: assistant text, streamed one chunk per SSE frame (one ``text_delta`` each).
@@ -47,10 +60,12 @@ class Turn:
             characters or more, so a client must join them); its non-streaming ``input`` is the
             parsed object (``{}`` when malformed: a JSON body cannot carry a broken object).
         status: an HTTP error status to answer with instead (with ``retry_after_s`` for 429).
-        stream_error: an error frame sent after the content (both SDKs raise an ``APIError``).
+        stream_error: an error frame sent after the content (the chat and Anthropic SDK streams
+            raise an ``APIError``; Responses ends with a ``response.failed`` event instead).
         delay_s: pause between frames, seconds.
         usage: ``{"prompt_tokens", "completion_tokens"}`` reported at the end (Anthropic:
-            ``input_tokens`` in ``message_start``, ``output_tokens`` in ``message_delta``).
+            ``input_tokens`` in ``message_start``, ``output_tokens`` in ``message_delta``;
+            Responses: ``input_tokens`` / ``output_tokens`` in the final ``response``).
     """
 
     chunks: list[str] = field(default_factory=list)
@@ -88,7 +103,7 @@ class ScriptedLLM:
     """Start with :meth:`start` (or as a context manager).
 
     ``base_url`` (``http://127.0.0.1:<port>/v1``) is for the ``openai`` SDK,
-    ``anthropic_base_url`` (``http://127.0.0.1:<port>``) for the ``anthropic`` SDK; both reach
+    ``anthropic_base_url`` (``http://127.0.0.1:<port>``) for the ``anthropic`` SDK; all reach
     the same script, so turns are consumed in request order whichever dialect asks.
     """
 
@@ -145,7 +160,7 @@ class ScriptedLLM:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
                 path = urlsplit(self.path).path.rstrip("/")
-                if path not in (OPENAI_PATH, ANTHROPIC_PATH):
+                if path not in (OPENAI_PATH, ANTHROPIC_PATH, RESPONSES_PATH):
                     self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
                     return
                 request = json.loads(raw or b"{}")
@@ -153,7 +168,9 @@ class ScriptedLLM:
                     owner.headers.append({k.lower(): v for k, v in self.headers.items()})
                 turn = owner._next(request)
                 anthropic = path == ANTHROPIC_PATH
-                if turn.status is not None:
+                if path == RESPONSES_PATH:
+                    self._responses(turn, request)
+                elif turn.status is not None:
                     self._error(turn, anthropic=anthropic)
                 elif not request.get("stream"):
                     reply = _message if anthropic else _completion
@@ -163,6 +180,15 @@ class ScriptedLLM:
                 else:
                     frames = _frames(owner.model, turn, request)
                     self._stream(turn, [f"data: {frame}\n\n" for frame in frames])
+
+            def _responses(self, turn: Turn, request: dict[str, Any]) -> None:
+                if turn.status is not None:
+                    retry = {"Retry-After": str(turn.retry_after_s)} if turn.retry_after_s else {}
+                    self._json(turn.status, error_body(turn.status), retry)
+                elif request.get("stream"):
+                    self._stream(turn, response_frames(owner.model, turn, request))
+                else:
+                    self._json(200, response_object(owner.model, turn, request))
 
             def _error(self, turn: Turn, *, anthropic: bool) -> None:
                 status, message = turn.status or 500, f"scripted HTTP {turn.status}"
