@@ -33,6 +33,7 @@ given (the runner should still mask its output with ``ctx.mask`` like any comman
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from dataclasses import dataclass
@@ -235,6 +236,27 @@ class TranscriptConverter:
         if fatal and self.failed is None:
             self.failed = {"code": code, "message": message}
         return Emit("error", {"code": code, "message": message, "details": details or {}})
+
+
+class JsonLinesConverter(TranscriptConverter):
+    """A converter of a CLI that prints one JSON object per line: blank lines are skipped,
+    anything that is not a JSON object becomes a ``log`` event, objects go to
+    :meth:`on_event`."""
+
+    def feed(self, line: str) -> list[Emit]:
+        if not line.strip():
+            return []
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return [self.log(line)]
+        if not isinstance(event, dict):
+            return [self.log(line)]
+        return self.on_event(event, line)
+
+    def on_event(self, event: dict[str, Any], line: str) -> list[Emit]:
+        """The events for one parsed line (``line`` is the raw text, for a ``log``)."""
+        raise NotImplementedError
 
 
 def obj(value: Any) -> dict[str, Any]:

@@ -29,13 +29,13 @@ import json
 import re
 from typing import Any
 
-from sessions.runners.transcripts.base import Emit, TranscriptConverter, obj
+from sessions.runners.transcripts.base import Emit, JsonLinesConverter, obj
 
 _STATUS = re.compile(r"\bstatus (\d{3})\b")
 _CHANGE = {"add": "created", "update": "modified", "delete": "deleted"}
 
 
-class CodexConverter(TranscriptConverter):
+class CodexConverter(JsonLinesConverter):
     architecture = "codex"
 
     def __init__(self, workspace: str = "/workspace", *, id_prefix: str = "") -> None:
@@ -45,15 +45,7 @@ class CodexConverter(TranscriptConverter):
         self._open_items: dict[str, str] = {}  # item id → tool name, announced, no result yet
         self._last_error = ""
 
-    def feed(self, line: str) -> list[Emit]:
-        if not line.strip():
-            return []
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return [self.log(line)]
-        if not isinstance(event, dict):
-            return [self.log(line)]
+    def on_event(self, event: dict[str, Any], line: str) -> list[Emit]:
         kind = event.get("type")
         item = event.get("item")
         if kind == "thread.started":

@@ -28,10 +28,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sessions.runners.transcripts.base import Emit, TranscriptConverter, as_int, obj
+from sessions.runners.transcripts.base import Emit, JsonLinesConverter, as_int, obj
 
 
-class OpenCodeConverter(TranscriptConverter):
+class OpenCodeConverter(JsonLinesConverter):
     architecture = "opencode"
 
     def __init__(self, workspace: str = "/workspace", *, id_prefix: str = "") -> None:
@@ -41,15 +41,7 @@ class OpenCodeConverter(TranscriptConverter):
         self._attempts = 0
         self._open_calls: dict[str, str] = {}  # call_id → tool name, announced, no result yet
 
-    def feed(self, line: str) -> list[Emit]:
-        if not line.strip():
-            return []
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return [self.log(line)]
-        if not isinstance(event, dict):
-            return [self.log(line)]
+    def on_event(self, event: dict[str, Any], line: str) -> list[Emit]:
         kind = event.get("type")
         part = obj(event.get("part"))
         if kind == "step_start":
