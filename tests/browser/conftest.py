@@ -130,3 +130,19 @@ def task_events(client: httpx.Client, task_id: str) -> list[dict[str, Any]]:
         if not page["events"]:
             return events
         after = page["next_after"]
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Save a full-page screenshot of ``page`` as ``name`` in ``SCREENSHOTS_DIR`` when that is
+    set (``SCREENSHOTS_DIR=docs/screenshots`` refreshes the README's pictures); else nothing."""
+    folder = os.environ.get("SCREENSHOTS_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / name), full_page=True)
+
+
+def new_session(client: httpx.Client, agent: str, name: str) -> str:
+    """A session on ``agent`` created over the API; its id."""
+    created = client.post("/api/v1/sessions", json={"agent": agent, "name": name})
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])

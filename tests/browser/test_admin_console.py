@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +16,14 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from sessions.models import Task
-from tests.browser.conftest import CHROMIUM, TERMINAL, DaphneServer, require, wait_for_task
+from tests.browser.conftest import (
+    CHROMIUM,
+    TERMINAL,
+    DaphneServer,
+    require,
+    screenshot,
+    wait_for_task,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.transport]
 
@@ -31,13 +37,6 @@ def _wait_status(http: httpx.Client, task_id: str, status: str, timeout: float =
         assert now not in TERMINAL, f"task {task_id} ended {now} before it was {status}"
         assert time.monotonic() < deadline, f"task {task_id} still {now} after {timeout}s"
         time.sleep(0.1)
-
-
-def _screenshot(page: Any, name: str) -> None:
-    folder = os.environ.get("SCREENSHOTS_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / name), full_page=True)
 
 
 def test_operator_cancels_and_retries_a_running_task_in_the_admin(
@@ -82,7 +81,7 @@ def test_operator_cancels_and_retries_a_running_task_in_the_admin(
             running = page.locator('#dashboard-by-agent a[aria-label^="1 running: shell ("]')
             expect(running).to_be_visible(timeout=TIMEOUT_MS)
             expect(page.locator("#content-main .app-agent_sessions")).to_be_visible()
-            _screenshot(page, "admin-dashboard.png")
+            screenshot(page, "admin-dashboard.png")
 
             # The task page: live status, the timeline filling in.
             page.goto(task_url)
@@ -103,7 +102,7 @@ def test_operator_cancels_and_retries_a_running_task_in_the_admin(
             assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
             assert page.url == task_url
             expect(page.locator("#task-tool-cancel")).to_be_disabled()
-            _screenshot(page, "admin-task.png")
+            screenshot(page, "admin-task.png")
 
             # Retry: a new task with the same input, whose page opens.
             page.locator("#task-tool-retry").click()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.conftest import DaphneServer, wait_for_task
+from tests.browser.conftest import DaphneServer, new_session, screenshot, wait_for_task
 from tests.transport.conftest import live_daphne
 
 pytestmark = [pytest.mark.browser, pytest.mark.transport]
@@ -54,25 +53,12 @@ def _open(context: Any, server: DaphneServer, session_id: str) -> tuple[Any, lis
     return page, errors
 
 
-def _screenshot(page: Any, name: str) -> None:
-    directory = os.environ.get("SCREENSHOTS_DIR")
-    if directory:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(directory) / name), full_page=True)
-
-
-def _session(http: httpx.Client, agent: str, name: str) -> str:
-    created = http.post("/api/v1/sessions", json={"agent": agent, "name": name})
-    assert created.status_code == 201, created.text
-    return str(created.json()["id"])
-
-
 def test_workspace_files(
     browser_context: Any, daphne_server: DaphneServer, http: httpx.Client
 ) -> None:
     from playwright.sync_api import expect
 
-    session_id = _session(http, "shell", "files")
+    session_id = new_session(http, "shell", "files")
     page, errors = _open(browser_context, daphne_server, session_id)
     panel = page.locator("#files-panel")
     expect(panel.get_by_text("No files yet — upload one or let a task write some")).to_be_visible(
@@ -132,7 +118,7 @@ def test_workspace_files(
     expect(result).to_be_focused(timeout=WAIT_MS)
     page.keyboard.press("Enter")
     expect(page.locator("#files-preview pre")).to_have_text("forty-two\n", timeout=WAIT_MS)
-    _screenshot(page, "console-files.png")
+    screenshot(page, "console-files.png")
 
     # An upload the API refuses (over WORKSPACE_MAX_FILE_BYTES): its error, in place.
     panel.locator("#files-crumbs").get_by_role("button", name="Workspace").click()
@@ -226,7 +212,7 @@ def test_debugger_panel(
 
     created = http.post("/api/v1/agents", json=PIPE)
     assert created.status_code == 201, created.text
-    session_id = _session(http, "pipe", "debug")
+    session_id = new_session(http, "pipe", "debug")
     page, errors = _open(browser_context, daphne_server, session_id)
     panel = page.locator("#debugger-panel")
     expect(panel.get_by_text("Select a task to see its steps")).to_be_visible(timeout=WAIT_MS)
@@ -272,7 +258,7 @@ def test_debugger_panel(
     assert json.loads(textarea.input_value()) == {"x": 50}
     done = panel.locator('details[data-step-id="in"]')
     expect(done).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
-    _screenshot(page, "console-debugger.png")
+    screenshot(page, "console-debugger.png")
 
     # The rest with the keyboard: Step (focus comes back to Step at the next pause), Continue.
     step = panel.get_by_role("button", name="Step", exact=True)

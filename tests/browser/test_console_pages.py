@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.browser.conftest import CHROMIUM, DaphneServer, require
+from tests.browser.conftest import CHROMIUM, DaphneServer, require, screenshot
 from tests.procs import reap_zombie_children
 
 pytestmark = [pytest.mark.browser, pytest.mark.transport]
@@ -34,13 +33,6 @@ def _page(context: Any) -> Any:
     page.on("pageerror", lambda err: errors.append(str(err)))
     page.page_errors = errors
     return page
-
-
-def _screenshot(page: Any, name: str) -> None:
-    directory = os.environ.get("SCREENSHOTS_DIR")
-    if directory:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(directory) / name), full_page=True)
 
 
 def _tab_to(page: Any, selector: str, limit: int = 40) -> None:
@@ -98,7 +90,7 @@ def test_sign_in_and_create_an_agent_with_the_keyboard(
     expect(page.get_by_role("link", name="Agents", exact=True)).to_have_attribute(
         "aria-current", "page"
     )
-    _screenshot(page, "console-agents.png")
+    screenshot(page, "console-agents.png")
 
     # The "Create agent" link, reached and followed with the keyboard.
     _tab_to(page, 'main a[href="/console/agents/new/"]')
@@ -130,7 +122,7 @@ def test_sign_in_and_create_an_agent_with_the_keyboard(
     expect(page.locator("#f-spec")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#form-error")).to_contain_text("The spec does not match its schema.")
     expect(page.locator("#form-error")).to_contain_text("invalid_input")
-    _screenshot(page, "console-agent-form-error.png")
+    screenshot(page, "console-agent-form-error.png")
     assert http.get("/api/v1/agents/kbd-agent").status_code == 404  # nothing was created
 
     _tab_to(page, "#f-spec")
@@ -158,7 +150,7 @@ def test_new_session_and_agent_deletion(
     page = _page(browser_context)
     page.goto(f"{daphne_server.url}/console/sessions/")
     expect(page.locator("#sessions-table tbody tr")).to_have_count(2, timeout=WAIT_MS)
-    _screenshot(page, "console-sessions.png")
+    screenshot(page, "console-sessions.png")
 
     # From an agent's page: "New session with this agent" preselects it.
     agent = http.get("/api/v1/agents/pytest").json()
@@ -223,7 +215,7 @@ def test_api_key_shown_once_used_and_revoked(
     page.get_by_role("button", name="Copy").click()
     expect(page.locator("#flash")).to_contain_text("clipboard")
     assert page.evaluate("() => navigator.clipboard.readText()") == key
-    _screenshot(page, "console-api-keys.png")
+    screenshot(page, "console-api-keys.png")
 
     with httpx.Client(base_url=daphne_server.url, timeout=30) as client:
         bearer = {"Authorization": f"Bearer {key}"}

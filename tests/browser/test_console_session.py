@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import struct
 import zlib
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +22,7 @@ from django.utils import timezone
 
 from sessions.models import Agent, Event, Session
 from tests import factories
-from tests.browser.conftest import DaphneServer
+from tests.browser.conftest import DaphneServer, new_session, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.transport]
 
@@ -51,19 +49,6 @@ def _open(context: Any, url: str) -> Any:
     page.errors = errors  # type: ignore[attr-defined]
     page.goto(url)
     return page
-
-
-def _screenshot(page: Any, name: str) -> None:
-    folder = os.environ.get("SCREENSHOTS_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / name), full_page=True)
-
-
-def _session(http: httpx.Client, agent: str, name: str) -> str:
-    created = http.post("/api/v1/sessions", json={"agent": agent, "name": name})
-    assert created.status_code == 201, created.text
-    return str(created.json()["id"])
 
 
 def _no_page_errors(page: Any, expected: str = "\0") -> None:
@@ -94,7 +79,7 @@ def test_a_typed_task_streams_coloured_output_live_and_the_share_view_follows(
     browser_context: Any, daphne_server: DaphneServer, http: httpx.Client
 ) -> None:
     expect = _expect()
-    sid = _session(http, "shell", "console demo")
+    sid = new_session(http, "shell", "console demo")
     page = _open(browser_context, f"{daphne_server.url}/console/sessions/{sid}/")
     expect(page.locator("#conn")).to_have_attribute("data-state", "connected", timeout=WAIT_MS)
     expect(page.locator("#timeline-empty")).to_be_visible()
@@ -121,7 +106,7 @@ def test_a_typed_task_streams_coloured_output_live_and_the_share_view_follows(
     expect(task.locator(".task-cancel")).to_be_hidden()
     expect(page.locator("#timeline-empty")).to_be_hidden()
     expect(command).to_be_focused()  # back in the box for the next command
-    _screenshot(page, "console-session.png")
+    screenshot(page, "console-session.png")
 
     # The share view: no sign-in (a fresh context), read-only, live over SSE.
     share = http.post(f"/api/v1/sessions/{sid}/share", json={})
@@ -146,7 +131,7 @@ def test_a_typed_task_streams_coloured_output_live_and_the_share_view_follows(
             shared.locator("article.task[data-task-id]").nth(1).locator("pre.terminal")
         ).to_contain_text("shared-live", timeout=WAIT_MS)
         expect(shared.locator(".task-status").nth(1)).to_have_text("succeeded", timeout=WAIT_MS)
-        _screenshot(shared, "console-shared.png")
+        screenshot(shared, "console-shared.png")
         _no_page_errors(shared)
         # The owner's page got the API-created task live too.
         expect(page.locator("article.task[data-task-id]")).to_have_count(2)
@@ -159,7 +144,7 @@ def test_cancel_and_resume_after_a_dropped_socket(
     browser_context: Any, daphne_server: DaphneServer, http: httpx.Client
 ) -> None:
     expect = _expect()
-    sid = _session(http, "shell", "cancel and resume")
+    sid = new_session(http, "shell", "cancel and resume")
     page = _open(browser_context, f"{daphne_server.url}/console/sessions/{sid}/")
     # Every WebSocket of the page goes through this route, which loses one event frame on
     # the way (tick 30, long after the reconnect below): the page must see the gap and fill it.
@@ -238,7 +223,7 @@ def test_notebook_outputs_render(
         "/api/v1/agents", json={"slug": "nb", "name": "Notebook", "kind": "python", "spec": {}}
     )
     assert agent.status_code == 201, agent.text
-    sid = _session(http, "nb", "outputs")
+    sid = new_session(http, "nb", "outputs")
     page = _open(browser_context, f"{daphne_server.url}/console/sessions/{sid}/")
     png = base64.b64encode(_png()).decode()
     code = (
@@ -273,7 +258,7 @@ def test_notebook_outputs_render(
     expect(task.locator(".mime .json-tree")).to_contain_text('"answer"')
     expect(task.locator(".terminal .ansi-green-fg")).to_have_text("green text")
     expect(task.locator(".ev.cell .cell-code")).to_contain_text("display(Image(")
-    _screenshot(page, "console-outputs.png")
+    screenshot(page, "console-outputs.png")
 
     # An image too large to travel inline is stored as an artifact and loaded from there.
     noise = (
@@ -301,7 +286,7 @@ def test_notebook_outputs_render(
     _no_page_errors(page, expected=blocked)
 
     # A chat agent: the box sends messages; the reply streams, then shows as markdown.
-    sid = _session(http, "demo-llm", "chat")
+    sid = new_session(http, "demo-llm", "chat")
     chat = _open(browser_context, f"{daphne_server.url}/console/sessions/{sid}/")
     message = chat.get_by_role("textbox", name="Message")
     message.fill("hello there")
