@@ -21,7 +21,7 @@ Which team's policy applies — "the team that would run it":
 The model names of a spec are ``spec.model.name`` (llm, workflow, python) and the
 ``model.name`` of every workflow ``llm_prompt`` component. The effective name of a run is
 the most specific of task ``config.model.name`` → session ``metadata.model_config.name`` →
-the spec's (as ``sessions.runners.llm.runner._model_overrides`` resolves it).
+the spec's (as ``sessions.runners.llm.runner.model_overrides`` resolves it).
 
 Refusals are ``Forbidden`` (HTTP 403) with code ``model_not_allowed`` and details
 ``{"model", "team"}`` (the team's slug): the request is well formed, the team's policy forbids

@@ -406,6 +406,11 @@ def _sandbox_data_dir() -> Path:
 SANDBOX_DATA_DIR = _sandbox_data_dir()
 WORKSPACE_ROOT = SANDBOX_DATA_DIR / "workspaces"
 TOOLCHAIN_DIR = Path(os.environ.get("TOOLCHAIN_DIR", SANDBOX_DATA_DIR / "toolchain"))
+# Coding-agent CLIs (OpenCode, Codex CLI, Aider, Claude Code), pinned, installed by the server
+# and bound read-only into sandboxes (sessions/runners/architectures/install.py). Auto-install:
+# on the first task that needs one (else `manage.py install_coding_agents` ahead of time).
+CODING_AGENTS_DIR = Path(os.environ.get("CODING_AGENTS_DIR", SANDBOX_DATA_DIR / "coding-agents"))
+CODING_AGENTS_AUTO_INSTALL = _bool("CODING_AGENTS_AUTO_INSTALL", True)
 WORKSPACE_MAX_FILE_BYTES = _typed("WORKSPACE_MAX_FILE_BYTES", int, 100 * 1024 * 1024)
 WORKSPACE_MAX_BYTES = _typed("WORKSPACE_MAX_BYTES", int, 1024 * 1024 * 1024)
 WORKSPACE_MAX_FILES = _typed("WORKSPACE_MAX_FILES", int, 20000)

@@ -77,11 +77,13 @@ def sandbox_spec(*, session: Session, agent_spec: Mapping[str, Any] | None = Non
     """The sandbox a session's commands run in, from the agent spec (``network``,
     ``allow_hosts``, ``limits``;
     default: the agent's current spec, a task passes its pinned version's) and the session's
-    ``Sandbox`` row (idle policy). The sandbox toolchain, when installed, is bound read-only."""
+    ``Sandbox`` row (idle policy). The sandbox toolchain and the coding-agent CLIs, when
+    installed, are bound read-only."""
     sandbox = sandbox_get_or_create(session=session)
     spec: Mapping[str, Any] = agent_spec if agent_spec is not None else (session.agent.spec or {})
     limits: Mapping[str, Any] = spec.get("limits", {}) or {}
     toolchain = Path(settings.TOOLCHAIN_DIR)
+    coding_agents = Path(settings.CODING_AGENTS_DIR)
     return SandboxSpec(
         sandbox_id=str(session.uuid),
         workspace=session.workspace_path,
@@ -95,7 +97,7 @@ def sandbox_spec(*, session: Session, agent_spec: Mapping[str, Any] | None = Non
             file_size_mb=limits.get("file_size_mb", 1024),
             tmp_mb=limits.get("tmp_mb", 512),
         ),
-        readonly_paths=(toolchain,) if toolchain.is_dir() else (),
+        readonly_paths=tuple(p for p in (toolchain, coding_agents) if p.is_dir()),
         labels={
             "session": str(session.uuid),
             "agent": str(session.agent.uuid),

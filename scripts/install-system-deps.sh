@@ -8,6 +8,8 @@
 #   (tests/sandboxes/podman.py; catatonit is podman's `init`, runc its runtime on hybrid cgroups).
 # * chromium: the headless browser the Playwright tests drive (tests/browser/; Playwright cannot
 #   download its own browser builds here, so the tests use Debian's).
+# * ripgrep: OpenCode's and Codex CLI's grep/glob tools run `rg` (the coding-agent
+#   architectures, sessions/runners/architectures/); without it OpenCode tries to download it.
 #
 # Idempotent: when every command is already present it exits without touching apt.
 # Runs as root, or re-executes itself through sudo when not root.
@@ -21,6 +23,7 @@ declare -A wanted=(
   [podman]=podman
   [runc]=runc
   [chromium]=chromium
+  [rg]=ripgrep
 )
 
 missing=()

@@ -22,7 +22,6 @@ session secrets given to the command as environment variables or files
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import json
 import time
@@ -37,7 +36,11 @@ from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
 from sandboxes.registry import get_backend
 from sandboxes.services import sandbox_ensure, sandbox_spec
+from sessions.runners import file_changes
+from sessions.runners.architectures import ARCHITECTURE_NAMES, ARCHITECTURES
+from sessions.runners.architectures import run as architecture_run
 from sessions.runners.base import Runner, TaskContext, TaskResult, validate_schema
+from sessions.runners.command_output import CommandOutput
 from sessions.runners.junit import junit_summary
 from sessions.runners.secrets import SECRETS_SPEC_SCHEMA
 
@@ -65,12 +68,52 @@ ARGV_EDIT_SCHEMA: dict[str, Any] = {
     "required": ["argv"],
 }
 WORKSPACE_CHECK_S = 2.0  # how often a running command's workspace size is measured
+MAX_FILE_EVENTS = 500  # file.changed events (and result.changed_files entries) per run
 
 # ExecEvent.limit -> the task's error code and message.
 LIMIT_ERRORS = {
     "memory": ("memory_limit", "The command was killed for using more memory than its limit."),
     "cpu": ("cpu_limit", "The command used more CPU time than its limit."),
     "file_size": ("file_size_limit", "The command tried to write a file larger than its limit."),
+}
+
+
+# The model a coding-agent CLI talks to: the llm kind's model, minus its in-process demo.
+CLI_MODEL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "provider": {"enum": ["openai", "anthropic"]},
+        "base_url": {"type": "string", "pattern": "^https?://"},
+        "name": {"type": "string", "minLength": 1},
+        "api_key_env": {"type": "string", "pattern": "^[A-Z_][A-Z0-9_]*$"},
+        "credential": {"type": "string", "minLength": 1},
+    },
+    "required": ["name", "base_url"],
+    "additionalProperties": False,
+}
+ARCHITECTURE_OPTIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "extra_args": {"type": "array", "items": {"type": "string"}, "maxItems": 50},
+        "context_tokens": {"type": "integer", "minimum": 1024},
+        "output_tokens": {"type": "integer", "minimum": 256},
+        "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
+        "edit_format": {"enum": ["diff", "whole", "udiff", "diff-fenced"]},
+        "map_tokens": {"type": "integer", "minimum": 0},
+    },
+    "additionalProperties": False,
+}
+# A task's configuration for a coding-agent CLI (architectures/prompts.py).
+CONFIGURATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "instructions": {"type": "string", "maxLength": 100_000},
+        "app_url": {"type": "string", "pattern": "^https?://", "maxLength": 2000},
+        "specs": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 50},
+        "files": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 200},
+        "test_command": {"type": "string", "minLength": 1, "maxLength": 2000},
+    },
+    "additionalProperties": False,
 }
 
 
@@ -129,7 +172,17 @@ class CommandRunner(Runner):
                 "properties": {"junit_xml": {"type": "string", "minLength": 1}},
                 "additionalProperties": False,
             },
+            "architecture": {"enum": list(ARCHITECTURE_NAMES)},
+            "model": CLI_MODEL_SCHEMA,
+            "test_command": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "architecture_options": ARCHITECTURE_OPTIONS_SCHEMA,
         },
+        # A coding-agent CLI needs a model to talk to.
+        "if": {
+            "properties": {"architecture": {"not": {"const": "generic"}}},
+            "required": ["architecture"],
+        },
+        "then": {"required": ["model"]},
         "additionalProperties": False,
     }
     input_schema: ClassVar[dict[str, Any]] = {
@@ -142,6 +195,7 @@ class CommandRunner(Runner):
             "cwd": {"type": "string"},
             "env": _STRING_MAP,
             "stdin": {"type": "string"},
+            "configuration": CONFIGURATION_SCHEMA,
         },
         "not": {"required": ["command", "argv"]},
     }
@@ -151,6 +205,22 @@ class CommandRunner(Runner):
         return {**super().capabilities(spec), "can_execute_code": True}
 
     @classmethod
+    def validate_spec(cls, spec: dict[str, Any]) -> None:
+        """The schema, then: the architecture speaks the model's provider dialect."""
+        super().validate_spec(spec)
+        name = spec.get("architecture", "generic")
+        if name != "generic":
+            provider = spec["model"].get("provider", "openai")
+            supported = ARCHITECTURES[name].providers
+            if provider not in supported:
+                raise InvalidInput(
+                    f"The {name} architecture talks to {' or '.join(supported)} models, "
+                    f"not {provider}.",
+                    code="invalid_spec",
+                    details={"spec.model.provider": provider, "supported": list(supported)},
+                )
+
+    @classmethod
     def validate_config(cls, config: dict[str, Any]) -> None:
         """``config.limits`` may tighten the agent's per-command limits (see ``_TASK_LIMITS``)."""
         if "limits" in config:
@@ -158,15 +228,21 @@ class CommandRunner(Runner):
             validate_schema(config["limits"], schema, "config.limits")
 
     async def run(self, ctx: TaskContext) -> TaskResult:
-        argv = self.argv_for(ctx)
         spec = _with_task_limits(ctx.spec, ctx.config.get("limits") or {})
         cwd = paths.normalize(ctx.input.get("cwd", ""))
         has_toolchain = await asyncio.to_thread(self._prepare_workspace, ctx)
+        # A coding-agent CLI, unless the task gives its own command (e.g. `pytest` in between).
+        plain = "argv" in ctx.input or "command" in ctx.input
+        cli = None if plain else await architecture_run.prepare(ctx, spec, cwd)
+        argv = cli.launch.argv if cli is not None else self.argv_for(ctx)
+        stdin = cli.launch.stdin if cli is not None else ctx.input.get("stdin")
+        spec = cli.spec if cli is not None else spec
 
         env = {
             **spec.get("env", {}),
             **ctx.input.get("env", {}),
             **ctx.secret_env,
+            **(cli.launch.env if cli is not None else {}),
             "AGENT_TASK_TYPE": ctx.task_type,
             "AGENT_TASK_ID": ctx.task_uuid,
             "AGENT_SESSION_ID": ctx.session_uuid,
@@ -179,7 +255,6 @@ class CommandRunner(Runner):
         limits = spec.get("limits", {})
         sandbox = await sync_to_async(sandbox_spec)(session=ctx.session, agent_spec=spec)
         max_output = int(limits.get("output_bytes", 64 * 1024 * 1024))
-        stdin = ctx.input.get("stdin")
 
         process_id = uuid.uuid4().hex[:12]
         edited = await ctx.checkpoint(
@@ -190,6 +265,7 @@ class CommandRunner(Runner):
         ctx.set_phase("starting_sandbox")
         backend = get_backend()
         await sandbox_ensure(session=ctx.session, spec=sandbox, emit=ctx.emit)
+        before = await asyncio.to_thread(file_changes.snapshot, ctx.workspace)
         started = time.monotonic()
         execution = await backend.exec(
             sandbox, argv, cwd=cwd, env=env, stdin=stdin.encode() if stdin is not None else None
@@ -219,33 +295,18 @@ class CommandRunner(Runner):
                     return
 
         size_watcher = asyncio.ensure_future(watch_workspace())
-        decoders = {
-            s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in ("stdout", "stderr")
-        }
+        output = CommandOutput(ctx, process_id, max_output, cli)
         exit_event = None
-        emitted = 0
-        dropped = 0
         stopper: asyncio.Future[None] | None = None
         try:
             async for event in execution:
                 if event.stream == "exit":
                     exit_event = event
                     break
-                text = decoders[event.stream].decode(event.data)
-                if emitted + len(event.data) > max_output:
-                    if not dropped:
-                        # The marker event, then stop the producer: a runaway loop would
-                        # otherwise burn CPU until the timeout with nobody reading its output.
-                        ctx.emit(
-                            "process.output_truncated",
-                            {"process_id": process_id, "limit_bytes": max_output},
-                        )
-                        stopper = asyncio.ensure_future(execution.terminate(grace_s=1.0))
-                    dropped += len(event.data)
-                    continue
-                emitted += len(event.data)
-                if text:
-                    ctx.emit(f"process.{event.stream}", {"process_id": process_id, "text": text})
+                if output.write(event.stream, event.data):
+                    # Stop the producer: a runaway loop would otherwise burn CPU until the
+                    # timeout with nobody reading its output.
+                    stopper = asyncio.ensure_future(execution.terminate(grace_s=1.0))
         finally:
             watcher.cancel()
             size_watcher.cancel()
@@ -257,12 +318,10 @@ class CommandRunner(Runner):
                 with contextlib.suppress(Exception):
                     await asyncio.shield(execution.terminate(grace_s=0))
         duration_ms = int((time.monotonic() - started) * 1000)
-        for stream, decoder in decoders.items():
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                ctx.emit(f"process.{stream}", {"process_id": process_id, "text": tail})
+        output.close()
         assert exit_event is not None
         code = exit_event.exit_code
+        output.finish(code)
         ctx.emit(
             "process.exit",
             {
@@ -274,11 +333,15 @@ class CommandRunner(Runner):
                 "duration_ms": duration_ms,
             },
         )
+        emitted, dropped = output.emitted, output.dropped
         result: dict[str, Any] = {
             "exit_code": code,
             "duration_ms": duration_ms,
             "output_bytes": emitted + dropped,
         }
+        if cli is not None:
+            await architecture_run.finish_result(ctx, cli, result, output.stderr)
+        await self._report_changes(ctx, before, result, cli)
         junit = spec.get("result", {}).get("junit_xml")
         if junit:
             summary = junit_summary(ctx.workspace, junit)
@@ -313,6 +376,13 @@ class CommandRunner(Runner):
                     "details": {"limit": "output", "limit_bytes": max_output, "exit_code": code},
                 },
             )
+        if cli is not None and cli.converter.failed and exit_event.limit is None:
+            failed = cli.converter.failed
+            return TaskResult(
+                status="failed", result=result,
+                error={"code": failed["code"], "message": failed["message"],
+                       "details": {"exit_code": code, "architecture": cli.architecture.name}},
+            )  # fmt: skip
         if code == 0:
             return TaskResult(status="succeeded", result=result)
         if exit_event.limit is not None:
@@ -338,6 +408,25 @@ class CommandRunner(Runner):
                 "details": {"exit_code": code},
             },
         )
+
+    @staticmethod
+    async def _report_changes(
+        ctx: TaskContext, before: file_changes.Snapshot, result: dict[str, Any],
+        cli: architecture_run.ArchitectureRun | None,
+    ) -> None:  # fmt: skip
+        """``file.changed`` for each file the run changed that its transcript did not report
+        (at most :data:`MAX_FILE_EVENTS`), and ``result.changed_files``/``artifacts``."""
+        after = await asyncio.to_thread(file_changes.snapshot, ctx.workspace)
+        reported = set(cli.converter.changed_files) if cli is not None else set()
+        changes = file_changes.diff(before, after)
+        for path, change in [c for c in changes if c[0] not in reported][:MAX_FILE_EVENTS]:
+            ctx.emit("file.changed", {"path": path, "change": change})
+        changed = list(dict.fromkeys([*reported, *(p for p, _ in changes)]))
+        if changed:
+            result["changed_files"] = changed[:MAX_FILE_EVENTS]
+        artifacts = [p for p in after.entries if p.startswith("artifacts/")]
+        if artifacts:
+            result["artifacts"] = sorted(artifacts)[:MAX_FILE_EVENTS]
 
     def argv_for(self, ctx: TaskContext) -> list[str]:
         """Choose the argv (see the module docstring). Raises InvalidInput if there is none."""

@@ -113,10 +113,14 @@ class ScriptedLLM:
         *,
         model: str = "scripted-1",
         responder: Callable[[dict[str, Any]], Turn] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.turns: deque[Turn] = deque(turns or [])
         self.model = model
         self.responder = responder  # answers when no scripted turn is queued (the demo model)
+        # A sandbox without network reaches the model through its egress proxy, which never
+        # proxies to its own loopback: tests of sandboxed CLIs bind a non-loopback address.
+        self.host = host
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []  # of each request, in the same order
         self._lock = threading.Lock()
@@ -231,7 +235,7 @@ class ScriptedLLM:
                     if turn.delay_s:
                         time.sleep(turn.delay_s)
 
-        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._server = _Server((self.host, 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from sessions.runners.base import TaskContext, validate_schema
 from sessions.runners.llm.providers import ModelReply, ModelSettings, ProviderError, provider_for
-from sessions.runners.llm.runner import MODEL_OVERRIDE, _api_key, _check_endpoint
+from sessions.runners.llm.runner import MODEL_OVERRIDE, api_key_for, check_endpoint
 
 
 class ModelCallError(Exception):
@@ -55,8 +55,8 @@ async def complete_once(
 
     model, sampling = model_for(ctx, config)
     await model_run_check(ctx, model)  # team model access (model_not_allowed)
-    await _check_endpoint(model)
-    api_key = await _api_key(ctx, model)
+    await check_endpoint(model)
+    api_key = await api_key_for(ctx, model)
     settings = ModelSettings(
         name=model["name"],
         max_tokens=sampling.get("max_tokens"),

@@ -88,7 +88,7 @@ MESSAGES_EDIT_SCHEMA: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _model_overrides(ctx: TaskContext) -> dict[str, Any]:
+def model_overrides(ctx: TaskContext) -> dict[str, Any]:
     """Spec keys changed by the session's ``metadata.model_config`` then the task's
     ``config.model`` (agent spec → session → task). Raises InvalidInput for a bad session
     value (a task's was checked when it was created)."""
@@ -192,12 +192,12 @@ class LlmRunner(Runner):
             validate_schema(config["model"], MODEL_OVERRIDE, "config.model")
 
     async def run(self, ctx: TaskContext) -> TaskResult:
-        spec = {**ctx.spec, **_model_overrides(ctx)}
+        spec = {**ctx.spec, **model_overrides(ctx)}
         model = spec["model"]
         from providers.access import model_run_check  # lazy, as in _api_key
 
         await model_run_check(ctx, model)  # team model access: fails with model_not_allowed
-        await _check_endpoint(model)
+        await check_endpoint(model)
         history, state = await sync_to_async(conversation)(ctx)
         prompt = spec.get("system_prompt")
         messages = ([{"role": "system", "content": prompt}] if prompt else []) + history
@@ -207,7 +207,7 @@ class LlmRunner(Runner):
         totals = state.totals
         text = ""
         max_steps = int(spec.get("max_steps", 8))
-        api_key = await _api_key(ctx, model)
+        api_key = await api_key_for(ctx, model)
         async with (
             provider_for(
                 model, api_key=api_key, max_retries=int(spec.get("max_retries", 3))
@@ -280,7 +280,7 @@ class LlmRunner(Runner):
         )  # fmt: skip
 
 
-async def _check_endpoint(model: dict[str, Any]) -> None:
+async def check_endpoint(model: dict[str, Any]) -> None:
     """Model endpoints pass the outbound guard like any URL a user gives the server (a private
     address would let an agent owner probe the server's network), with
     ``LLM_ENDPOINT_ALLOWED_HOSTS`` allowed too. Raises OutboundRefused (the task fails)."""
@@ -290,7 +290,7 @@ async def _check_endpoint(model: dict[str, Any]) -> None:
     await asyncio.to_thread(outbound.check_url, model["base_url"], allow_hosts=allowed)
 
 
-async def _api_key(ctx: TaskContext, model: dict[str, Any]) -> str:
+async def api_key_for(ctx: TaskContext, model: dict[str, Any]) -> str:
     """The provider key: the stored credential ``credential`` of the running agent's team
     (providers app; a missing one fails the task with ``credential_not_found``), else the
     server environment variable ``api_key_env``, if any."""
