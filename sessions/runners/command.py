@@ -221,6 +221,13 @@ class CommandRunner(Runner):
                 )
 
     @classmethod
+    def validate_input(cls, data: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
+        """The schema, then ``configuration``'s paths stay in the workspace (InvalidInput)."""
+        super().validate_input(data, schema)
+        if isinstance(data.get("configuration"), dict):
+            architecture_run.configuration_of(data, {})
+
+    @classmethod
     def validate_config(cls, config: dict[str, Any]) -> None:
         """``config.limits`` may tighten the agent's per-command limits (see ``_TASK_LIMITS``)."""
         if "limits" in config:

@@ -15,6 +15,9 @@ the given chunks, ``delay_s`` apart), tool calls, an HTTP error status (e.g. 429
   ``message_stop``) or one JSON ``message``; errors as ``{"type": "error", "error": {"type",
   "message"}}``, mid-stream as an ``event: error`` frame (Anthropic's "Streaming Messages" docs).
   ``anthropic_base_url`` has no ``/v1`` (the ``anthropic`` SDK appends ``/v1/messages``).
+  Message and tool-use ids are unique per reply (``msg_scripted_<n>``, ``toolu_<n>_<i>`` for
+  the n-th request; the first reply keeps ``msg_scripted`` / ``toolu_<i>``); ``message_start``
+  has ``stop_reason: null``. Claude Code (``docs/dev/coding-agent-clis.md``) runs against it.
 * ``POST /v1/responses``: OpenAI Responses (what Codex CLI speaks), streaming SSE named events
   ``response.created`` … ``response.output_item.done`` … ``response.completed`` (or
   ``response.failed`` for a ``stream_error``), each with a ``sequence_number``, or one JSON
@@ -176,11 +179,15 @@ class ScriptedLLM:
                     self._responses(turn, request)
                 elif turn.status is not None:
                     self._error(turn, anthropic=anthropic)
-                elif not request.get("stream"):
-                    reply = _message if anthropic else _completion
-                    self._json(200, reply(owner.model, turn))
                 elif anthropic:
-                    self._stream(turn, _anthropic_frames(owner.model, turn))
+                    # ids unique per reply, as Anthropic's are (clients key tool results by them)
+                    seq = len(owner.requests)
+                    if request.get("stream"):
+                        self._stream(turn, _anthropic_frames(owner.model, turn, seq))
+                    else:
+                        self._json(200, _message(owner.model, turn, seq))
+                elif not request.get("stream"):
+                    self._json(200, _completion(owner.model, turn))
                 else:
                     frames = _frames(owner.model, turn, request)
                     self._stream(turn, [f"data: {frame}\n\n" for frame in frames])
@@ -306,16 +313,19 @@ def _halves(text: str) -> list[str]:
     return [piece for piece in (text[:cut], text[cut:]) if piece]
 
 
-def _anthropic_frames(model: str, turn: Turn) -> list[str]:
-    start = _message(model, Turn(usage=turn.usage))
-    start["usage"]["output_tokens"] = 1  # what Anthropic reports before any output
+def _anthropic_frames(model: str, turn: Turn, seq: int = 1) -> list[str]:
+    """The SSE frames of one streamed reply; ``seq`` (the request's number) makes its ids."""
+    start = _message(model, Turn(usage=turn.usage), seq)
+    # what Anthropic reports before any output: no stop reason yet, one output token
+    start["stop_reason"] = None
+    start["usage"]["output_tokens"] = 1
     frames = [_sse("message_start", {"message": start}), _sse("ping", {})]  # clients skip pings
     blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     if turn.chunks:
         deltas = [{"type": "text_delta", "text": chunk} for chunk in turn.chunks]
         blocks.append(({"type": "text", "text": ""}, deltas))
     for index, call in enumerate(turn.tool_calls):
-        block = {"type": "tool_use", "id": f"toolu_{index}", "name": call["name"], "input": {}}
+        block = {"type": "tool_use", "id": _tool_id(seq, index), "name": call["name"], "input": {}}
         pieces = _halves(call["arguments"])
         blocks.append((block, [{"type": "input_json_delta", "partial_json": p} for p in pieces]))
     for index, (block, deltas) in enumerate(blocks):
@@ -335,7 +345,13 @@ def _anthropic_frames(model: str, turn: Turn) -> list[str]:
     return frames
 
 
-def _message(model: str, turn: Turn) -> dict[str, Any]:
+def _tool_id(seq: int, index: int) -> str:
+    """``toolu_0`` for the first call of the first reply (what older recordings show)."""
+    return f"toolu_{index}" if seq <= 1 else f"toolu_{seq}_{index}"
+
+
+def _message(model: str, turn: Turn, seq: int = 1) -> dict[str, Any]:
+    """One Anthropic ``message`` (the non-streamed reply, and ``message_start``'s base)."""
     content: list[dict[str, Any]] = []
     if turn.chunks:
         content.append({"type": "text", "text": "".join(turn.chunks)})
@@ -344,12 +360,14 @@ def _message(model: str, turn: Turn) -> dict[str, Any]:
             arguments = json.loads(call["arguments"] or "{}")
         except ValueError:
             arguments = {}
-        content.append({"type": "tool_use", "id": f"toolu_{index}", "name": call["name"],
+        content.append({"type": "tool_use", "id": _tool_id(seq, index), "name": call["name"],
                         "input": arguments if isinstance(arguments, dict) else {}})  # fmt: skip
     return {
-        "id": "msg_scripted", "type": "message", "role": "assistant", "model": model,
+        "id": "msg_scripted" if seq <= 1 else f"msg_scripted_{seq}", "type": "message",
+        "role": "assistant", "model": model,
         "content": content, "stop_reason": "tool_use" if turn.tool_calls else "end_turn",
         "stop_sequence": None,
         "usage": {"input_tokens": turn.usage.get("prompt_tokens", 0),
+                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
                   "output_tokens": turn.usage.get("completion_tokens", 0)},
     }  # fmt: skip

@@ -138,6 +138,21 @@ def _idempotent(existing: Task, session: Session) -> Task:
     return existing
 
 
+def task_phase_project(session: Session, events: list[Any]) -> None:
+    """Event projector (``sessions.apps``): a running task's ``current_phase`` follows the
+    ``task.status`` events its runner emits (``{"status": "running", "phase"}``), the last of a
+    batch winning. A task no longer running keeps the phase its status change set."""
+    latest: dict[int, str] = {}
+    for event in events:
+        data = event.data or {}
+        if event.task_id and data.get("status") == TaskStatus.RUNNING and data.get("phase"):
+            latest[event.task_id] = str(data["phase"])[:64]
+    for task_id, phase in latest.items():
+        Task.objects.filter(pk=task_id, status=TaskStatus.RUNNING).exclude(
+            current_phase=phase
+        ).update(current_phase=phase)
+
+
 def task_cancel(*, task: Task, reason: str = "cancelled by user") -> Task:
     """Cancel a task. A queued task is cancelled at once; a running one is asked to stop
     (cooperatively, then forcibly after ``TASK_CANCEL_GRACE_S``) and reaches ``cancelled``

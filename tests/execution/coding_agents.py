@@ -130,3 +130,33 @@ def aider_fix_turns() -> list[Turn]:
     return [
         Turn(chunks=[text[:40], text[40:]], usage={"prompt_tokens": 900, "completion_tokens": 40})
     ]
+
+
+def claude_code_fix_turns() -> list[Turn]:
+    """Claude Code's ``Read`` (an edit needs a read first), ``Edit`` and ``Bash`` tools."""
+    return [
+        Turn(
+            chunks=["Let me look at the code."],
+            tool_calls=[call("Read", file_path="/workspace/calc.py")],
+            usage={"prompt_tokens": 1200, "completion_tokens": 20},
+        ),
+        Turn(
+            tool_calls=[
+                call(
+                    "Edit",
+                    file_path="/workspace/calc.py",
+                    old_string="return a - b",
+                    new_string="return a + b",
+                )
+            ],
+            usage={"prompt_tokens": 1300, "completion_tokens": 30},
+        ),
+        Turn(
+            tool_calls=[call("Bash", command=TEST_COMMAND, description="Run the tests")],
+            usage={"prompt_tokens": 1400, "completion_tokens": 15},
+        ),
+        Turn(
+            chunks=["Fixed `add` in calc.py ", "(it subtracted); the test passes now."],
+            usage={"prompt_tokens": 1500, "completion_tokens": 12},
+        ),
+    ]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from rest_framework.test import APIClient
 
 from sessions.models import Agent, Session, Task
 from sessions.runners.scripted_llm import ScriptedLLM, Turn
@@ -44,11 +45,14 @@ def model(address: str, settings: Any, monkeypatch: Any) -> Any:
 
 
 def make_session(owner: Any, architecture: str, llm: ScriptedLLM, **spec: Any) -> Session:
+    model = {"base_url": llm.base_url, "name": "scripted-1", "api_key_env": "TEST_MODEL_KEY"}
+    if architecture == "claude-code":
+        model.update(provider="anthropic", base_url=llm.anthropic_base_url)
     agent: Agent = agent_create(
         owner=owner, slug=f"{architecture}-agent", name=architecture, kind="command",
         spec={
             "architecture": architecture,
-            "model": {"base_url": llm.base_url, "name": "scripted-1", "api_key_env": "TEST_MODEL_KEY"},
+            "model": model,
             "test_command": ca.TEST_COMMAND,
             **spec,
         },
@@ -156,6 +160,30 @@ async def test_codex_fixes_a_failing_test(executor: Any, owner: Any, model: Scri
     assert len(model.requests) == 4
 
 
+async def test_claude_code_fixes_a_failing_test(
+    executor: Any, owner: Any, model: ScriptedLLM
+) -> None:
+    model.add(*ca.claude_code_fix_turns())
+    session = await sync_to_async(make_session)(owner, "claude-code", model)
+    task = await run(owner, session, executor, task_type="fix", input=FIX_INPUT)
+    assert task.status == "succeeded", task.error
+    assert (Path(session.workspace_path) / "calc.py").read_text() == ca.CALC_FIXED
+    events = await sync_to_async(events_of)(task)
+    assert [c["name"] for c in of_type(events, "tool.call")] == ["Read", "Edit", "Bash"]
+    results = of_type(events, "tool.result")
+    assert results[-1]["exit_code"] == 0 and "1 passed" in results[-1]["output"]
+    changed = of_type(events, "file.changed")
+    assert changed[0]["path"] == "calc.py" and "+    return a + b" in changed[0]["diff"]
+    # --include-partial-messages: the answer streams as deltas, then one completed message
+    deltas = [d["text"] for d in of_type(events, "message.delta")]
+    assert "".join(deltas).endswith("Fixed `add` in calc.py (it subtracted); the test passes now.")
+    final = of_type(events, "message.completed")[-1]["text"]
+    assert final == "Fixed `add` in calc.py (it subtracted); the test passes now."
+    assert_key_never_leaked(events, task)
+    assert model.headers[0]["x-api-key"] == ca.API_KEY
+    assert len(model.requests) == 4
+
+
 async def test_aider_fixes_a_failing_test(executor: Any, owner: Any, model: ScriptedLLM) -> None:
     model.add(*ca.aider_fix_turns())
     session = await sync_to_async(make_session)(owner, "aider", model)
@@ -211,8 +239,11 @@ async def test_cancel_stops_the_cli_and_its_children(
 ) -> None:
     marker = f"cli-child-{time.time_ns()}"
     sleeper = f'python3 -c "import time; time.sleep(300)" {marker}'
-    model.add(Turn(tool_calls=[ca.call("bash", command=sleeper, description="wait")]))
-    model.add(Turn(chunks=["never reached"]))
+    model.add(
+        Turn(tool_calls=[ca.call("read", filePath="/workspace/calc.py")]),
+        Turn(tool_calls=[ca.call("bash", command=sleeper, description="wait")]),
+        Turn(chunks=["never reached"]),
+    )
     session = await sync_to_async(make_session)(owner, "opencode", model)
     created, _ = await sync_to_async(task_create)(
         session=session, user=owner, task_type="run", input=FIX_INPUT
@@ -222,6 +253,12 @@ async def test_cancel_stops_the_cli_and_its_children(
     while not _alive_with_marker(marker):
         assert time.monotonic() < deadline, "the CLI never started its command"
         await asyncio.sleep(0.2)
+    # GET /tasks/{id} shows the phase the transcript put the run in (OpenCode prints a tool
+    # call once it finished: the read, not yet the running command).
+    api = APIClient()
+    api.force_authenticate(owner)
+    body = (await sync_to_async(api.get)(f"/api/v1/tasks/{created.uuid}")).json()
+    assert (body["status"], body["current_phase"]) == ("running", "reading")
     await sync_to_async(task_cancel)(task=created)
     task = await wait_terminal(created, timeout=60)
     assert task.status == "cancelled"

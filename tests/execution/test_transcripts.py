@@ -360,9 +360,9 @@ def test_tokens() -> None:
 
 
 def test_registry() -> None:
-    assert set(CONVERTERS) == {"opencode", "codex", "aider", "generic"}
+    assert set(CONVERTERS) == {"opencode", "codex", "aider", "claude-code", "generic"}
     generic = converter_for("generic")
     assert generic.passthrough and generic.feed("anything") == []
     assert generic.finish(3) == [] and generic.failed["code"] == "command_failed"  # type: ignore[index]
     with pytest.raises(ValueError, match="Unknown architecture"):
-        converter_for("claude-code")
+        converter_for("no-such-cli")

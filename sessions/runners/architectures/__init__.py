@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from sessions.runners.architectures.aider import Aider
 from sessions.runners.architectures.base import Architecture
+from sessions.runners.architectures.claude_code import ClaudeCode
 from sessions.runners.architectures.codex import Codex
 from sessions.runners.architectures.opencode import OpenCode
 
-ARCHITECTURES: dict[str, type[Architecture]] = {cls.name: cls for cls in (OpenCode, Codex, Aider)}
+ARCHITECTURES: dict[str, type[Architecture]] = {
+    cls.name: cls for cls in (OpenCode, Codex, ClaudeCode, Aider)
+}
 ARCHITECTURE_NAMES = ("generic", *ARCHITECTURES)
 
 __all__ = ("ARCHITECTURES", "ARCHITECTURE_NAMES", "Architecture")

@@ -23,6 +23,7 @@ from django.conf import settings
 
 from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
+from sandboxes.paths import WorkspacePathError
 from sessions.runners.architectures import ARCHITECTURES
 from sessions.runners.architectures.base import Architecture, Launch, ModelEndpoint, RunRequest
 from sessions.runners.architectures.install import ensure_installed, install_dir
@@ -72,9 +73,10 @@ def configuration_of(data: dict[str, Any], spec: dict[str, Any]) -> Configuratio
     def norm(items: list[str], name: str) -> tuple[str, ...]:
         try:
             return tuple(paths.normalize(p) for p in items)
-        except Exception as exc:  # the paths module's own error carries the reason
+        except WorkspacePathError as exc:
             raise InvalidInput(
-                f"configuration.{name}: {exc}", details={"field": f"configuration.{name}"}
+                f"configuration.{name}: {exc.message}",
+                details={"field": f"configuration.{name}"},
             ) from exc
 
     return Configuration(
