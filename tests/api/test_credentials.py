@@ -22,7 +22,7 @@ from providers.selectors import credential_secret, credential_secret_for_agent
 from providers.services import credential_create, credential_update
 from runtime_project.exceptions import Conflict, InvalidInput, NotFound
 from sessions.execution import _error_of
-from sessions.runners.llm.runner import LlmRunner, _api_key
+from sessions.runners.llm.runner import LlmRunner, api_key_for
 from tests import factories
 from tests.api.helpers import API, error_of
 from tests.factories import team_of
@@ -40,7 +40,7 @@ def llm_agent(owner: Any, slug: str, model: str, **extra: Any) -> Any:
 
 
 def run_of(agent: Any) -> Any:
-    """The bits of a TaskContext ``_api_key`` reads: the task, whose agent runs."""
+    """The bits of a TaskContext ``api_key_for`` reads: the task, whose agent runs."""
     return SimpleNamespace(task=SimpleNamespace(agent_id=agent.pk), session=None)
 
 
@@ -312,16 +312,16 @@ def test_the_runner_takes_the_key_from_the_agent_teams_credential(user, other_us
     model = agent.spec["model"]
 
     run: Any = SimpleNamespace(task=SimpleNamespace(agent_id=agent.pk), session=None)
-    assert async_to_sync(_api_key)(run, model) == SECRET
+    assert async_to_sync(api_key_for)(run, model) == SECRET
     by_session: Any = SimpleNamespace(task=None, session=SimpleNamespace(agent_id=agent.pk))
-    assert async_to_sync(_api_key)(by_session, model) == SECRET
+    assert async_to_sync(api_key_for)(by_session, model) == SECRET
 
     monkeypatch.setenv("LLM_TEST_KEY", "from-env")
-    assert async_to_sync(_api_key)(run, {"api_key_env": "LLM_TEST_KEY"}) == "from-env"
+    assert async_to_sync(api_key_for)(run, {"api_key_env": "LLM_TEST_KEY"}) == "from-env"
 
     other = llm_agent(user, "critic", "m")  # main is restricted to "writer"
     with pytest.raises(NotFound) as excinfo:
-        async_to_sync(_api_key)(run_of(other), model)
+        async_to_sync(api_key_for)(run_of(other), model)
     # What the executor records as the task's error.
     assert _error_of(excinfo.value)["code"] == "credential_not_found"
     with pytest.raises(NotFound):

@@ -20,7 +20,7 @@ from providers.services import credential_create
 from runtime_project.exceptions import NotFound
 from schedules.models import Schedule
 from schedules.services import schedule_create, schedule_fire
-from sessions.runners.llm.runner import _api_key
+from sessions.runners.llm.runner import api_key_for
 from tests import factories
 from tests.api.helpers import API, error_of
 
@@ -168,22 +168,22 @@ def test_an_llm_agent_of_a_shared_team_uses_the_teams_credential(user, other_use
     personal = llm_agent(bob, None, "mine", credential="main")
     model = written_by_bob.spec["model"]
 
-    assert async_to_sync(_api_key)(run_of(written_by_bob), model) == SECRET
-    assert async_to_sync(_api_key)(run_of(personal), model) == "sk-bob-personal-000"
+    assert async_to_sync(api_key_for)(run_of(written_by_bob), model) == SECRET
+    assert async_to_sync(api_key_for)(run_of(personal), model) == "sk-bob-personal-000"
 
     # Public: whoever runs it, the key is the team's.
     written_by_bob.is_public = True
     written_by_bob.save()
     session = factories.make_session(other_user, written_by_bob)
     assert session.team_id != team.pk
-    assert async_to_sync(_api_key)(run_of(written_by_bob), model) == SECRET
+    assert async_to_sync(api_key_for)(run_of(written_by_bob), model) == SECRET
 
     # A key restricted to one agent of the team is not usable by another agent of the team.
     critic = llm_agent(user, team, "critic", credential="only-writer")
     credential_create(owner=user, team=team, name="only-writer", provider="openai",
                       secret=SECRET, agent=written_by_bob)  # fmt: skip
     with pytest.raises(NotFound):
-        async_to_sync(_api_key)(run_of(critic), critic.spec["model"])
+        async_to_sync(api_key_for)(run_of(critic), critic.spec["model"])
 
 
 def test_models_list_the_teams_agents_and_prefer_them_over_a_public_one(user, other_user, team):
