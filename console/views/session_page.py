@@ -33,8 +33,9 @@ def input_form(agent: Agent) -> dict[str, Any]:
     """How the page's input box looks for ``agent``: ``{"mode": "message"}`` for ``llm``
     agents (the chat shortcut), else ``{"mode": "task", "fields": [{"name", "label", "hint",
     "required", "rows"}], "json_open": bool}``: one textarea per string property of the
-    agent's ``input_schema`` (or the kind's usual one when the schema names none: ``command``
-    for command agents that accept it, ``code`` for python agents), and a raw JSON editor for
+    agent's ``input_schema`` (or the kind's usual one when the schema names none:
+    ``instructions`` for a coding-agent CLI (``spec.architecture``), ``command`` for command
+    agents that accept it, ``code`` for python agents), and a raw JSON editor for
     everything else (open when there is no field)."""
     if agent.kind == AgentKind.LLM:
         return {"mode": "message"}
@@ -63,7 +64,16 @@ def input_form(agent: Agent) -> dict[str, Any]:
             others.append(str(name))
     if not props:
         spec = agent.spec if isinstance(agent.spec, dict) else {}
-        if agent.kind == AgentKind.COMMAND and spec.get("allow_input_command"):
+        architecture = spec.get("architecture", "generic")
+        if agent.kind == AgentKind.COMMAND and architecture != "generic":
+            hint = (
+                f"What {architecture} should do in the workspace; the task type (fix, plan, "
+                "generate…) shapes its prompt. More (files, specs, app_url, test_command) as "
+                '{"configuration": {…}} in the JSON input.'
+            )
+            fields.append({"name": "instructions", "label": "Instructions", "hint": hint,
+                           "required": True, "rows": 4})  # fmt: skip
+        elif agent.kind == AgentKind.COMMAND and spec.get("allow_input_command"):
             hint = "A bash script, run in the session's sandbox."
             fields.append(
                 {"name": "command", "label": "Command", "hint": hint, "required": True, "rows": 4}

@@ -17,6 +17,12 @@ exit fails the task with ``command_failed``. When ``spec.result.junit_xml`` name
 report in the workspace, its counts become ``result.tests``. ``spec.secrets`` names team or
 session secrets given to the command as environment variables or files
 (``sessions.runners.secrets``); their values are masked in the output events.
+
+``spec.architecture`` (``opencode``, ``codex``, ``claude-code``, ``aider``; default
+``generic``) runs a coding-agent CLI instead, unless the task gives its own command: the CLI
+and its prompt come from ``sessions.runners.architectures`` and its stdout becomes message,
+tool, file and usage events through its transcript converter (``command_output.py``). Every
+run ends with ``file.changed`` for the files it changed (``file_changes.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,11 @@ from sandboxes.services import sandbox_ensure, sandbox_spec
 from sessions.runners import file_changes
 from sessions.runners.architectures import ARCHITECTURE_NAMES, ARCHITECTURES
 from sessions.runners.architectures import run as architecture_run
+from sessions.runners.architectures.schemas import (
+    ARCHITECTURE_OPTIONS_SCHEMA,
+    CLI_MODEL_SCHEMA,
+    CONFIGURATION_SCHEMA,
+)
 from sessions.runners.base import Runner, TaskContext, TaskResult, validate_schema
 from sessions.runners.command_output import CommandOutput
 from sessions.runners.junit import junit_summary
@@ -75,45 +86,6 @@ LIMIT_ERRORS = {
     "memory": ("memory_limit", "The command was killed for using more memory than its limit."),
     "cpu": ("cpu_limit", "The command used more CPU time than its limit."),
     "file_size": ("file_size_limit", "The command tried to write a file larger than its limit."),
-}
-
-
-# The model a coding-agent CLI talks to: the llm kind's model, minus its in-process demo.
-CLI_MODEL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "provider": {"enum": ["openai", "anthropic"]},
-        "base_url": {"type": "string", "pattern": "^https?://"},
-        "name": {"type": "string", "minLength": 1},
-        "api_key_env": {"type": "string", "pattern": "^[A-Z_][A-Z0-9_]*$"},
-        "credential": {"type": "string", "minLength": 1},
-    },
-    "required": ["name", "base_url"],
-    "additionalProperties": False,
-}
-ARCHITECTURE_OPTIONS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "extra_args": {"type": "array", "items": {"type": "string"}, "maxItems": 50},
-        "context_tokens": {"type": "integer", "minimum": 1024},
-        "output_tokens": {"type": "integer", "minimum": 256},
-        "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
-        "edit_format": {"enum": ["diff", "whole", "udiff", "diff-fenced"]},
-        "map_tokens": {"type": "integer", "minimum": 0},
-    },
-    "additionalProperties": False,
-}
-# A task's configuration for a coding-agent CLI (architectures/prompts.py).
-CONFIGURATION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "instructions": {"type": "string", "maxLength": 100_000},
-        "app_url": {"type": "string", "pattern": "^https?://", "maxLength": 2000},
-        "specs": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 50},
-        "files": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 200},
-        "test_command": {"type": "string", "minLength": 1, "maxLength": 2000},
-    },
-    "additionalProperties": False,
 }
 
 

@@ -113,6 +113,12 @@ def test_a_viewer_gets_the_page_read_only(session: Session) -> None:
             ["cwd"],
         ),
         ("workflow", {}, {}, []),
+        (
+            "command",
+            {"architecture": "opencode", "model": {"base_url": "https://m.test/v1", "name": "m"}},
+            {},
+            ["instructions"],
+        ),
     ],
 )
 def test_the_input_box_follows_the_agent(
@@ -133,8 +139,10 @@ def test_the_input_box_follows_the_agent(
         return
     assert [f["name"] for f in form["fields"]] == expected
     assert form["json_open"] is (not expected)  # no field: the JSON editor is the input
-    if kind == "command":
+    if kind == "command" and expected == ["cwd"]:
         assert form["others"] == ["args"] and form["fields"][0]["required"] is True
+    if expected == ["instructions"]:  # a coding-agent CLI: a task type and what to do
+        assert form["fields"][0]["required"] is True and "data-task-type" in html
     assert "data-input-json" in html
 
 

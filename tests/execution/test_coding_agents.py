@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from sessions.models import Agent, Session, Task
 from sessions.runners.scripted_llm import ScriptedLLM, Turn
+from sessions.runners.transcripts import converter_for
 from sessions.services.agents import agent_create
 from sessions.services.sessions import session_create
 from sessions.services.tasks import task_cancel, task_create
@@ -77,6 +78,39 @@ def assert_key_never_leaked(events: list[Any], task: Task) -> None:
     assert ca.API_KEY not in text
 
 
+def joined_deltas(items: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Consecutive deltas of one message as one: the event buffer joins them when they are
+    flushed together, which depends on timing."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for kind, data in items:
+        if (
+            out
+            and kind == "message.delta" == out[-1][0]
+            and (out[-1][1]["message_id"] == data["message_id"])
+        ):
+            out[-1] = (kind, {**out[-1][1], "text": out[-1][1]["text"] + data["text"]})
+        else:
+            out.append((kind, data))
+    return out
+
+
+def assert_replay_gives_the_same_events(
+    task: Task, events: list[Any], transcript: Path, architecture: str
+) -> None:
+    """The converter is a pure function of the transcript: the raw stdout the run kept, fed
+    again to a fresh converter, gives exactly the events the run streamed from it."""
+    converter = converter_for(architecture, workspace="/workspace", id_prefix=str(task.uuid)[:8])
+    replayed = [e for line in transcript.read_text().split("\n") for e in converter.feed(line)]
+    replayed += converter.finish(0)
+    produced = {e.type for e in replayed}
+    streamed = [(e.type, e.data) for e in events if e.type in produced]
+    # the workspace diff may add file.changed events the transcript did not report
+    # (and the installer's progress is a log of the server's, not of the transcript)
+    streamed = [x for x in streamed if x[0] != "file.changed" or "diff" in x[1]]
+    streamed = [x for x in streamed if x[1].get("source") != "installer"]
+    assert joined_deltas([(e.type, e.data) for e in replayed]) == joined_deltas(streamed)
+
+
 def phases(events: list[Any]) -> list[str]:
     return [d["phase"] for d in of_type(events, "task.status") if d.get("phase")]
 
@@ -90,7 +124,7 @@ FIX_INPUT = {
 
 
 async def test_opencode_fixes_a_failing_test(
-    executor: Any, owner: Any, model: ScriptedLLM, address: str
+    executor: Any, owner: Any, model: ScriptedLLM, address: str, caplog: Any
 ) -> None:
     # A second server on the same host, not the model: the sandbox's proxy must refuse it.
     with ScriptedLLM(host=address) as other:
@@ -103,6 +137,10 @@ async def test_opencode_fixes_a_failing_test(
         session = await sync_to_async(make_session)(owner, "opencode", model)
         task = await run(owner, session, executor, task_type="fix", input=FIX_INPUT)
         assert other.requests == []
+        # The proxy refused the probe and nothing else: OpenCode tried no update check,
+        # model-list or plugin download (the offline settings of its architecture).
+        refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert refused and all(other.base_url.split("/")[2] in m for m in refused), refused
     assert task.status == "succeeded", task.error
     workspace = Path(session.workspace_path)
     assert (workspace / "calc.py").read_text() == ca.CALC_FIXED
@@ -136,6 +174,7 @@ async def test_opencode_fixes_a_failing_test(
     assert task.result["text"] == messages[-1]["text"]
     stdout_log = workspace / task.result["logs"][0]
     assert stdout_log.name == "stdout.log" and '"type":"tool_use"' in stdout_log.read_text()
+    assert_replay_gives_the_same_events(task, events, stdout_log, "opencode")
     for folder in ("specs", "tests", "artifacts"):
         assert (workspace / folder).is_dir()
 
@@ -181,6 +220,8 @@ async def test_claude_code_fixes_a_failing_test(
     assert final == "Fixed `add` in calc.py (it subtracted); the test passes now."
     assert_key_never_leaked(events, task)
     assert model.headers[0]["x-api-key"] == ca.API_KEY
+    stdout_log = Path(session.workspace_path) / task.result["logs"][0]
+    assert_replay_gives_the_same_events(task, events, stdout_log, "claude-code")
     assert len(model.requests) == 4
 
 

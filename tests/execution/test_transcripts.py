@@ -181,6 +181,7 @@ def test_usage_totals_are_the_transcripts() -> None:
         ("opencode", "opencode/transcript-streamerr.jsonl", "agent_error", None,
          "scripted mid-stream failure"),
         ("codex", "codex/transcript-error.jsonl", "provider_error", None, "high demand"),
+        ("codex", "codex/transcript-error-retries.jsonl", "provider_error", None, "high demand"),
         ("codex", "codex/transcript-error-401.jsonl", "provider_error", 401, "401"),
         ("aider", "aider/transcript-error-401.txt", "provider_error", None, "AuthenticationError"),
     ],
@@ -197,6 +198,16 @@ def test_error_run(
     assert error["details"].get("status") == status
     assert converter.failed == {"code": code, "message": error["message"]}
     assert not of(emits, "message.completed") and not of(emits, "file.changed")
+
+
+def test_codex_retry_notices_are_logs_not_the_failure() -> None:
+    """With request_max_retries, Codex prints "Reconnecting... n/N" error lines before the
+    final one: warnings, while the failure is the message after the last retry."""
+    converter, emits = convert("codex", "codex/transcript-error-retries.jsonl", 1)
+    retries = [e for e in of(emits, "log") if e.get("kind") == "retry"]
+    assert [r["message"][:17] for r in retries] == ["Reconnecting... 1", "Reconnecting... 2"]
+    assert converter.failed is not None
+    assert not converter.failed["message"].startswith("Reconnecting")
 
 
 def test_aider_401_with_exit_code_0() -> None:

@@ -3,9 +3,10 @@
 Measured in ``docs/dev/coding-agent-clis.md``: the model is a custom provider on OpenCode's
 built-in ``@ai-sdk/openai-compatible`` given inline in ``OPENCODE_CONFIG_CONTENT``, its key
 read from the environment (``{env:…}``, so it is in no file); ``--pure`` and the
-``OPENCODE_DISABLE_*`` switches stop its plugin installs, model-list fetch, LSP downloads and
-update checks; ``--auto`` approves what the configuration does not deny (our sandbox is the
-boundary; ``external_directory`` and ``webfetch`` are denied). The prompt goes on stdin (a
+``OPENCODE_DISABLE_*`` switches stop its model-list fetch, LSP downloads and update checks,
+a stub package lock its background plugin install (:func:`_plugin_stub`); ``--auto``
+approves what the configuration does not deny (our sandbox is the boundary;
+``external_directory`` and ``webfetch`` are denied). The prompt goes on stdin (a
 positional message is quoted literally). ``plan`` runs OpenCode's read-only ``plan`` agent.
 """
 
@@ -83,4 +84,18 @@ class OpenCode(Architecture):
             "OPENCODE_DISABLE_EMBEDDED_WEB_UI": "1",
             "OPENCODE_DISABLE_FFF": "1",
         }
-        return Launch(argv=argv, env=env, stdin=run.prompt)
+        return Launch(argv=argv, env=env, stdin=run.prompt, files=_plugin_stub())
+
+
+def _plugin_stub() -> dict[str, str]:
+    """OpenCode installs ``@opencode-ai/plugin`` into its config directory in the background
+    (an npm fetch, even with ``--pure``) unless ``node_modules`` exists and
+    ``package-lock.json`` lists it: a stub that satisfies that check keeps it offline."""
+    deps = {"@opencode-ai/plugin": OpenCode.package.version}
+    return {
+        ".config/opencode/package.json": json.dumps({"dependencies": deps}),
+        ".config/opencode/package-lock.json": json.dumps(
+            {"packages": {"": {"dependencies": deps}}}
+        ),
+        ".config/opencode/node_modules/.keep": "",
+    }

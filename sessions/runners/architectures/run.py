@@ -151,7 +151,11 @@ async def prepare(ctx: TaskContext, spec: dict[str, Any], cwd: str) -> Architect
     )
     port = urlsplit(model["base_url"]).port or (443 if model["base_url"][:5] == "https" else 80)
     allow = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    run_spec = {**spec, "allow_hosts": list(dict.fromkeys([*spec.get("allow_hosts", []), allow]))}
+    run_spec = spec
+    if network == "none":  # "host" reaches the model anyway (and the docker backend refuses
+        # allow-lists: with it, a CLI needs network "host")
+        hosts = list(dict.fromkeys([*spec.get("allow_hosts", []), allow]))
+        run_spec = {**spec, "allow_hosts": hosts}
     return ArchitectureRun(architecture, launch, converter, run_spec, ctx.task_type)
 
 

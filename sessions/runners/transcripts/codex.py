@@ -17,7 +17,8 @@ Source: ``docs/dev/coding-agent-clis.md`` and the recordings in
   (phase ``planning``); an ``error`` item is a warning (not fatal) → ``log`` level warning;
 - ``turn.completed`` (``usage{input_tokens, cached_input_tokens, output_tokens,
   reasoning_output_tokens}``) → ``usage`` with ``step`` = the turn number;
-- ``error`` (``message``) → ``error`` ``provider_error`` and ``failed``; the ``turn.failed``
+- ``error`` (``message``) → ``error`` ``provider_error`` and ``failed``, except the retry
+  notices ``Reconnecting... n/N (…)`` (→ ``log`` warning, ``kind: retry``); the ``turn.failed``
   that follows with the same message adds nothing (a different one is a second ``error``); a
   later ``turn.completed`` clears ``failed`` (the error was not fatal after all);
 - anything else (other types, non-JSON, garbled JSON) → ``log``.
@@ -159,6 +160,10 @@ class CodexConverter(JsonLinesConverter):
 
     def _error(self, message: Any, *, repeat: bool = True) -> list[Emit]:
         text = message if isinstance(message, str) and message else "The Codex turn failed."
+        if text.startswith("Reconnecting..."):
+            # "Reconnecting... 1/2 (<reason>)": a retry notice (request_max_retries), not the
+            # failure; the error line after the last retry is.
+            return [self.log(text, level="warning", kind="retry")]
         if not repeat and text == self._last_error:
             return []  # turn.failed after the error line that said it
         self._last_error = text
