@@ -5,8 +5,8 @@ this machine's non-loopback address (reached through each sandbox's egress proxy
 "fix a failing test" workspace (calc.py with a bug, tests/test_calc.py) uploaded into a new
 session for every run:
 
-* **baseline**: a plain ``command`` task running the tests (``python3 -m pytest -q tests``):
-  new session, sandbox start, the test run, the workspace diff;
+* **baseline**: a plain ``command`` task running the tests (``python3 -m pytest -q tests``) on
+  the fixed code: new session, sandbox start, the test run, the workspace diff;
 * **opencode / codex / claude-code / aider**: a ``fix`` task of that architecture whose
   scripted model reads, edits, runs the same tests and answers (Aider: one reply, then its
   ``--auto-test``), i.e. the CLI's start-up, its model round trips through the proxy, the
@@ -22,6 +22,7 @@ Usage: ``.venv/bin/python bench/coding_agents.py --runs 10 [--record]``.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -67,7 +68,9 @@ def create_agents(http: httpx.Client, llm: Any) -> None:
 
 def one_run(http: httpx.Client, agent: str) -> float:
     sid = http.post("/api/v1/sessions", json={"agent": agent}).json()["id"]
-    files = {"calc.py": ca.CALC_BUGGY, "tests/test_calc.py": ca.TEST_CALC}
+    # the baseline runs the tests the CLIs end with: on the fixed code
+    calc = ca.CALC_FIXED if agent == "tests" else ca.CALC_BUGGY
+    files = {"calc.py": calc, "tests/test_calc.py": ca.TEST_CALC}
     for path, text in files.items():
         folder, _, name = path.rpartition("/")
         up = http.post(
@@ -96,6 +99,7 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="prepend to bench/RESULTS.md")
     args = parser.parse_args()
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     address = ca.host_address()
     server = Server({
         "LLM_ENDPOINT_ALLOWED_HOSTS": address, "SANDBOX_EGRESS_ALLOW_PRIVATE": "1",
