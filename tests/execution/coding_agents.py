@@ -49,40 +49,42 @@ def call(name: str, **arguments: Any) -> dict[str, str]:
     return {"name": name, "arguments": json.dumps(arguments)}
 
 
-def opencode_fix_turns(extra_bash: str | None = None) -> list[Turn]:
-    """Read, edit, (optionally another shell command), run the tests, answer: the OpenCode
-    tools ``read``/``edit``/``bash`` with the argument shapes it declares."""
+ANSWER = "Fixed `add` in calc.py (it subtracted); the test passes now."
+
+
+def fix_turns(
+    read: dict[str, str], edit: dict[str, str], test: dict[str, str],
+    extra: dict[str, str] | None = None,
+) -> list[Turn]:  # fmt: skip
+    """The scripted model's side of a fix, whatever the CLI's tool names: read the code,
+    edit it, (optionally another tool call), run the tests, answer :data:`ANSWER` in two
+    chunks; usage 1200/1300/1400/1500 prompt tokens per call."""
     turns = [
+        Turn(chunks=["Let me look at the code."], tool_calls=[read],
+             usage={"prompt_tokens": 1200, "completion_tokens": 20}),
+        Turn(tool_calls=[edit], usage={"prompt_tokens": 1300, "completion_tokens": 30}),
+    ]  # fmt: skip
+    if extra:
+        turns.append(Turn(tool_calls=[extra]))
+    return [
+        *turns,
+        Turn(tool_calls=[test], usage={"prompt_tokens": 1400, "completion_tokens": 15}),
         Turn(
-            chunks=["Let me look at the code."],
-            tool_calls=[call("read", filePath="/workspace/calc.py")],
-            usage={"prompt_tokens": 1200, "completion_tokens": 20},
-        ),
-        Turn(
-            tool_calls=[
-                call(
-                    "edit",
-                    filePath="/workspace/calc.py",
-                    oldString="return a - b",
-                    newString="return a + b",
-                )
-            ],
-            usage={"prompt_tokens": 1300, "completion_tokens": 30},
-        ),
-    ]
-    if extra_bash:
-        turns.append(Turn(tool_calls=[call("bash", command=extra_bash, description="probe")]))
-    turns += [
-        Turn(
-            tool_calls=[call("bash", command=TEST_COMMAND, description="Run the tests")],
-            usage={"prompt_tokens": 1400, "completion_tokens": 15},
-        ),
-        Turn(
-            chunks=["Fixed `add` in calc.py ", "(it subtracted); the test passes now."],
+            chunks=[ANSWER[:23], ANSWER[23:]],
             usage={"prompt_tokens": 1500, "completion_tokens": 12},
         ),
     ]
-    return turns
+
+
+def opencode_fix_turns(extra_bash: str | None = None) -> list[Turn]:
+    """OpenCode's ``read``/``edit``/``bash`` tools with the argument shapes it declares."""
+    return fix_turns(
+        call("read", filePath="/workspace/calc.py"),
+        call("edit", filePath="/workspace/calc.py", oldString="return a - b",
+             newString="return a + b"),
+        call("bash", command=TEST_COMMAND, description="Run the tests"),
+        call("bash", command=extra_bash, description="probe") if extra_bash else None,
+    )  # fmt: skip
 
 
 CODEX_PATCH = """*** Begin Patch
@@ -101,22 +103,21 @@ def codex_fix_turns() -> list[Turn]:
     def sh(cmd: str) -> dict[str, str]:
         return call("exec_command", cmd=cmd, workdir="/workspace", yield_time_ms=10000)
 
-    return [
-        Turn(
-            chunks=["Let me look at the code."],
-            tool_calls=[sh("cat calc.py tests/test_calc.py")],
-            usage={"prompt_tokens": 1200, "completion_tokens": 30},
-        ),
-        Turn(
-            tool_calls=[{"name": "apply_patch", "arguments": CODEX_PATCH}],
-            usage={"prompt_tokens": 1300, "completion_tokens": 60},
-        ),
-        Turn(tool_calls=[sh(TEST_COMMAND)], usage={"prompt_tokens": 1400, "completion_tokens": 20}),
-        Turn(
-            chunks=["Fixed: `add` subtracted instead of adding; ", "the test now passes."],
-            usage={"prompt_tokens": 1500, "completion_tokens": 25},
-        ),
-    ]
+    return fix_turns(
+        sh("cat calc.py tests/test_calc.py"),
+        {"name": "apply_patch", "arguments": CODEX_PATCH},
+        sh(TEST_COMMAND),
+    )
+
+
+def claude_code_fix_turns() -> list[Turn]:
+    """Claude Code's ``Read`` (an edit needs a read first), ``Edit`` and ``Bash`` tools."""
+    return fix_turns(
+        call("Read", file_path="/workspace/calc.py"),
+        call("Edit", file_path="/workspace/calc.py", old_string="return a - b",
+             new_string="return a + b"),
+        call("Bash", command=TEST_COMMAND, description="Run the tests"),
+    )  # fmt: skip
 
 
 def aider_fix_turns() -> list[Turn]:
@@ -129,34 +130,4 @@ def aider_fix_turns() -> list[Turn]:
     )
     return [
         Turn(chunks=[text[:40], text[40:]], usage={"prompt_tokens": 900, "completion_tokens": 40})
-    ]
-
-
-def claude_code_fix_turns() -> list[Turn]:
-    """Claude Code's ``Read`` (an edit needs a read first), ``Edit`` and ``Bash`` tools."""
-    return [
-        Turn(
-            chunks=["Let me look at the code."],
-            tool_calls=[call("Read", file_path="/workspace/calc.py")],
-            usage={"prompt_tokens": 1200, "completion_tokens": 20},
-        ),
-        Turn(
-            tool_calls=[
-                call(
-                    "Edit",
-                    file_path="/workspace/calc.py",
-                    old_string="return a - b",
-                    new_string="return a + b",
-                )
-            ],
-            usage={"prompt_tokens": 1300, "completion_tokens": 30},
-        ),
-        Turn(
-            tool_calls=[call("Bash", command=TEST_COMMAND, description="Run the tests")],
-            usage={"prompt_tokens": 1400, "completion_tokens": 15},
-        ),
-        Turn(
-            chunks=["Fixed `add` in calc.py ", "(it subtracted); the test passes now."],
-            usage={"prompt_tokens": 1500, "completion_tokens": 12},
-        ),
     ]
