@@ -357,9 +357,10 @@ class CommandRunner(Runner):
             )
         if cli is not None and cli.converter.failed and exit_event.limit is None:
             failed = cli.converter.failed
+            # The CLI's words: a provider's 401 may quote the key it was given.
             return TaskResult(
                 status="failed", result=result,
-                error={"code": failed["code"], "message": failed["message"],
+                error={"code": failed["code"], "message": ctx.mask(failed["message"]),
                        "details": {"exit_code": code, "architecture": cli.architecture.name}},
             )  # fmt: skip
         if code == 0:

@@ -274,6 +274,22 @@ async def test_a_model_error_fails_the_task_with_its_code(
     assert_key_never_leaked(await sync_to_async(events_of)(task), task)
 
 
+async def test_a_key_quoted_back_by_the_provider_is_masked(
+    executor: Any, owner: Any, model: ScriptedLLM
+) -> None:
+    """A provider error that quotes the key: the CLI prints it, the task's error, events and
+    kept transcript show the mask instead."""
+    model.add(*[Turn(stream_error=f"Invalid API key {ca.API_KEY}.")] * 5)
+    session = await sync_to_async(make_session)(owner, "codex", model)
+    task = await run(owner, session, executor, task_type="fix", input=FIX_INPUT)
+    assert task.status == "failed"
+    assert "[secret:MODEL_API_KEY]" in task.error["message"]
+    events = await sync_to_async(events_of)(task)
+    assert_key_never_leaked(events, task)
+    kept = (Path(session.workspace_path) / task.result["logs"][0]).read_text()
+    assert ca.API_KEY not in kept and "[secret:MODEL_API_KEY]" in kept
+
+
 async def test_cancel_stops_the_cli_and_its_children(
     executor: Any, owner: Any, model: ScriptedLLM
 ) -> None:

@@ -182,7 +182,7 @@ async def finish_result(
     ``plan``, save the answer as ``artifacts/plan.md``."""
     result["architecture"] = run.architecture.name
     if run.last_message:
-        result["text"] = run.last_message
+        result["text"] = ctx.mask(run.last_message)
     folder = f"{RUNS}/{ctx.task_uuid}"
     logs = {f"{folder}/stdout.log": "\n".join(run.stdout_lines), f"{folder}/stderr.log": stderr}
 
