@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -44,6 +45,10 @@ def make_task(owner: Any, session: Session) -> Callable[..., Task]:
 @pytest.fixture
 async def executor(transactional_db: Any) -> AsyncIterator[Executor]:
     """A real executor on the test's event loop (as in the server process)."""
+    # The database connections earlier tests opened in their worker threads are closed only
+    # when garbage-collected; across this directory they used to pile up to ~90 and, with
+    # anything else on the shared PostgreSQL, hit its 100-connection limit mid-suite.
+    gc.collect()
     ex = Executor(concurrency=4)
     await ex.start()
     yield ex
