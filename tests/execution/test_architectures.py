@@ -139,12 +139,7 @@ async def test_a_missing_cli_fails_the_task_when_auto_install_is_off(
     settings.CODING_AGENTS_DIR = tmp_path / "none"
     settings.CODING_AGENTS_AUTO_INSTALL = False
     settings.LLM_ENDPOINT_ALLOWED_HOSTS = ["192.0.2.10"]
-    task = await _task(
-        owner, {"architecture": "codex", "model": {**MODEL, "base_url": "http://192.0.2.10:9/v1"}}
-    )
-    executor.kick()
-    task = await wait_terminal(task)
-    assert task.status == "failed"
+    task = await _failed_run(executor, owner, "codex", "http://192.0.2.10:9/v1")
     assert task.error["code"] == "architecture_not_installed"
     assert "install_coding_agents codex" in task.error["message"]
     assert not (tmp_path / "none").exists()
@@ -156,12 +151,7 @@ async def test_a_loopback_model_is_refused_for_a_sandbox_without_network(
     executor: Any, owner: Any, settings: Any
 ) -> None:
     settings.LLM_ENDPOINT_ALLOWED_HOSTS = ["127.0.0.1"]
-    task = await _task(
-        owner, {"architecture": "opencode", "model": {**MODEL, "base_url": "http://127.0.0.1:9/v1"}}
-    )
-    executor.kick()
-    task = await wait_terminal(task)
-    assert task.status == "failed"
+    task = await _failed_run(executor, owner, "opencode", "http://127.0.0.1:9/v1")
     assert task.error["code"] == "model_unreachable"
 
 
@@ -170,16 +160,14 @@ async def test_a_loopback_model_is_refused_for_a_sandbox_without_network(
 async def test_a_private_model_endpoint_is_refused_unless_allowed(
     executor: Any, owner: Any
 ) -> None:
-    task = await _task(
-        owner, {"architecture": "aider", "model": {**MODEL, "base_url": "http://10.1.2.3:8000/v1"}}
-    )
-    executor.kick()
-    task = await wait_terminal(task)
-    assert task.status == "failed"
+    task = await _failed_run(executor, owner, "aider", "http://10.1.2.3:8000/v1")
     assert task.error["code"] == "outbound_refused"
 
 
-async def _task(owner: Any, spec: dict[str, Any]) -> Any:
+async def _failed_run(executor: Any, owner: Any, architecture: str, base_url: str) -> Any:
+    """A ``fix`` task of a new agent of ``architecture`` with its model at ``base_url``, run
+    to its end, which must be a failure."""
+    spec = {"architecture": architecture, "model": {**MODEL, "base_url": base_url}}
     from sessions.services.tasks import task_create
 
     def create() -> Any:
@@ -187,7 +175,11 @@ async def _task(owner: Any, spec: dict[str, Any]) -> Any:
         session = session_create(owner=owner, agent=agent)
         return task_create(session=session, user=owner, task_type="fix", input={})[0]
 
-    return await sync_to_async(create)()
+    task = await sync_to_async(create)()
+    executor.kick()
+    task = await wait_terminal(task)
+    assert task.status == "failed"
+    return task
 
 
 def test_install_coding_agents_lists_what_is_installed(settings: Any, tmp_path: Path) -> None:

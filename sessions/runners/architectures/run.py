@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from runtime_project.exceptions import InvalidInput
@@ -200,4 +199,4 @@ async def finish_result(
             written.append(PLAN_FILE)
         return written
 
-    result["logs"] = await sync_to_async(write, thread_sensitive=False)()
+    result["logs"] = await asyncio.to_thread(write)
