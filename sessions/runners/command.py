@@ -22,7 +22,9 @@ session secrets given to the command as environment variables or files
 ``generic``) runs a coding-agent CLI instead, unless the task gives its own command: the CLI
 and its prompt come from ``sessions.runners.architectures`` and its stdout becomes message,
 tool, file and usage events through its transcript converter (``command_output.py``). Every
-run ends with ``file.changed`` for the files it changed (``file_changes.py``).
+run ends with ``file.changed`` for the files it changed (``file_changes.py``). With
+``spec.stdout_format: "events"`` a plain command's JSON-object stdout lines become ``custom``
+events (its own progress reports, ``command_output.py``).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from sessions.runners.architectures.schemas import (
     CONFIGURATION_SCHEMA,
 )
 from sessions.runners.base import Runner, TaskContext, TaskResult, validate_schema
-from sessions.runners.command_output import CommandOutput
+from sessions.runners.command_output import STDOUT_FORMATS, CommandOutput
 from sessions.runners.junit import junit_summary
 from sessions.runners.secrets import SECRETS_SPEC_SCHEMA
 
@@ -145,6 +147,7 @@ class CommandRunner(Runner):
                 "additionalProperties": False,
             },
             "architecture": {"enum": list(ARCHITECTURE_NAMES)},
+            "stdout_format": {"enum": list(STDOUT_FORMATS)},
             "model": CLI_MODEL_SCHEMA,
             "test_command": {"type": "string", "minLength": 1, "maxLength": 2000},
             "architecture_options": ARCHITECTURE_OPTIONS_SCHEMA,
@@ -274,7 +277,7 @@ class CommandRunner(Runner):
                     return
 
         size_watcher = asyncio.ensure_future(watch_workspace())
-        output = CommandOutput(ctx, process_id, max_output, cli)
+        output = CommandOutput(ctx, process_id, max_output, cli, spec.get("stdout_format", "text"))
         exit_event = None
         stopper: asyncio.Future[None] | None = None
         try:

@@ -302,3 +302,39 @@ def test_bad_task_limits_are_refused_at_creation(make_task: Any, limits: Any) ->
     with pytest.raises(InvalidInput) as caught:
         make_task("true", config={"limits": limits})
     assert "config.limits" in caught.value.details["fields"]
+
+
+async def test_stdout_format_events_turns_json_lines_into_custom_events(
+    executor: Any, owner: Any
+) -> None:
+    """``spec.stdout_format: "events"``: each JSON-object line is one ``custom`` event, in
+    order; other lines (text, a JSON list, broken JSON, a partial last line) stay output."""
+    from tests.helpers import agent_task
+
+    script = (
+        "import json, sys\n"
+        "for i in range(300):\n"
+        "    print(json.dumps({'i': i, 'word': 'é'}))\n"
+        "print('plain text')\n"
+        "print('[1, 2]')\n"
+        "print('{broken')\n"
+        "sys.stdout.write(json.dumps({'last': True}))\n"
+    )
+    task = await sync_to_async(agent_task)(
+        owner, "command", {"command": ["python3", "-c", script], "stdout_format": "events"}, {}
+    )
+    executor.kick()
+    task = await wait_terminal(task)
+    assert task.status == "succeeded", task.error
+    events = await sync_to_async(events_of)(task)
+    custom = [e.data for e in events if e.type == "custom"]
+    assert custom == [{"i": i, "word": "é"} for i in range(300)] + [{"last": True}]
+    assert await sync_to_async(stdout_of)(task) == "plain text\n[1, 2]\n{broken\n"
+
+
+def test_an_unknown_stdout_format_is_refused(owner: Any) -> None:
+    with pytest.raises(InvalidInput):
+        agent_create(
+            owner=owner, slug="bad-format", name="x", kind="command",
+            spec={"command": "true", "stdout_format": "jsonl"},
+        )  # fmt: skip
