@@ -169,7 +169,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         )
     if isinstance(exc, OperationalError | InterfaceError):
         # The database is unreachable (restarting, failing over): a retryable 503, not a 500.
-        logger.warning("database unavailable: %s", type(exc).__name__)
+        # The driver's message (never the query's parameters) tells a locked SQLite file from
+        # an unreachable server.
+        logger.warning("database unavailable: %s: %s", type(exc).__name__, str(exc)[:200])
         return Response(
             error_body("database_unavailable", "The database is unavailable; retry shortly."),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -69,10 +69,25 @@ def event_projector_register(*, types: frozenset[str] | None, projector: Project
 
 
 def _project(session: Session, events: list[Event]) -> None:
+    """Run every projector on its events of the batch. All of them share one savepoint (two
+    queries per batch instead of two per projector, on the hot path of every append); if one
+    raises, that savepoint is rolled back and they run again one savepoint each, so only the
+    failing projection is lost."""
+    work = []
     for types, projector in _PROJECTORS:
         selected = events if types is None else [e for e in events if e.type in types]
-        if not selected:
-            continue
+        if selected:
+            work.append((projector, selected))
+    if not work:
+        return
+    try:
+        with transaction.atomic():
+            for projector, selected in work:
+                projector(session, selected)
+        return
+    except Exception:
+        logger.warning("an event projector failed; running each in its own savepoint")
+    for projector, selected in work:
         try:
             with transaction.atomic():
                 projector(session, selected)

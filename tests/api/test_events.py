@@ -86,3 +86,31 @@ def test_task_events_hold_only_that_tasks_events(api_client, logged):
     assert body["next_after"] == body["events"][-1]["seq"]
     assert [e["seq"] for e in page["events"]] == [5, 7]
     assert page["next_after"] == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_projector_loses_only_its_own_projection(session, monkeypatch):
+    """Projectors share one savepoint; when one raises (here a database error, which on
+    PostgreSQL aborts the transaction without a savepoint) the events and every other
+    projection are still written."""
+    from django.db import connection
+
+    from sessions.models import Event, Session
+    from sessions.services import events as events_module
+
+    def renames(target, events):
+        Session.objects.filter(pk=target.pk).update(name=f"projected {len(events)}")
+
+    def breaks(target, events):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+
+    monkeypatch.setattr(
+        events_module, "_PROJECTORS", [*events_module._PROJECTORS, (None, breaks), (None, renames)]
+    )
+    saved = event_append(session=session, type="log", data={"n": 1})
+
+    assert Event.objects.filter(pk=saved.pk).exists()
+    session.refresh_from_db()
+    assert session.name == "projected 1"
+    assert session.last_seq == saved.seq
