@@ -41,6 +41,7 @@ from django.conf import settings
 from accounts import access
 from accounts.models import Team
 from providers.models import ModelAccessMode, TeamModelAccess
+from runtime_project.db import db_call
 from runtime_project.exceptions import Forbidden, InvalidInput
 
 MAX_PATTERNS = 200
@@ -285,12 +286,11 @@ async def model_run_check(ctx: Any, model: dict[str, Any]) -> None:
     Raises:
         Forbidden: ``model_not_allowed``.
     """
-    from asgiref.sync import sync_to_async
 
     name = _name_of(model)
     session = getattr(ctx, "session", None)
     if name is not None and session is not None:
-        await sync_to_async(model_check)(team=session.team_id, name=name)
+        await db_call(model_check)(team=session.team_id, name=name)
 
 
 # Listings --------------------------------------------------------------------------------------

@@ -18,12 +18,11 @@ import uuid
 from typing import Any
 
 import structlog
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 
 from debugger.config import debug_settings
 from debugger.control import DebugControl
+from runtime_project.db import db_call
 from runtime_project.exceptions import ApplicationError
 from sessions.choices import TaskStatus
 from sessions.models import Task
@@ -45,17 +44,6 @@ logger = logging.getLogger(__name__)
 def worker_name() -> str:
     """``host:pid:random`` — identifies the process holding a task's lease."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def db_call(fn: Any) -> Any:
-    """``fn`` (sync, ORM) as an awaitable run in a pool thread, after closing that thread's
-    connection if it is stale or broken (what Django does at each request's start)."""
-
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        close_old_connections()
-        return fn(*args, **kwargs)
-
-    return sync_to_async(wrapped, thread_sensitive=False)
 
 
 class TaskControl:
@@ -323,4 +311,10 @@ async def _run_listening(task: Task, *, worker: str) -> Task:
 
 def execute_task(task_id: Any) -> Task | None:
     """Synchronous entrypoint (management commands, future Celery tasks)."""
-    return asyncio.run(execute_task_async(task_id))
+    from sessions.executors.threads import install_closing_pool
+
+    async def run() -> Task | None:
+        install_closing_pool()  # asyncio.run ends the pool: its DB connections close with it
+        return await execute_task_async(task_id)
+
+    return asyncio.run(run())

@@ -12,13 +12,23 @@ from django.conf import settings
 from sandboxes.services import sandbox_reap
 from sessions.broadcast import EXECUTOR_GROUP
 from sessions.execution import TaskControl, db_call, run_claimed_task, worker_name
+from sessions.executors.threads import install_closing_pool
 from sessions.models import Task
+from sessions.runners import RUNNERS, get_runner_class
 from sessions.services.tasks import task_claim_next, task_recover_expired, task_unclaim
 
 SANDBOX_REAP_INTERVAL_S = 30.0
 """Seconds between sweeps for sandboxes whose session was deleted."""
 
 logger = logging.getLogger(__name__)
+
+
+def _import_runners() -> None:
+    for kind in RUNNERS:
+        try:
+            get_runner_class(kind)
+        except Exception:  # the task of that kind reports it when it runs
+            logger.exception("could not import the %s runner", kind)
 
 
 class Executor:
@@ -47,6 +57,9 @@ class Executor:
         self._started = True
         self._stopping = False
         self.loop = asyncio.get_running_loop()
+        # The ORM calls of the tasks run on the loop's default pool: close their threads'
+        # connections when the loop ends it, not whenever the GC gets to them (threads.py).
+        install_closing_pool(self.loop)
         # An asyncio.Event binds to the loop that first waits on it; a restart may be on a new one.
         self._fill_requested = asyncio.Event()
         try:
@@ -146,6 +159,11 @@ class Executor:
             self.kick()
 
     async def _filler(self) -> None:
+        # Import every runner before the first claim, off the event loop: the first task of a
+        # kind used to import its runner on the loop (the command kind took 9 s on a loaded
+        # 2-core machine), stalling every lease renewal past its expiry meanwhile, and the
+        # lease of the task just claimed ran out before its renewal even started.
+        await asyncio.to_thread(_import_runners)
         while True:
             await self._fill_requested.wait()
             self._fill_requested.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from importlib import import_module
 
 from runtime_project.exceptions import InvalidInput
@@ -15,6 +16,11 @@ RUNNERS: dict[str, str] = {
     "python": "sessions.runners.python.PythonRunner",
 }
 
+# The executor imports every runner in a thread at start while requests may import one too;
+# two threads importing the same cycle of modules at once can each see the other's module
+# half-initialised ("cannot import name ... partially initialized module"): one at a time.
+_IMPORTING = threading.RLock()
+
 
 def get_runner_class(kind: str) -> type[Runner]:
     """Raises InvalidInput for an unknown kind."""
@@ -22,7 +28,8 @@ def get_runner_class(kind: str) -> type[Runner]:
     if path is None:
         raise InvalidInput(f"Unknown agent kind {kind!r}.", details={"kinds": sorted(RUNNERS)})
     module, _, name = path.rpartition(".")
-    cls: type[Runner] = getattr(import_module(module), name)
+    with _IMPORTING:
+        cls: type[Runner] = getattr(import_module(module), name)
     return cls
 
 

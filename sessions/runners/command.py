@@ -37,9 +37,9 @@ import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from runtime_project.db import db_call
 from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
 from sandboxes.registry import get_backend
@@ -235,7 +235,7 @@ class CommandRunner(Runner):
             env["AGENT_TOOLCHAIN"] = str(settings.TOOLCHAIN_DIR)
             env["PYTHONPATH"] = str(settings.TOOLCHAIN_DIR)
         limits = spec.get("limits", {})
-        sandbox = await sync_to_async(sandbox_spec)(session=ctx.session, agent_spec=spec)
+        sandbox = await db_call(sandbox_spec)(session=ctx.session, agent_spec=spec)
         max_output = int(limits.get("output_bytes", 64 * 1024 * 1024))
 
         process_id = uuid.uuid4().hex[:12]

@@ -33,8 +33,6 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from sandboxes.base import SandboxError
 from sandboxes.registry import get_backend
 from sandboxes.services import sandbox_ensure, sandbox_spec
@@ -141,7 +139,7 @@ class RunSecrets:
         files = [r for r in requests if r.as_ == "file"]
         if files:
             self._session = session
-            self._sandbox = await sync_to_async(sandbox_spec)(session=session, agent_spec=spec)
+            self._sandbox = await db_call(sandbox_spec)(session=session, agent_spec=spec)
             await sandbox_ensure(session=session, spec=self._sandbox, emit=buffer.emit)
             for r in files:
                 self.wrote_files = True

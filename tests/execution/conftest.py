@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -44,11 +43,9 @@ def make_task(owner: Any, session: Session) -> Callable[..., Task]:
 
 @pytest.fixture
 async def executor(transactional_db: Any) -> AsyncIterator[Executor]:
-    """A real executor on the test's event loop (as in the server process)."""
-    # The database connections earlier tests opened in their worker threads are closed only
-    # when garbage-collected; across this directory they used to pile up to ~90 and, with
-    # anything else on the shared PostgreSQL, hit its 100-connection limit mid-suite.
-    gc.collect()
+    """A real executor on the test's event loop (as in the server process). It makes the
+    loop's default pool close its threads' database connections when the loop ends
+    (``sessions.executors.threads``), so connections do not pile up from test to test."""
     ex = Executor(concurrency=4)
     await ex.start()
     yield ex

@@ -39,10 +39,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import jsonschema
-from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 
 from runtime_project import outbound
+from runtime_project.db import db_call
 from runtime_project.exceptions import ApplicationError
 from sessions.runners.base import Runner, TaskContext, TaskResult, validate_schema
 from sessions.runners.llm import agents
@@ -198,7 +198,7 @@ class LlmRunner(Runner):
 
         await model_run_check(ctx, model)  # team model access: fails with model_not_allowed
         await check_endpoint(model)
-        history, state = await sync_to_async(conversation)(ctx)
+        history, state = await db_call(conversation)(ctx)
         prompt = spec.get("system_prompt")
         messages = ([{"role": "system", "content": prompt}] if prompt else []) + history
         if not state.started:
@@ -297,7 +297,7 @@ async def api_key_for(ctx: TaskContext, model: dict[str, Any]) -> str:
     if model.get("credential"):
         from providers.selectors import credential_secret_for_agent
 
-        return await sync_to_async(credential_secret_for_agent)(
+        return await db_call(credential_secret_for_agent)(
             agent_id=(ctx.task or ctx.session).agent_id, name=model["credential"],
             provider=model.get("provider", "openai"),
         )  # fmt: skip

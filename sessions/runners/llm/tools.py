@@ -17,9 +17,8 @@ import contextlib
 import json
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from runtime_project import outbound
+from runtime_project.db import db_call
 from runtime_project.exceptions import InvalidInput
 from sandboxes import services as sandboxes
 from sandboxes.registry import get_backend
@@ -199,7 +198,7 @@ async def run_builtin(ctx: TaskContext, name: str, args: dict[str, Any]) -> str:
         return await _exec(ctx, ["sh", "-c", script], 60.0, args["patch"].encode())
     if name == "http_fetch":
         return await _http_fetch(ctx, args)
-    spec = await sync_to_async(sandboxes.sandbox_spec)(session=ctx.session)
+    spec = await db_call(sandboxes.sandbox_spec)(session=ctx.session)
     backend = get_backend()
     if name == "read_file":
         data = await backend.read_file(spec, args["path"], max_bytes=TOOL_OUTPUT_BYTES)

@@ -15,9 +15,8 @@ import json
 import uuid
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from runtime_project import outbound
+from runtime_project.db import db_call
 from sandboxes import paths
 from sandboxes import services as sandboxes
 from sandboxes.registry import get_backend
@@ -239,7 +238,7 @@ async def run_code(
             {"exit_code": code, **how, "stderr": err.decode(errors="replace")[-STDERR_TAIL:]},
         )
     if config.get("output_file"):
-        spec = await sync_to_async(sandboxes.sandbox_spec)(session=ctx.session)
+        spec = await db_call(sandboxes.sandbox_spec)(session=ctx.session)
         try:
             data = await get_backend().read_file(
                 spec, config["output_file"], max_bytes=CODE_OUTPUT_BYTES

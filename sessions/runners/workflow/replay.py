@@ -20,8 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
+from runtime_project.db import db_call
 from sessions.models import Artifact, Event, Task
 from sessions.runners.base import TaskContext
 
@@ -162,4 +161,4 @@ def _plan_load(ctx: TaskContext) -> ReplayPlan | None:
 
 async def plan_load(ctx: TaskContext) -> ReplayPlan | None:
     """The replay plan of a forked workflow task (``config.replay``), or None."""
-    return await sync_to_async(_plan_load)(ctx)
+    return await db_call(_plan_load)(ctx)

@@ -1,0 +1,48 @@
+"""ORM calls from async code that is not serving a request (executors, runners, sandboxes).
+
+``asgiref.sync_to_async`` defaults to ``thread_sensitive=True``: outside a request's context
+every such call runs on ONE process-wide thread, so a slow query (or a SQLite writer waiting
+for the lock) of one task stalls the ORM calls of every other running task and stream.
+:func:`db_call` runs ``fn`` in a pool thread instead, after closing that thread's connection if
+it is broken (what Django does at each request's start).
+
+A pool thread keeps its connection from one call to the next (``CONN_HEALTH_CHECKS`` still
+checks it before reuse): ``CONN_MAX_AGE=0`` is meant for request threads, which end with their
+request, and here it made every call open a new connection (the largest share of the embedded
+server's samples under many streams; ~50 ms each on PostgreSQL on a loaded machine). The loop's
+pool closes them when it shuts down (``sessions.executors.threads.ClosingThreadPool``).
+
+Not for code a sync view reaches through ``async_to_sync`` (``sandboxes.services``): there
+``thread_sensitive=True`` runs the call on the view's own thread, inside its transaction; in
+another thread (another connection) it would wait for that transaction's locks (SQLite:
+"database is locked" after the busy timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connections
+
+
+def db_call(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (sync, uses the ORM) as a coroutine function run in a pool thread:
+    ``await db_call(fn)(*args, **kwargs)`` returns what ``fn`` returns and raises what it raises."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _keep_open()
+
+    return sync_to_async(wrapped, thread_sensitive=False)
+
+
+def _keep_open() -> None:
+    """This thread's open connections outlive ``CONN_MAX_AGE`` (see the module docstring)."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            conn.close_at = None
