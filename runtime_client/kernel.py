@@ -25,11 +25,16 @@ import itertools
 import json
 import os
 import queue
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 POLL_S = 0.2  # how often a waiting execute checks that the kernel is still alive
+# After the cell's execute_reply, how long IOPub may stay silent before the cell's ``idle``
+# status is taken as lost (see ``_Gaps``); the reply is sent when the cell is done, so only
+# output already queued can still arrive.
+IDLE_GRACE_S = 10.0
 STARTUP_TIMEOUT_S = 60.0
 MAX_FRAME_BYTES = 256 * 1024 * 1024  # one bridge line (a message with a large image)
 
@@ -110,9 +115,13 @@ class LocalKernel:
         os.makedirs(runtime, mode=0o700, exist_ok=True)
         prefix = os.path.join(runtime, f"kernel-{os.getpid()}-{uuid.uuid4().hex[:12]}")
         km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc", ip=prefix)
+        if self.kernel_name == "python3" and km.kernel_spec is not None:
+            # ipykernel's own spec, started through launch_kernel() below (lossless IOPub).
+            km.kernel_spec.argv = kernel_argv()
         # An unbounded receive queue: IOPub is PUB/SUB, which drops messages once the
         # subscriber's queue (1,000 by default) is full, i.e. a cell printing in a tight loop
-        # would lose output whenever we read slower than it prints.
+        # would lose output whenever we read slower than it prints. The kernel's send queue
+        # has the same limit; launch_kernel() lifts it.
         context = zmq.asyncio.Context()
         context.setsockopt(zmq.RCVHWM, 0)
         try:
@@ -135,19 +144,37 @@ class LocalKernel:
             return await self.start()
 
     async def execute(self, code: str) -> AsyncIterator[dict[str, Any]]:
-        """Run ``code``; yield its IOPub messages, then the ``execute_reply`` (see module doc)."""
+        """Run ``code``; yield its IOPub messages, then the ``execute_reply`` (see module doc).
+
+        Kernel messages that never arrived (:class:`_Gaps`) are reported by one extra
+        ``stream`` message on ``stderr`` just before the reply (``metadata.lost_messages``),
+        so a loss is never silent; a lost ``idle`` status ends the wait ``IDLE_GRACE_S`` after
+        the reply instead of never.
+        """
         async with self._lock:
             await self.start()
             kc = self._kc
+            loop = asyncio.get_running_loop()
             msg_id = kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
+            gaps = _Gaps()
+            reply: dict[str, Any] | None = None
+            heard = loop.time()
             idle = False
             while not idle:
                 try:
                     msg = await kc.get_iopub_msg(timeout=POLL_S)
                 except queue.Empty:
                     await self._check_alive()
+                    if reply is None:
+                        reply = await _shell_reply(kc, msg_id, gaps, timeout=0)
+                    elif loop.time() - heard > IDLE_GRACE_S:
+                        gaps.idle_lost = True
+                        break
                     continue
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                heard = loop.time()
+                ours = msg.get("parent_header", {}).get("msg_id") == msg_id
+                gaps.see(msg, ours=ours)
+                if not ours:
                     continue
                 kind = msg["msg_type"]
                 if kind == "status":
@@ -155,15 +182,13 @@ class LocalKernel:
                     continue
                 yield {"msg_type": kind, "content": msg["content"],
                        "metadata": msg.get("metadata") or {}}  # fmt: skip
-            while True:
-                try:
-                    reply = await kc.get_shell_msg(timeout=POLL_S)
-                except queue.Empty:
+            while reply is None:
+                reply = await _shell_reply(kc, msg_id, gaps, timeout=POLL_S)
+                if reply is None:
                     await self._check_alive()
-                    continue
-                if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                    yield {"msg_type": "execute_reply", "content": reply["content"], "metadata": {}}
-                    return
+            if (notice := gaps.notice()) is not None:
+                yield notice
+            yield reply
 
     async def _check_alive(self) -> None:
         if not await self.is_alive():
@@ -195,6 +220,99 @@ class LocalKernel:
         if km is not None:
             with contextlib.suppress(Exception):
                 await km.shutdown_kernel(now=True)  # also removes its connection file
+
+
+async def _shell_reply(
+    kc: Any, msg_id: str, gaps: _Gaps, *, timeout: float
+) -> dict[str, Any] | None:
+    """The ``execute_reply`` to ``msg_id`` if it arrives within ``timeout`` seconds (other
+    shell messages are skipped), else None."""
+    while True:
+        try:
+            msg = await kc.get_shell_msg(timeout=timeout)
+        except queue.Empty:
+            return None
+        gaps.see(msg, ours=False)
+        if msg.get("parent_header", {}).get("msg_id") == msg_id:
+            return {"msg_type": "execute_reply", "content": msg["content"], "metadata": {}}
+
+
+class _Gaps:
+    """Counts the kernel's messages of one execution that never arrived.
+
+    jupyter_client's ``Session`` names each message ``<session>_<pid>_<n>``, ``n`` counting
+    every message the kernel process sends on any channel. From the cell's ``busy`` status on,
+    the numbers seen on IOPub and shell must be contiguous (this client sends nothing on
+    control or stdin during an execute); a hole is a message dropped on the way, e.g. at a
+    ZeroMQ high-water mark. Forked subprocesses (another ``<pid>``) are not counted.
+    """
+
+    def __init__(self) -> None:
+        self.prefix: str | None = None  # <session>_<pid> of the kernel process
+        self.start: int | None = None  # the number of the cell's first message
+        self.numbers: set[int] = set()
+        self.idle_lost = False
+
+    def see(self, msg: dict[str, Any], *, ours: bool) -> None:
+        prefix, _, number = str((msg.get("header") or {}).get("msg_id", "")).rpartition("_")
+        if not number.isdigit():
+            return
+        if self.prefix is None:
+            if not ours:  # before the cell's first message: earlier cells' leftovers
+                return
+            self.prefix, self.start = prefix, int(number)
+        if prefix == self.prefix:
+            self.numbers.add(int(number))
+
+    def lost(self) -> int:
+        if self.start is None:
+            return 0
+        seen = [n for n in self.numbers if n >= self.start]
+        return max(seen) - self.start + 1 - len(seen)
+
+    def notice(self) -> dict[str, Any] | None:
+        """A ``stream`` message on ``stderr`` saying what was lost, or None."""
+        lost = self.lost()
+        if not lost and not self.idle_lost:
+            return None
+        what = f"{lost} output message(s) of this cell were lost" if lost else "output was lost"
+        text = f"[runtime] {what} on the way from the kernel; the output above is incomplete.\n"
+        return {"msg_type": "stream", "content": {"name": "stderr", "text": text},
+                "metadata": {"lost_messages": lost, "idle_lost": self.idle_lost}}  # fmt: skip
+
+
+def kernel_argv() -> list[str]:
+    """The command that starts an ipykernel through :func:`launch_kernel` (jupyter_client
+    fills in ``{connection_file}``). This package is imported from where it is now, never from
+    the kernel's working directory."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (f"import sys; sys.path[0] = {root!r}; "
+            "from runtime_client.kernel import launch_kernel; launch_kernel()")  # fmt: skip
+    return [sys.executable, "-c", code, "-f", "{connection_file}"]
+
+
+def launch_kernel() -> None:
+    """The kernel process: ipykernel's ``IPKernelApp`` with an IOPub socket that never drops.
+
+    IOPub is a ZeroMQ (X)PUB socket, and a publisher drops every message it cannot queue once
+    its send high-water mark (1,000 messages by default) is reached. A cell printing in a tight
+    loop while its reader lagged (a busy machine) lost hundreds of consecutive lines, and
+    sometimes the cell's ``idle`` status, after which the execute waited forever. Without a
+    high-water mark the messages wait in the kernel until read; the reader has none either
+    (:meth:`LocalKernel.start`), so output is only ever delayed.
+    """
+    import zmq
+    from ipykernel.kernelapp import IPKernelApp
+
+    class LosslessKernelApp(IPKernelApp):
+        def init_iopub(self, context: zmq.Context[Any]) -> None:
+            context.setsockopt(zmq.SNDHWM, 0)  # the default of sockets created from here on
+            try:
+                super().init_iopub(context)  # creates and binds the IOPub socket
+            finally:
+                context.sockopts.pop(zmq.SNDHWM, None)
+
+    LosslessKernelApp.launch_instance()
 
 
 Connect = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]

@@ -46,6 +46,8 @@ from sessions.services.artifacts import artifact_create, artifact_reference
 
 SOCKET = ".agent/kernel/bridge.sock"  # relative to the workspace, i.e. /workspace/... inside
 BRIDGE_START_TIMEOUT_S = 30.0
+# Below the 10 s the executor waits for a force-cancelled runner (sessions.execution).
+KERNEL_RESTART_TIMEOUT_S = 8.0
 NOTEBOOK_MAX_BYTES = 50 * 1024 * 1024
 # MIME types whose Jupyter value is base64 text; their artifact holds the decoded bytes.
 _BASE64_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
@@ -158,6 +160,17 @@ class PythonRunner(Runner):
                 ai=functools.partial(_ai_cell, ctx) if "model" in ctx.spec else None,
                 before_cell=functools.partial(_before_cell, ctx),
             )  # fmt: skip
+        except asyncio.CancelledError:
+            if ctx.cancel_requested.is_set():
+                # A forced stop: the cell ignored the interrupt (SIGINT ignored, a C loop) for
+                # the whole grace period. The kernel is still busy with it and every later task
+                # of the session would queue behind it, so it is replaced (variables are lost).
+                ctx.emit("kernel.restarted", {"reason": "unresponsive"})
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(
+                        asyncio.wait_for(kernel.restart(), KERNEL_RESTART_TIMEOUT_S)
+                    )
+            raise
         finally:
             await kernel.close()
         return TaskResult(

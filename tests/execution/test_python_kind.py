@@ -274,13 +274,48 @@ async def test_sql_cells_run_against_the_configured_database(
 async def test_a_flood_of_output_arrives_whole(
     executor: Any, owner: Any, py_session: Session
 ) -> None:
-    """IOPub is PUB/SUB: with the default queue a cell printing faster than the server reads
-    lost a fifth of 5,000 lines."""
+    """IOPub is PUB/SUB, and a publisher drops what it cannot queue: with ZeroMQ's default
+    high-water marks (1,000 messages on each side) a cell printing faster than it was read lost
+    hundreds of consecutive lines on a busy machine, sometimes its ``idle`` status too (the
+    task then never ended). The bridge's reader has no limit (``LocalKernel.start``), nor has
+    the kernel's IOPub socket (``runtime_client.kernel.launch_kernel``): nothing is dropped, and
+    a loss would be reported on stderr (``_Gaps``), which must not happen here."""
+    hwm = ("import zmq\nfrom ipykernel.kernelapp import IPKernelApp\n"
+           "print(IPKernelApp.instance().iopub_thread.socket.getsockopt(zmq.SNDHWM))")  # fmt: skip
     code = "for i in range(5000):\n    print(f'{i:06d}', flush=True)"
-    task = await run(executor, owner, py_session, {"code": code})
+    task = await run(executor, owner, py_session, {"cells": [hwm, code]})
     assert task.status == "succeeded", task.error
-    text = "".join(e["text"] for e in await typed(task, "process.stdout"))
+    stdout = await typed(task, "process.stdout")
+    assert [e["text"] for e in stdout if e["cell"] == 0] == ["0\n"]  # no send limit
+    text = "".join(e["text"] for e in stdout if e["cell"] == 1)
     assert text == "".join(f"{i:06d}\n" for i in range(5000))
+    assert not await typed(task, "process.stderr")  # no "[runtime] … lost" notice
+
+
+def test_lost_kernel_messages_are_counted_from_their_numbers() -> None:
+    """``_Gaps``: jupyter_client numbers every message a kernel process sends; holes after the
+    cell's first message are losses, other processes and earlier cells do not count."""
+    from runtime_client.kernel import _Gaps
+
+    def msg(n: int, pid: int = 7) -> dict[str, Any]:
+        return {"header": {"msg_id": f"abc-1_{pid}_{n}"}}
+
+    whole = _Gaps()
+    whole.see(msg(3), ours=False)  # an earlier cell's leftover: before the window
+    for n in (10, 11, 12, 14):
+        whole.see(msg(n), ours=True)
+    whole.see(msg(13), ours=False)  # the execute_reply, read on shell
+    whole.see(msg(99, pid=8), ours=True)  # a forked subprocess numbers its own messages
+    assert whole.lost() == 0 and whole.notice() is None
+
+    holed = _Gaps()
+    for n in (10, 11, 15, 16, 20):
+        holed.see(msg(n), ours=True)
+    assert holed.lost() == 6
+    notice = holed.notice()
+    assert notice is not None and notice["content"]["name"] == "stderr"
+    assert notice["metadata"] == {"lost_messages": 6, "idle_lost": False}
+    assert "6 output message(s)" in notice["content"]["text"]
 
 
 async def test_ai_cells_ask_the_agents_model(executor: Any, owner: Any, llm: Any) -> None:
