@@ -306,6 +306,14 @@ EVENT_INLINE_MAX_BYTES = _typed("EVENT_INLINE_MAX_BYTES", int, 64 * 1024)
 EVENT_BROADCAST_MAX_BYTES = _typed("EVENT_BROADCAST_MAX_BYTES", int, 256 * 1024)
 STREAM_HEARTBEAT_S = _typed("STREAM_HEARTBEAT_S", float, 15.0)
 STREAM_BUFFER_LIMIT = _typed("STREAM_BUFFER_LIMIT", int, 5000)
+# Slow stream readers (docs/streams.md): a WebSocket/SSE connection is closed (WS 4008, SSE
+# `event: error`, code slow_consumer) when more than STREAM_MAX_BUFFER_BYTES (or
+# STREAM_BUFFER_LIMIT frames) wait for it, or it makes no progress for STREAM_SEND_TIMEOUT_S;
+# it is dropped outright if it has not read its final frame STREAM_SEND_TIMEOUT_S later.
+STREAM_MAX_BUFFER_BYTES = _typed("STREAM_MAX_BUFFER_BYTES", int, 1024 * 1024)
+STREAM_SEND_TIMEOUT_S = _typed("STREAM_SEND_TIMEOUT_S", float, 10.0)
+# Largest frame a WebSocket client may send (bigger: error frame_too_large, close 1009).
+STREAM_MAX_FRAME_BYTES = _typed("STREAM_MAX_FRAME_BYTES", int, 1024 * 1024)
 # Remote runtimes (docs/remote-runtimes.md): how often an attached runtime's row is refreshed
 # (and the ping interval runtimes are told); a row not seen for 3 heartbeats counts as gone.
 RUNTIME_HEARTBEAT_S = _typed("RUNTIME_HEARTBEAT_S", float, 15.0)

@@ -12,9 +12,22 @@ debugger's ``debug.*`` frames (``debugger/frames.py``).
 
 Close codes: 4401 not authenticated, 4429 too many handshakes for the credential
 (``THROTTLE_WS_CONNECT``; the error frame has ``retry_after_s``), 4403 the credential lacks
-``sessions:read``, 4404 unknown or not yours, 4400 a frame that is not JSON, 1000 after a
-task stream ended, 1012 when the server shuts down (after a ``{"type": "stream.reconnect",
-"reason", "last_seq"}`` frame: reconnect with ``after``).
+``sessions:read``, 4404 unknown or not yours, 4400 a bad ``after`` or a frame that is not a
+JSON object (``bad_frame``), 4413 a frame over ``STREAM_MAX_FRAME_BYTES`` (``frame_too_large``),
+4008 a client too slow to read its stream (``slow_consumer``, below), 1011 the stream failed,
+1000 after a task stream ended, 1012 when the server shuts down (after a ``{"type":
+"stream.reconnect", "reason", "last_seq"}`` frame: reconnect with ``after``). daphne (autobahn)
+only sends 1000 and 3000-4999, so there 1011 and 1012 become 4011 and 4012. Protocol errors
+are the server's own: a text frame that is not UTF-8 (1007), a bad opcode or an unmasked frame
+(1002), a frame over the server's size limit (1009), or a dropped connection.
+
+Slow readers (DESIGN §3.5, docs/streams.md): every frame goes through an
+:class:`~sessions.subscriptions.Outbox`, so the subscription never waits for the client and a
+task never waits for a subscriber. When more than ``STREAM_MAX_BUFFER_BYTES`` wait for the
+client, or it makes no progress for ``STREAM_SEND_TIMEOUT_S``, the stream stops, the client gets
+``{"type": "error", "error": {"code": "slow_consumer", …}, "last_seq"}`` and close 4008, and
+reconnects with ``after=<the last seq it received>``; a client that does not even read that is
+dropped ``STREAM_SEND_TIMEOUT_S`` later.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from accounts import access
 from accounts.audit import audit_record
@@ -41,7 +55,15 @@ from sessions.choices import MultitaskStrategy, TaskType
 from sessions.models import Session, Task
 from sessions.selectors import session_get, task_get
 from sessions.services.tasks import task_cancel, task_create
-from sessions.subscriptions import EventSubscription
+from sessions.subscriptions import (
+    TRANSPORT_KEY,
+    EventSubscription,
+    Outbox,
+    SlowConsumer,
+    flush_or_drop,
+    parse_cursor,
+    transport_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +104,10 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     session: Session
     task: Task | None = None
     pump: asyncio.Task[None] | None = None
+    writer: asyncio.Task[None] | None = None
+    outbox: Outbox | None = None
+    close_code = 1000  # sent by the writer once the outbox is closed and flushed
+    overflowing = False
     last_seq = 0  # of the last event sent: where the client resumes
 
     async def connect(self) -> None:
@@ -108,19 +134,19 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         try:
             access.require_scope(user, Scope.SESSIONS_READ)
             await self.resolve(user)
-            after = int(
-                parse_qs(self.scope.get("query_string", b"").decode()).get("after", ["0"])[0]
-            )
-            if after < 0:
-                raise ValueError
+            query = parse_qs(self.scope.get("query_string", b"").decode())
+            after = parse_cursor(query.get("after", ["0"])[0])
         except ApplicationError as exc:
             close = {404: 4404, 403: 4403}.get(exc.status_code, 4400)
             await self._fail(close, exc.code, exc.message)
             return
-        except ValueError:
-            await self._fail(4400, "invalid_input", "after must be a non-negative integer.")
+        except ValueError:  # also a query string that is not UTF-8
+            await self._fail(4400, "invalid_input", "after must be an integer from 0 to 2**63-1.")
             return
         self.last_seq = after
+        transport = self.scope.get(TRANSPORT_KEY) or transport_of(self.base_send)
+        self.outbox = Outbox(transport=transport)
+        self.writer = asyncio.ensure_future(self._write(self.outbox))
         self.pump = asyncio.ensure_future(self._pump(after))
         LIVE.add(self)
 
@@ -129,32 +155,85 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         (Service Restart), so it reconnects (to another web process) with ``after``."""
         if self.pump is not None:
             self.pump.cancel()
+        outbox, writer = self.outbox, self.writer
+        if outbox is not None and writer is not None and not outbox.failed:
+            # Frames already queued go first: the client's last seq is the last one queued.
+            with contextlib.suppress(SlowConsumer):
+                outbox.put(self._reconnect_frame(outbox))
+                self.close_code = 1012
+                outbox.close()
+                await asyncio.wait({writer}, timeout=2.0)
+                if writer.done():
+                    return
+            writer.cancel()
         with contextlib.suppress(Exception):
-            await self.send_json({"type": "stream.reconnect", "reason": "server_shutdown",
-                                  "last_seq": self.last_seq})  # fmt: skip
+            await self.send(text_data=self._reconnect_frame(outbox))
             await self.close(code=1012)
+
+    def _reconnect_frame(self, outbox: Outbox | None) -> str:
+        queued = [seq for _text, seq, _size in (outbox.frames if outbox else []) if seq]
+        last = queued[-1] if queued else self.last_seq
+        return json.dumps({"type": "stream.reconnect", "reason": "server_shutdown",
+                           "last_seq": last})  # fmt: skip
 
     async def resolve(self, user: Any) -> None:
         raise NotImplementedError(".resolve() must be overridden")
 
     async def _fail(self, code: int, error_code: str, message: str) -> None:
-        await self.send_json(error_body(error_code, message) | {"type": "error"})
-        await self.close(code=code)
+        """Send an error frame, then close with ``code`` (after the frames already queued)."""
+        text = json.dumps(error_body(error_code, message) | {"type": "error"})
+        outbox = self.outbox
+        if outbox is None or outbox.failed or self.writer is None or self.writer.done():
+            await self.send(text_data=text)
+            await self.close(code=code)
+            return
+        if self.pump is not None:
+            self.pump.cancel()
+        with contextlib.suppress(SlowConsumer):
+            outbox.put(text)
+            self.close_code = code
+            outbox.close()
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        """Close with ``code``; where the server refuses a 1xxx code other than 1000 (daphne's
+        autobahn raises for them), close with 4xxx instead (1011 → 4011, 1012 → 4012)."""
+        try:
+            await super().close(code=code, reason=reason)
+        except Exception:
+            if not isinstance(code, int) or isinstance(code, bool) or not 1000 < code < 2000:
+                raise
+            await super().close(code=code + 3000, reason=reason)
 
     async def send_json(self, content: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(content, default=str))
+        """Queue a frame behind the stream's events (or send it, before the stream started)."""
+        text = json.dumps(content, default=str)
+        if self.outbox is None:
+            await self.send(text_data=text)
+            return
+        try:
+            self.outbox.put(text)
+        except SlowConsumer as exc:
+            await self._overflow(exc)
 
     async def _pump(self, after: int) -> None:
+        """Subscription → outbox. Never waits for the client, except for room before frames it
+        reads from the database (those can wait at no cost; see ``Outbox.room``)."""
+        outbox = self.outbox
+        assert outbox is not None
         try:
             async with EventSubscription(session=self.session, task=self.task, after=after) as sub:
                 async for envelope in sub:
                     if envelope is None:
-                        await self.send_json({"type": "stream.heartbeat", "last_seq": sub.last_seq})
-                    else:
-                        await self.send_json(envelope)
-                        self.last_seq = envelope["seq"]
-                await self.send_json({"type": "stream.end", "last_seq": sub.last_seq})
-            await self.close(code=1000)
+                        beat = {"type": "stream.heartbeat", "last_seq": sub.last_seq}
+                        outbox.put(json.dumps(beat))
+                        continue
+                    if sub.from_log:
+                        await outbox.room()
+                    outbox.put(json.dumps(envelope, default=str), envelope["seq"])
+                outbox.put(json.dumps({"type": "stream.end", "last_seq": sub.last_seq}))
+            outbox.close()  # the writer flushes, then closes with 1000
+        except SlowConsumer as exc:
+            await self._overflow(exc)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -164,19 +243,91 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                     1011, "internal_error", "The stream failed; reconnect with ?after=<last seq>."
                 )
 
+    async def _write(self, outbox: Outbox) -> None:
+        """Outbox → client, one frame at a time (under uvicorn ``send`` waits for the client;
+        under daphne ``Outbox.get`` waits for Twisted's buffer to drain)."""
+        try:
+            while (item := await outbox.get()) is not None:
+                text, seq = item
+                await self.send(text_data=text)
+                outbox.delivered(seq)
+                if seq is not None:
+                    self.last_seq = seq
+            await self.close(code=self.close_code)
+        except SlowConsumer as exc:
+            await self._overflow(exc)
+
+    async def _overflow(self, exc: SlowConsumer) -> None:
+        """The client is too slow (``exc``): stop streaming, let the send in flight finish,
+        send the ``slow_consumer`` error frame and, once the client has read that far, close
+        with 4008. Whenever the client reads nothing for ``STREAM_SEND_TIMEOUT_S`` on the way,
+        the connection is dropped instead (``flush_or_drop``).
+
+        Runs once, in the pump or the writer (whichever noticed first). The pump is cancelled
+        at once, leaving the channel-layer group; under uvicorn the writer's ``send`` is what
+        is stuck, under daphne the frames sit in Twisted's buffer: both drain as the client
+        reads."""
+        if self.overflowing:
+            return
+        self.overflowing = True
+        outbox = self.outbox
+        assert outbox is not None
+        grace = settings.STREAM_SEND_TIMEOUT_S
+        me = asyncio.current_task()
+        if self.pump is not None and self.pump is not me:
+            self.pump.cancel()
+        writer = self.writer if self.writer is not me else None
+        if writer is not None and not await flush_or_drop(
+            outbox.transport, grace, lambda _size: not writer.done()
+        ):
+            writer.cancel()
+            return
+        frame = {
+            "type": "error",
+            "error": {
+                "code": "slow_consumer",
+                "message": "The client did not read fast enough; reconnect with "
+                "?after=<the last seq you received>.",
+                "details": exc.details(),
+            },
+            "last_seq": self.last_seq,
+        }
+        try:
+            await asyncio.wait_for(self.send(text_data=json.dumps(frame)), grace)
+            # Under daphne the send only queued it: close once the client has read that far
+            # (autobahn drops the connection 1 s after its close frame if unanswered).
+            if await flush_or_drop(outbox.transport, grace):
+                await asyncio.wait_for(self.close(code=4008), grace)
+        except Exception:  # gone already, or dropped
+            return
+
     async def disconnect(self, code: int) -> None:
         websocket_closed(self)
-        if self.pump is not None:
-            self.pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.pump
+        for task in (self.pump, self.writer):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """One client frame: a JSON object, as a text frame or a UTF-8 binary frame.
+
+        Errors: too large → ``frame_too_large`` + close 1009; not a JSON object (or not UTF-8,
+        or nested too deep to parse) → ``bad_frame`` + close 4400; a frame the handler refuses
+        → an ``error`` frame with its code (the connection stays open); a handler bug → an
+        ``internal_error`` frame (logged; the connection stays open)."""
+        raw = text_data if text_data is not None else bytes_data or b""
+        if len(raw) > settings.STREAM_MAX_FRAME_BYTES:  # characters or bytes: both bound it
+            await self._fail(
+                4413, "frame_too_large",
+                f"Frames are limited to {settings.STREAM_MAX_FRAME_BYTES} bytes.",
+            )  # fmt: skip
+            return
         try:
-            frame = json.loads(text_data or (bytes_data or b"").decode())
+            frame = json.loads(raw if isinstance(raw, str) else raw.decode())
             if not isinstance(frame, dict):
                 raise ValueError("not an object")  # noqa: TRY004 - handled right below
-        except ValueError:
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             await self._fail(4400, "bad_frame", "Frames must be JSON objects.")
             return
         request_id = frame.get("request_id")
@@ -184,6 +335,12 @@ class _StreamConsumer(AsyncWebsocketConsumer):
             await self.handle_frame(frame)
         except ApplicationError as exc:
             await self.send_json({"type": "error", "request_id": request_id, **exc.as_dict()})
+        except Exception:
+            logger.exception("websocket frame %.50r failed", frame.get("type"))
+            await self.send_json(
+                {"type": "error", "request_id": request_id}
+                | error_body("internal_error", "The frame could not be handled.")
+            )
 
     async def handle_frame(self, frame: dict[str, Any]) -> None:
         if frame.get("type") == "ping":

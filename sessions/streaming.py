@@ -5,17 +5,25 @@ resume with ``Last-Event-ID`` (or ``?after=``) and get every event exactly once,
 Comments (``: heartbeat``) keep proxies from closing quiet streams; a task stream ends with
 ``event: end`` after the task's terminal ``task.status``. These are plain async Django views
 (DRF has no async views); their OpenAPI entries come from ``runtime_project.schema``.
+
+A client too slow to read (more than ``STREAM_MAX_BUFFER_BYTES`` waiting for it, or no progress
+for ``STREAM_SEND_TIMEOUT_S``) gets a final ``event: error`` with ``{"error": {"code":
+"slow_consumer", …}, "last_seq"}`` and the stream ends; it resumes with ``Last-Event-ID``. The
+connection is dropped if that final event is still unread ``STREAM_SEND_TIMEOUT_S`` later
+(docs/streams.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 from rest_framework.exceptions import AuthenticationFailed
@@ -26,7 +34,14 @@ from runtime_project.auth import BearerTokenAuthentication, bearer_challenge
 from runtime_project.exceptions import ApplicationError, InvalidInput, error_body
 from sessions.models import Session, Task
 from sessions.selectors import session_get, task_get
-from sessions.subscriptions import EventSubscription
+from sessions.subscriptions import (
+    TRANSPORT_KEY,
+    EventSubscription,
+    Outbox,
+    SlowConsumer,
+    flush_or_drop,
+    parse_cursor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,23 +51,94 @@ def _format(envelope: dict[str, Any]) -> str:
     return f"id: {envelope['seq']}\nevent: {envelope['type']}\ndata: {data}\n\n"
 
 
-async def _events(
-    *, session: Session, task: Task | None, after: int, cancel_on_disconnect: bool
-) -> AsyncIterator[str]:
-    yield "retry: 2000\n\n"
-    completed = False
+async def _pump(
+    outbox: Outbox, *, session: Session, task: Task | None, after: int, done: list[bool]
+) -> None:
+    """Subscription → outbox (never waits for the client, except for room before frames read
+    from the database). Sets ``done[0]`` once a task stream reached its end."""
     try:
         async with EventSubscription(session=session, task=task, after=after) as sub:
             async for envelope in sub:
                 if envelope is None:
-                    yield f": heartbeat {sub.last_seq}\n\n"
+                    outbox.put(f": heartbeat {sub.last_seq}\n\n")
                     continue
-                yield _format(envelope)
-            completed = True
-            yield f"event: end\ndata: {json.dumps({'last_seq': sub.last_seq})}\n\n"
+                if sub.from_log:
+                    await outbox.room()
+                outbox.put(_format(envelope), envelope["seq"])
+            done[0] = True
+            outbox.put(f"event: end\ndata: {json.dumps({'last_seq': sub.last_seq})}\n\n")
+        outbox.close()
+    except SlowConsumer:
+        # The generator reports it on its next pull; if Django's send is stuck (uvicorn's flow
+        # control) that pull only comes as the client reads: drop it if it does not.
+        _drop_unless_read(outbox)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("event stream failed")
+        body = error_body("internal_error", "The stream failed; reconnect with Last-Event-ID.")
+        with contextlib.suppress(SlowConsumer):
+            outbox.put(f"event: error\ndata: {json.dumps(body)}\n\n")
+        outbox.close()
+
+
+_WATCHDOGS: set[asyncio.Future[bool]] = set()  # keep a reference: tasks are weakly held
+
+
+def _drop_unless_read(outbox: Outbox) -> None:
+    """Once per stream: drop the connection if the client stops reading before it has read
+    the final ``event: error`` (see ``flush_or_drop``)."""
+    if outbox.watched:
+        return
+    outbox.watched = True
+    watchdog = asyncio.ensure_future(
+        flush_or_drop(
+            outbox.transport,
+            settings.STREAM_SEND_TIMEOUT_S,
+            lambda size: size > 0 or not outbox.final_sent,
+        )
+    )
+    _WATCHDOGS.add(watchdog)
+    watchdog.add_done_callback(_WATCHDOGS.discard)
+
+
+async def _events(
+    *,
+    session: Session,
+    task: Task | None,
+    after: int,
+    cancel_on_disconnect: bool,
+    transport: Any = None,
+) -> AsyncIterator[str]:
+    yield "retry: 2000\n\n"
+    done = [False]
+    outbox = Outbox(transport=transport)
+    pump = asyncio.ensure_future(_pump(outbox, session=session, task=task, after=after, done=done))
+    last_seq = after  # of the last event handed to Django (everything before it was too)
+    try:
+        while True:
+            try:
+                item = await outbox.get_batch()
+            except SlowConsumer as exc:
+                body = error_body(
+                    "slow_consumer",
+                    "The client did not read fast enough; reconnect with Last-Event-ID.",
+                    exc.details(),
+                )
+                _drop_unless_read(outbox)
+                yield f"event: error\ndata: {json.dumps(body | {'last_seq': last_seq})}\n\n"
+                outbox.final_sent = True
+                return
+            if item is None:
+                return
+            text, seq = item
+            yield text
+            outbox.delivered(seq)  # Django's send returned: it pulls the next frame
+            if seq is not None:
+                last_seq = seq
     except asyncio.CancelledError:
         # Django cancels the response when the client disconnects (http.disconnect).
-        if cancel_on_disconnect and task is not None and not completed:
+        if cancel_on_disconnect and task is not None and not done[0]:
             from sessions.services.tasks import task_cancel
 
             try:
@@ -60,6 +146,8 @@ async def _events(
             except ApplicationError:
                 pass  # already finished
         raise
+    finally:
+        pump.cancel()
 
 
 def sse_response(
@@ -78,7 +166,13 @@ def sse_response(
     """
     after = max(after, _last_event_id(request))
     response = StreamingHttpResponse(
-        _events(session=session, task=task, after=after, cancel_on_disconnect=cancel_on_disconnect),
+        _events(
+            session=session,
+            task=task,
+            after=after,
+            cancel_on_disconnect=cancel_on_disconnect,
+            transport=getattr(request, "scope", {}).get(TRANSPORT_KEY),
+        ),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
@@ -92,15 +186,18 @@ def _last_event_id(request: HttpRequest) -> int:
 
 
 def _non_negative_int(raw: str, name: str) -> int:
+    """A cursor from a query parameter or header (see ``parse_cursor``).
+
+    Raises:
+        InvalidInput: not an integer from 0 to 2**63-1.
+    """
     try:
-        value = int(raw)
+        return parse_cursor(raw)
     except ValueError:
         raise InvalidInput(
-            f"{name} must be an integer.", details={"fields": {name: [raw[:50]]}}
+            f"{name} must be an integer from 0 to 2**63-1.",
+            details={"fields": {name: [raw[:50]]}},
         ) from None
-    if value < 0:
-        raise InvalidInput(f"{name} must be ≥ 0.", details={"fields": {name: [raw[:50]]}})
-    return value
 
 
 async def authenticate(request: HttpRequest) -> Any:

@@ -63,3 +63,37 @@ async def test_a_task_stream_delivers_a_whole_batch_that_ends_with_the_terminal_
         f"chunk-{i}\n" for i in range(20)
     )
     assert live[-1]["data"]["status"] == "succeeded"
+
+
+async def test_quiet_streams_share_their_log_checks(
+    make_task: Any, session: Any, monkeypatch: Any
+) -> None:
+    """Many quiet streams re-checking the log at once cost one query, and each still sees its
+    own session's newest seq (sessions.stream_watch)."""
+    from sessions import stream_watch
+    from sessions.models import Session
+
+    other = await sync_to_async(lambda: Session.objects.create(
+        owner=session.owner, team=session.team, agent=session.agent
+    ))()  # fmt: skip
+    task = await sync_to_async(make_task)("true")
+    reads: list[list[int]] = []
+    real_read = stream_watch._read
+
+    def counted(pks: list[int]) -> dict[int, int]:
+        reads.append(sorted(pks))
+        return real_read(pks)
+
+    monkeypatch.setattr(stream_watch, "_read", counted)
+    session_seq = await sync_to_async(lambda: Session.objects.get(pk=session.pk).last_seq)()
+    answers = await asyncio.gather(
+        *[stream_watch.session_last_seq(pk) for pk in [session.pk, other.pk] * 100]
+    )
+    assert answers == [session_seq, 0] * 100
+    assert reads == [sorted([session.pk, other.pk])]
+
+    # A newer event is seen once the answer is older than FRESH_S.
+    seqs = await sync_to_async(_append_batch)(session, task, ["x"], "succeeded")
+    await asyncio.sleep(stream_watch.FRESH_S + 0.05)
+    assert await stream_watch.session_last_seq(session.pk) == seqs[-1]
+    assert len(reads) == 2
