@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# One image for the server (daphne, the default command) and the task worker
-# (`python manage.py run_worker`); docker-compose.yml runs both next to PostgreSQL and Redis.
+# One image for the server (uvicorn, the default command; append `--server daphne` for daphne) and
+# the task worker (`python manage.py run_worker`); docker-compose.yml runs both next to PostgreSQL
+# and Redis.
 #
 # Sandboxes: the `local` backend isolates agent code with bubblewrap, which needs unprivileged
 # user namespaces. Docker's default seccomp profile (and AppArmor on Ubuntu hosts) refuses to
@@ -76,4 +77,4 @@ USER app
 EXPOSE 8000
 # -s: compose's `init: true` may already run an init as PID 1; as a subreaper tini still reaps.
 ENTRYPOINT ["tini", "-s", "--", "/app/scripts/docker-entrypoint.sh"]
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "runtime_project.asgi:application"]
+CMD ["python", "-m", "runtime_project.serve", "--host", "0.0.0.0", "--port", "8000"]

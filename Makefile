@@ -7,6 +7,8 @@ SHELL := /bin/bash
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The ASGI server of `make serve`: uvicorn (default) or daphne (runtime_project/serve.py).
+SERVER ?= uvicorn
 PYTEST_ARGS ?=
 BENCH_ARGS ?= --record
 PY := .venv/bin/python
@@ -20,10 +22,10 @@ help: ## list the targets
 setup: ## install system packages, uv, the locked .venv and the sandbox toolchain
 	@bash scripts/setup.sh
 
-serve: setup ## migrate, create the admin and demo data, serve on HOST:PORT (default 127.0.0.1:8000)
+serve: setup ## migrate, create the admin and demo data, serve on HOST:PORT (default 127.0.0.1:8000) with uvicorn, or SERVER=daphne
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap --host $(HOST) --port $(PORT)
-	exec .venv/bin/daphne -b $(HOST) -p $(PORT)$(if $(ADMIN_PORT), -e tcp:port=$(ADMIN_PORT):interface=$(HOST)) runtime_project.asgi:application
+	exec $(PY) -m runtime_project.serve --server $(SERVER) --host $(HOST) --port $(PORT)$(if $(ADMIN_PORT), --admin-port $(ADMIN_PORT))
 
 # scripts/test.sh turns "no tests collected" (pytest exit 5) into a visible failure.
 test: setup ## run the test suite (make test PYTEST_ARGS='-k events -x')
@@ -38,9 +40,8 @@ fmt: setup ## apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
 
-bench: setup ## run the benchmarks and record them in bench/RESULTS.md (BENCH_ARGS='--tasks 50')
-	$(PY) bench/run.py $(BENCH_ARGS)
-	$(PY) bench/sandbox.py --record
+bench: setup ## run every benchmark, record in bench/RESULTS.md (BENCH_ARGS='--only streams --quick')
+	$(PY) bench/all.py $(BENCH_ARGS)
 
 # Start `make serve` first (it applies migrations); the worker runs tasks when TASK_EXECUTOR=worker.
 worker: setup ## run a standalone task worker

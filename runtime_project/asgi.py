@@ -1,9 +1,12 @@
-"""ASGI entrypoint: HTTP (Django) and WebSocket (Channels) on one daphne process.
+"""ASGI entrypoint: HTTP (Django) and WebSocket (Channels) in one server process (uvicorn by
+default, or daphne; ``runtime_project.serve``).
 
 The Django app is created first so apps are loaded before consumers are imported (the Channels
 and cookiecutter-django convention). With ``TASK_EXECUTOR=inline`` the executor runs on this
-server's event loop: it is started as soon as the reactor runs (daphne has no ASGI lifespan, see
-research/stack.md §3) and, as a fallback, on the first connection.
+server's event loop: it is started by the ASGI lifespan under uvicorn, as soon as the reactor
+runs under daphne (which has no lifespan, see research/stack.md §3) and, as a fallback, on the
+first connection. At lifespan shutdown the executor is drained (a no-op when
+``runtime_project.serve`` already drained on SIGTERM).
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from integrations.mcp.asgi import is_mcp_path, mcp_asgi_app, mcp_enabled, mcp_shutdown  # noqa: E402
 from runtime_project.auth import BrowserOriginValidator, TokenAuthMiddleware  # noqa: E402
+from runtime_project.daphne_compat import hand_bodies_to_django  # noqa: E402
 from runtime_project.modes import admin_port_allows  # noqa: E402
 from sessions.routing import websocket_urlpatterns  # noqa: E402
-from sessions.runtime import start_runtime  # noqa: E402
+from sessions.runtime import drain_for_shutdown, start_runtime  # noqa: E402
+from sessions.subscriptions import remember_transport  # noqa: E402
 
 logger = logging.getLogger(__name__)
+hand_bodies_to_django()  # under daphne: Twisted must not parse (or reject) request bodies
 
 channels_app = ProtocolTypeRouter(
     {
@@ -59,11 +65,13 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await _ensure_started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await drain_for_shutdown()
                 await mcp_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if not _started:
         await _ensure_started()
+    scope = remember_transport(scope, send)  # for SSE flow control (sessions/subscriptions.py)
     if not admin_port_allows(scope):  # ADMIN_PORT: the admin there, and only there
         await _not_served(scope, receive, send)
         return

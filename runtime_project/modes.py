@@ -33,7 +33,8 @@ request elsewhere. Both headers at once: ``400 conflicting_headers``. Core route
 What the headers do to the run itself (``config.debug``) is ``debugger.headers``'.
 
 ``ADMIN_PORT`` (optional): the admin is served only on that port, and that port serves nothing
-but the admin, its static files and ``/health`` (daphne listens on both; see the Makefile).
+but the admin, its static files and ``/health`` (the server listens on both;
+``runtime_project/serve.py``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Container entry point (see Dockerfile): bring the database up to date, then become the command
-# (daphne by default, `python manage.py run_worker` for the worker) so it gets signals directly.
+# (the server by default, `python manage.py run_worker` for the worker) so it gets signals directly.
 #
 # RUN_MIGRATIONS=0 skips the database step; docker-compose.yml sets it for the worker, which
 # starts after the web container has migrated, so two containers never migrate at once.

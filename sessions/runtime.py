@@ -13,7 +13,11 @@ async def start_runtime() -> None:
     """Called once per server process on its event loop (see ``runtime_project.asgi``)."""
     from sandboxes.registry import get_backend
     from sessions.executors import get_executor
+    from sessions.executors.threads import install_closing_pool
 
+    # Streams' and runners' ORM calls run in the loop's pool (runtime_project.db): its threads
+    # keep their connections, closed with the pool, also when no inline executor runs here.
+    install_closing_pool()
     _install_drain()
     caps = get_backend().capabilities()
     if not caps.available:
@@ -54,6 +58,7 @@ async def start_runtime() -> None:
 
 
 _sweeper = None
+_drained = False
 _scheduler = None
 _webhooks = None
 
@@ -73,35 +78,51 @@ async def _sweep_forever() -> None:
             logger.warning("sweep failed", exc_info=True)
 
 
+async def drain_for_shutdown() -> None:
+    """Before the server stops (SIGTERM): tell every WebSocket client to reconnect
+    (``stream.reconnect``, close 1012), then let the inline executor's running tasks finish for
+    up to ``TASK_DRAIN_S`` (the rest are handed back: requeued when retry-safe). SSE clients
+    simply reconnect with ``Last-Event-ID`` when their stream ends. Idempotent; never raises
+    (a failure is logged: the server stops anyway). Used under daphne (below) and by
+    ``runtime_project.serve`` under uvicorn."""
+    import asyncio
+
+    from sessions.consumers import LIVE
+    from sessions.executors import get_executor
+
+    global _drained
+    if _drained:
+        return
+    _drained = True
+    try:
+        streams = list(LIVE)
+        logger.info("shutdown: telling %d stream(s) to reconnect, then stopping", len(streams))
+        await asyncio.gather(*(c.drain() for c in streams), return_exceptions=True)
+        if settings.TASK_EXECUTOR == "inline":
+            await get_executor().stop(drain_s=settings.TASK_DRAIN_S)
+    except Exception:
+        logger.exception("draining on shutdown failed; stopping anyway")
+
+
 def _install_drain() -> None:
-    """Under daphne: on SIGTERM, tell every WebSocket client to reconnect (``stream.reconnect``,
-    close 1012), let the inline executor's running tasks finish for up to ``TASK_DRAIN_S`` (the
-    rest are handed back: requeued when retry-safe), then stop the server. SSE clients simply
-    reconnect with ``Last-Event-ID`` when their stream ends."""
+    """Under daphne: on SIGTERM, :func:`drain_for_shutdown`, then stop the reactor. Other ASGI
+    servers have their own shutdown (``runtime_project.serve`` drains under uvicorn)."""
     import asyncio
     import signal
+    import sys
 
-    try:
-        from twisted.internet import reactor
-    except ImportError:  # another ASGI server: it has its own shutdown (lifespan)
+    if "twisted.internet.reactor" not in sys.modules:  # importing it would install a reactor
         return
+    from twisted.internet import reactor
+
     if not getattr(reactor, "running", False):
         return
     loop = asyncio.get_running_loop()
     draining: list[asyncio.Task[None]] = []
 
     async def drain_and_stop() -> None:
-        from sessions.consumers import LIVE
-        from sessions.executors import get_executor
-
         try:
-            streams = list(LIVE)
-            logger.info("SIGTERM: telling %d stream(s) to reconnect, then stopping", len(streams))
-            await asyncio.gather(*(c.drain() for c in streams), return_exceptions=True)
-            if settings.TASK_EXECUTOR == "inline":
-                await get_executor().stop(drain_s=settings.TASK_DRAIN_S)
-        except Exception:
-            logger.exception("draining on SIGTERM failed; stopping anyway")
+            await drain_for_shutdown()
         finally:
             reactor.stop()  # type: ignore[attr-defined,misc]
 

@@ -77,6 +77,56 @@ def daphne_argv(port: int) -> list[str]:
     ]
 
 
+def uvicorn_argv(port: int, admin_port: int | None = None) -> list[str]:
+    """The command that serves the same ASGI app under uvicorn (``runtime_project.serve``, what
+    ``make serve`` runs) on 127.0.0.1:``port`` (and the admin on ``admin_port``)."""
+    argv = [sys.executable, "-m", "runtime_project.serve", "--server", "uvicorn"]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    return argv + (["--admin-port", str(admin_port)] if admin_port is not None else [])
+
+
+SERVERS = ("daphne", "uvicorn")
+
+
+def server_argv(kind: str, port: int, admin_port: int | None = None) -> list[str]:
+    """:func:`daphne_argv` or :func:`uvicorn_argv` by ``kind`` (one of :data:`SERVERS`).
+
+    Raises:
+        ValueError: an unknown ``kind``.
+    """
+    if kind == "uvicorn":
+        return uvicorn_argv(port, admin_port)
+    if kind != "daphne":
+        raise ValueError(f"unknown server {kind!r} (one of {SERVERS})")
+    argv = daphne_argv(port)
+    if admin_port is not None:
+        argv[-1:-1] = ["-e", f"tcp:port={admin_port}:interface=127.0.0.1"]
+    return argv
+
+
+def start_server(
+    kind: str, port: int, log: Path, *, admin_port: int | None = None, **env: Any
+) -> subprocess.Popen[bytes]:
+    """Start ``kind`` (daphne or uvicorn) on the test DB and wait until it listens (on both
+    ports with ``admin_port``, which is also passed as ``ADMIN_PORT``)."""
+    if admin_port is not None:
+        env["ADMIN_PORT"] = admin_port
+    proc = subprocess.Popen(
+        server_argv(kind, port, admin_port),
+        cwd=ROOT,
+        env=child_env(**env),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for p in (port,) if admin_port is None else (port, admin_port):
+            wait_for_port(p, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
 def start_daphne(port: int, log: Path, **env: Any) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         daphne_argv(port),

@@ -119,7 +119,7 @@ def test_web_exposes_8000_and_worker_and_beat_run_celery():
     assert "celery" not in _command(services["web"])
     # The Procfile (deployments without Docker) runs the same processes.
     procfile = (ROOT / "Procfile").read_text()
-    assert "celery -A runtime_project worker" in procfile and "daphne" in procfile
+    assert "celery -A runtime_project worker" in procfile and "runtime_project.serve" in procfile
 
 
 @pytest.mark.parametrize("name", ["web", "worker"])
@@ -232,12 +232,15 @@ def test_make_targets_run_setup_then_the_right_commands():
     assert serve[1:] == [
         ".venv/bin/python manage.py migrate --noinput",
         ".venv/bin/python manage.py bootstrap --host 0.0.0.0 --port 9999",
-        "exec .venv/bin/daphne -b 0.0.0.0 -p 9999 runtime_project.asgi:application",
+        "exec .venv/bin/python -m runtime_project.serve --server uvicorn --host 0.0.0.0 --port 9999",
     ]
     with_admin_port = dry_run("serve", "HOST=0.0.0.0", "PORT=9999", "ADMIN_PORT=9998")
     assert with_admin_port[-1] == (
-        "exec .venv/bin/daphne -b 0.0.0.0 -p 9999 -e tcp:port=9998:interface=0.0.0.0 "
-        "runtime_project.asgi:application"
+        "exec .venv/bin/python -m runtime_project.serve --server uvicorn --host 0.0.0.0 "
+        "--port 9999 --admin-port 9998"
+    )
+    assert dry_run("serve", "SERVER=daphne")[-1] == (
+        "exec .venv/bin/python -m runtime_project.serve --server daphne --host 127.0.0.1 --port 8000"
     )
     test = dry_run("test", "PYTEST_ARGS=-k events -x")
     assert "scripts/setup.sh" in test[0]
