@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from accounts import access, selectors, services
 from accounts.audit import audit_request
 from accounts.models import Role, Scope
-from runtime_project.api import error_responses
+from runtime_project.api import Pagination, error_responses
 from runtime_project.exceptions import NotFound
 from sessions.apis.common import TeamRefSerializer, paginated_response
 
@@ -54,6 +54,7 @@ class TeamOutputSerializer(serializers.Serializer):
 
 class TeamListApi(APIView):
     required_scope = None  # any credential may see which teams it acts in
+    pagination_class = Pagination  # the schema documents the page envelope
 
     @extend_schema(
         operation_id="teams_list",
@@ -182,6 +183,7 @@ def _user(username: str) -> Any:
 
 class MemberListApi(APIView):
     required_scope = None
+    pagination_class = Pagination  # the schema documents the page envelope
 
     @extend_schema(
         operation_id="teams_members_list",
@@ -307,6 +309,7 @@ class ApiKeyOutputSerializer(serializers.Serializer):
 
 class ApiKeyListApi(APIView):
     required_scope = Scope.ADMIN
+    pagination_class = Pagination  # the schema documents the page envelope
 
     @extend_schema(
         operation_id="api_keys_list",
@@ -410,6 +413,7 @@ class AuditEntrySerializer(serializers.Serializer):
 
 class AuditListApi(APIView):
     required_scope = Scope.ADMIN
+    pagination_class = Pagination  # the schema documents the page envelope
 
     class FilterSerializer(serializers.Serializer):
         action = serializers.CharField(required=False, help_text="e.g. `session.delete`.")

@@ -48,19 +48,28 @@ class StepOutputSerializer(serializers.ModelSerializer):
         return step.parent.step_id if step.parent is not None else None
 
 
+class _ChildrenField(serializers.ListField):
+    """A step's ``tree_children`` (set by ``step_selectors.step_tree``) as step nodes. Not
+    read-only, so the schema leaves it optional: the ``flat=true`` list has no ``children``."""
+
+    def to_representation(self, data: Any) -> list[Any]:
+        return [StepNodeSerializer(child).data for child in data]
+
+
 class StepNodeSerializer(StepOutputSerializer):
     """A step with its child steps, ordered by start."""
 
-    children = serializers.SerializerMethodField()
+    children = _ChildrenField(
+        source="tree_children",
+        child=serializers.DictField(),
+        required=False,
+        help_text="The child steps (step nodes), ordered by start; absent with `flat=true`.",
+    )
 
     class Meta(StepOutputSerializer.Meta):
         ref_name = "StepNode"
         fields = (*StepOutputSerializer.Meta.fields, "children")
-        read_only_fields = fields
-
-    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
-    def get_children(self, step: Step) -> list[dict[str, Any]]:
-        return [StepNodeSerializer(child).data for child in step.tree_children]  # type: ignore[attr-defined]
+        read_only_fields = StepOutputSerializer.Meta.fields
 
 
 class StepTreeSerializer(serializers.Serializer):

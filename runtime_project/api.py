@@ -29,6 +29,12 @@ ErrorSerializer = inline_serializer(
 )
 
 
+# One Server-Sent Event as an EventSource client parses it (the component is added by
+# runtime_project.schema.add_stream_endpoints). Before OpenAPI 3.2 (no `itemSchema`), the
+# `schema` of a `text/event-stream` response describes one event, not the stream's text.
+SSE_EVENT_REF = {"$ref": "#/components/schemas/ServerSentEvent"}
+
+
 def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
     """Schema entries for the error envelope at the given HTTP statuses, plus the ones every
     authenticated operation may answer: 401 (credential), 403 (scope or role) and 429 (rate

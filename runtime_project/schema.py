@@ -5,7 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime_project.api import SSE_EVENT_REF
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
+# One event of a `text/event-stream` response, as an EventSource client parses it (with no
+# `event:` line the type is "message"). Referenced as runtime_project.api.SSE_EVENT_REF.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "One Server-Sent Event (`: heartbeat` comments are not events).",
+    "properties": {
+        "event": {"type": "string", "description": "The `event:` field: the event's type."},
+        "data": {"type": "string", "description": "The `data:` field: one JSON document."},
+        "id": {"type": "string", "description": "The `id:` field: the event's `seq`."},
+        "retry": {"type": "integer", "description": "The `retry:` field, milliseconds."},
+    },
+    "required": ["event", "data"],
+}
 
 # The resume cursor of every SSE stream: ``?after=`` or the ``Last-Event-ID`` header.
 CURSOR_PARAMETERS: list[dict[str, Any]] = [
@@ -49,7 +64,7 @@ def _sse(summary: str, description: str, param: str, tag: str, op_id: str) -> di
                         "`text/event-stream`: `id: <seq>`, `event: <type>`, `data: <envelope JSON>`"
                         " per event; `: heartbeat` comments; task streams end with `event: end`."
                     ),
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "content": {"text/event-stream": {"schema": SSE_EVENT_REF}},
                 },
                 "400": {
                     "description": "Invalid cursor",
@@ -72,6 +87,8 @@ def add_stream_endpoints(
     result: dict[str, Any], generator: Any, request: Any, public: bool
 ) -> dict[str, Any]:
     """POSTPROCESSING_HOOKS entry."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas["ServerSentEvent"] = SSE_EVENT
     paths = result.setdefault("paths", {})
     paths["/api/v1/sessions/{session_id}/events/stream"] = _sse(
         "Stream a session's events (SSE)",

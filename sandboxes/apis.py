@@ -20,7 +20,12 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,7 +33,7 @@ from rest_framework.views import APIView
 
 from accounts.access import writes
 from accounts.models import Scope
-from runtime_project.api import error_responses
+from runtime_project.api import SSE_EVENT_REF, error_responses
 from runtime_project.exceptions import ApplicationError
 from sandboxes import selectors, services
 from sandboxes.base import ExecEvent, Execution, ProcessInfo
@@ -288,7 +293,7 @@ class SandboxExecApi(APIView):
         parameters=[SESSION_ID],
         request=ExecSerializer,
         responses={
-            200: inline_serializer(
+            (200, "application/json"): inline_serializer(
                 "SandboxExecResult",
                 {
                     "exit_code": serializers.IntegerField(allow_null=True),
@@ -300,6 +305,12 @@ class SandboxExecApi(APIView):
                     "limit": serializers.CharField(allow_null=True),
                     "duration_ms": serializers.FloatField(),
                 },
+            ),
+            (200, "text/event-stream"): OpenApiResponse(
+                SSE_EVENT_REF,
+                description='With `stream: true`: `stdout`/`stderr` events (`{"data": text}`), '
+                "then one `exit` (the result without the output), or one `error` (the error "
+                "envelope) if the command could not start.",
             ),
             **error_responses(400, 401, 404, 503),
         },
@@ -372,9 +383,10 @@ class ProcessStdinApi(APIView):
         tags=TAGS,
         operation_id="sandbox_process_stdin",
         summary="Write to its stdin",
+        description="409 `stdin_closed` once a write has sent `eof`.",
         parameters=[SESSION_ID, PROCESS_ID],
         request=InputSerializer,
-        responses={204: None, **error_responses(400, 401, 404)},
+        responses={204: None, **error_responses(400, 401, 404, 409)},
     )
     def post(self, request: Request, session_id: str, process_id: str) -> Response:
         session = _session(request, session_id)
@@ -423,7 +435,14 @@ class ProcessOutputApi(APIView):
         operation_id="sandbox_process_output",
         summary="Attach to its output (SSE: retained output, then live, then exit)",
         parameters=[SESSION_ID, PROCESS_ID],
-        responses={(200, "text/event-stream"): str, **error_responses(401, 404)},
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                SSE_EVENT_REF,
+                description='`stdout`/`stderr` events (`{"data": text}`), then `exit`; or one '
+                "`error` (the error envelope) if the process is gone.",
+            ),
+            **error_responses(401, 404),
+        },
     )
     def get(self, request: Request, session_id: str, process_id: str) -> StreamingHttpResponse:
         session = _session(request, session_id)

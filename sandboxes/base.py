@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from runtime_project.exceptions import (
     ApplicationError,
+    Conflict,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
@@ -49,6 +50,12 @@ class SandboxProcessNotFound(NotFound):
     """A background process id does not name a process of that (running) sandbox."""
 
     code = "process_not_found"
+
+
+class SandboxStdinClosed(Conflict):
+    """A write to a background process whose stdin an earlier write closed (``eof``)."""
+
+    code = "stdin_closed"
 
 
 class SandboxUnavailable(ServiceUnavailable):

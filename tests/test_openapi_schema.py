@@ -131,8 +131,21 @@ def test_streams_and_files_document_their_media_types(schema):
 
     assert "text/event-stream" in task_create["content"]
     assert "text/event-stream" in oneshot["content"]
-    assert "application/octet-stream" in download["get"]["responses"]["200"]["content"]
+    # A download's content type is the file's own (guessed from its name): any media type.
+    assert "*/*" in download["get"]["responses"]["200"]["content"]
     assert "application/octet-stream" in download["put"]["requestBody"]["content"]
+    # Before OpenAPI 3.2, an SSE response's schema describes one event (what clients parse).
+    event = {"$ref": "#/components/schemas/ServerSentEvent"}
+    sse = [
+        media["schema"]
+        for item in paths.values()
+        for operation in item.values()
+        for response in operation.get("responses", {}).values()
+        for name, media in response.get("content", {}).items()
+        if name == "text/event-stream"
+    ]
+    assert len(sse) >= 8 and all(s == event for s in sse), sse
+    assert schema["components"]["schemas"]["ServerSentEvent"]["required"] == ["event", "data"]
     upload = paths["/api/v1/sessions/{session_id}/workspace/files"]["post"]["requestBody"]
     assert list(upload["content"]) == ["multipart/form-data"]
 

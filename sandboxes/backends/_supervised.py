@@ -44,6 +44,7 @@ from sandboxes.base import (
     ProcessInfo,
     SandboxError,
     SandboxProcessNotFound,
+    SandboxStdinClosed,
 )
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ class Supervisor:
         if not reply.get("ok"):
             if reply.get("code") == "not_found":
                 raise SandboxProcessNotFound("No such process in this sandbox.")
+            if reply.get("code") == "stdin_closed":
+                raise SandboxStdinClosed("The process's stdin is closed (a write sent `eof`).")
             raise SandboxError(
                 "The sandbox refused the request.", details={"reason": reply.get("error")}
             )

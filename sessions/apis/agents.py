@@ -111,7 +111,7 @@ class AgentCreateApi(APIView):
             "use is a 409 `slug_taken`."
         ),
         request=InputSerializer,
-        responses={201: AgentOutputSerializer, **error_responses(400, 409)},
+        responses={201: AgentOutputSerializer, **error_responses(400, 404, 409)},
         tags=TAGS,
     )
     def post(self, request: Request) -> Response:

@@ -205,7 +205,8 @@ def artifact_content_response(artifact: Artifact) -> HttpResponseBase:
 
 
 CONTENT_RESPONSES: dict[Any, Any] = {
-    (200, "application/octet-stream"): OpenApiResponse(
+    # Any media type: the artifact's own (`application/octet-stream` when unknown).
+    (200, "*/*"): OpenApiResponse(
         OpenApiTypes.BINARY,
         description=(
             "The artifact's bytes with its content type. Raster images, plain text and JSON "

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
@@ -18,7 +17,7 @@ from accounts.access import writes
 from accounts.audit import audit_request
 from accounts.models import Scope
 from debugger.headers import run_config_with_headers
-from runtime_project.api import error_responses
+from runtime_project.api import SSE_EVENT_REF, error_responses
 from sessions import selectors
 from sessions.apis.common import SESSION_ID, validated_query
 from sessions.apis.tasks import SSE_DESCRIPTION, TaskOutputSerializer
@@ -116,9 +115,7 @@ class MessageCreateApi(APIView):
         request=InputSerializer,
         responses={
             201: OpenApiResponse(TaskOutputSerializer, description="Queued"),
-            (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR, description=SSE_DESCRIPTION
-            ),
+            (200, "text/event-stream"): OpenApiResponse(SSE_EVENT_REF, description=SSE_DESCRIPTION),
             **error_responses(400, 404, 409),
         },
         tags=TAGS,

@@ -20,7 +20,6 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
@@ -33,7 +32,7 @@ from accounts.audit import audit_request
 from accounts.models import Scope
 from accounts.selectors import team_for_write
 from debugger.headers import run_config_with_headers
-from runtime_project.api import error_responses
+from runtime_project.api import SSE_EVENT_REF, error_responses
 from runtime_project.exceptions import ApplicationError
 from sessions import selectors
 from sessions.apis.common import TEAM_FIELD
@@ -123,7 +122,7 @@ class OneshotCreateApi(APIView):
         request=InputSerializer,
         responses={
             (200, "application/json"): OpenApiResponse(OneshotOutputSerializer, description=OK_200),
-            (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description=OK_200),
+            (200, "text/event-stream"): OpenApiResponse(SSE_EVENT_REF, description=OK_200),
             202: OpenApiResponse(
                 OneshotOutputSerializer, description="Still running when the wait ended"
             ),

@@ -37,7 +37,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from runtime_project.api import error_responses
+from runtime_project.api import SSE_EVENT_REF, error_responses
 from runtime_project.exceptions import ApplicationError
 from runtime_project.schema import CURSOR_PARAMETERS
 from sandboxes import paths
@@ -255,8 +255,10 @@ class SharedFileDownloadApi(_SharedApi):
         ),
         parameters=[SHARE_TOKEN, FILE_PATH],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The file's bytes (an attachment)"
+            (200, "*/*"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="The file's bytes (an attachment), with a content type guessed "
+                "from its name (`application/octet-stream` when unknown)",
             ),
             (200, "application/json"): OpenApiResponse(
                 ListingSerializer, description="The listing, if the path is a directory"
@@ -347,6 +349,7 @@ def add_shared_stream_schema(
     """SPECTACULAR_SETTINGS POSTPROCESSING_HOOKS entry: document the shared SSE stream (an async
     Django view, which drf-spectacular does not see)."""
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    sse_event = dict(SSE_EVENT_REF)  # the component: runtime_project.schema.add_stream_endpoints
     result.setdefault("paths", {})["/api/v1/shared/{token}/events/stream"] = {
         "get": {
             "operationId": "shared_events_stream",
@@ -371,7 +374,7 @@ def add_shared_stream_schema(
             "responses": {
                 "200": {
                     "description": "`text/event-stream`, as the session stream.",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "content": {"text/event-stream": {"schema": sse_event}},
                 },
                 "400": {"description": "Invalid cursor", **error},
                 "404": {"description": "Unknown, revoked or expired share token", **error},

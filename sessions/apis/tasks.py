@@ -17,7 +17,7 @@ from accounts.access import writes
 from accounts.audit import audit_request
 from accounts.models import Scope
 from debugger.headers import run_config_with_headers
-from runtime_project.api import Pagination, error_responses
+from runtime_project.api import SSE_EVENT_REF, Pagination, error_responses
 from runtime_project.exceptions import Conflict, InvalidInput
 from sessions import selectors
 from sessions.apis.common import (
@@ -238,7 +238,7 @@ class TaskCreateApi(APIView):
         responses={
             201: OpenApiResponse(TaskOutputSerializer, description="Queued"),
             (200, "application/json"): OpenApiResponse(TaskOutputSerializer, description=OK_200),
-            (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description=OK_200),
+            (200, "text/event-stream"): OpenApiResponse(SSE_EVENT_REF, description=OK_200),
             **error_responses(400, 404, 409),
         },
         tags=TAGS,

@@ -299,9 +299,8 @@ class WorkspaceFileDownloadApi(APIView):
         ),
         parameters=[SESSION_ID, FILE_PATH, FilterSerializer],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
-                OpenApiTypes.BINARY, description=DOWNLOAD_200
-            ),
+            # The content type is guessed from the file's name: any media type.
+            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description=DOWNLOAD_200),
             (200, "application/json"): OpenApiResponse(ListingSerializer, description=DOWNLOAD_200),
             **error_responses(400, 404),
         },
