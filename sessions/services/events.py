@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,11 @@ _COALESCE_KEYS = {
     "message.delta": "message_id",
 }
 _COALESCE_MAX_CHARS = 32 * 1024
+# A NUL character (output of a binary, a crafted string) cannot be stored in PostgreSQL's jsonb
+# ("unsupported Unicode escape sequence"): it becomes U+FFFD, as invalid UTF-8 already does.
+# A "\\u0000" in the JSON text counts only after an even number of backslashes (else it is a
+# literal backslash followed by "u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 Projector = Callable[[Session, list[Event]], None]
 # (event types read, or None for all; projector); filled by AppConfig.ready() of the apps
@@ -111,6 +117,9 @@ def _externalize(session: Session, draft: EventDraft) -> dict[str, Any]:
     """Move a payload over ``EVENT_INLINE_MAX_BYTES`` into an Artifact; the event keeps a
     reference and a short preview (DESIGN §3: big payloads go to an artifact)."""
     raw = json.dumps(draft.data, default=str)
+    if "\\u0000" in raw:
+        raw = _NUL_ESCAPE.sub(r"\1\\ufffd", raw)
+        draft.data = json.loads(raw)
     if len(raw) <= settings.EVENT_INLINE_MAX_BYTES:
         return draft.data
     artifact = artifact_create(

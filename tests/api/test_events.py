@@ -114,3 +114,17 @@ def test_a_failing_projector_loses_only_its_own_projection(session, monkeypatch)
     session.refresh_from_db()
     assert session.name == "projected 1"
     assert session.last_seq == saved.seq
+
+
+def test_a_nul_character_in_event_data_is_stored_as_a_replacement_character(session):
+    """PostgreSQL's jsonb cannot hold U+0000: a NUL (binary output) becomes U+FFFD instead of
+    failing the write, and a literal backslash-u0000 text is kept as it is."""
+    from sessions.models import Event
+
+    saved = event_append(
+        session=session,
+        type="process.stdout",
+        data={"text": "a\x00b", "literal": "\\u0000", "nested": [{"k": "\x00"}]},
+    )
+    stored = Event.objects.get(pk=saved.pk).data
+    assert stored == {"text": "a\ufffdb", "literal": "\\u0000", "nested": [{"k": "\ufffd"}]}
