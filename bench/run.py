@@ -42,7 +42,7 @@ from websockets.sync.client import connect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.procs import daphne_argv, free_port, wait_for_port  # noqa: E402
+from tests.procs import daphne_argv, free_port, uvicorn_argv, wait_for_port  # noqa: E402
 from tests.transport.sse import iter_sse  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
@@ -65,11 +65,21 @@ def summary(values_ms: list[float]) -> str:
     return f"{pct(values_ms, 0.5):.1f} / {pct(values_ms, 0.95):.1f}"
 
 
-class Server:
-    """A fresh embedded-default daphne in a temporary VAR_DIR, with a user token and the demo
-    agents."""
+def asgi_argv(asgi: str, port: int) -> list[str]:
+    """The command that serves the ASGI app on 127.0.0.1:``port`` with ``asgi`` (``daphne`` or
+    ``uvicorn``). Raises ValueError for another name."""
+    if asgi == "daphne":
+        return daphne_argv(port)
+    if asgi == "uvicorn":
+        return uvicorn_argv(port)  # runtime_project.serve: what `make serve` runs
+    raise ValueError(f"unknown ASGI server {asgi!r} (daphne or uvicorn)")
 
-    def __init__(self, overrides: dict[str, str] | None = None) -> None:
+
+class Server:
+    """A fresh embedded-default ASGI server (``asgi``: daphne or uvicorn) in a temporary
+    VAR_DIR, with a user token and the demo agents."""
+
+    def __init__(self, overrides: dict[str, str] | None = None, asgi: str = "daphne") -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-"))
         self.port = free_port()
         self.env = dict(
@@ -99,9 +109,9 @@ class Server:
             capture_output=True,
             text=True,
         ).stdout.strip()
-        self.log = (self.tmp / "daphne.log").open("ab")
+        self.log = (self.tmp / f"{asgi}.log").open("ab")
         self.proc = subprocess.Popen(
-            daphne_argv(self.port),
+            asgi_argv(asgi, self.port),
             cwd=ROOT,
             env=self.env,
             stdout=self.log,
