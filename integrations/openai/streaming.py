@@ -19,10 +19,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from integrations.runs import result_text, run_cancel, run_events
+from runtime_project.db import db_call
 from sessions.choices import TERMINAL_STATUSES, TaskStatus
 from sessions.models import Task
 
@@ -145,7 +145,7 @@ async def follow(started: Started, *, stdout: bool) -> AsyncIterator[Piece]:
         async for envelope in sub:
             if loop.time() > deadline:
                 await run_cancel(run, reason="OpenAI API wait limit reached")
-                yield _outcome(await sync_to_async(_load)(run.task.pk), streamed, timed_out=True)
+                yield _outcome(await db_call(_load)(run.task.pk), streamed, timed_out=True)
                 return
             if envelope is None:
                 yield Heartbeat()
@@ -169,10 +169,10 @@ async def follow(started: Started, *, stdout: bool) -> AsyncIterator[Piece]:
             elif kind == "task.status" and (
                 data.get("status") in TERMINAL_STATUSES or data.get("status") == "waiting"
             ):
-                yield _outcome(await sync_to_async(_load)(run.task.pk), streamed)
+                yield _outcome(await db_call(_load)(run.task.pk), streamed)
                 return
     # The subscription ended without a status we saw (it only ends after a terminal one).
-    yield _outcome(await sync_to_async(_load)(run.task.pk), streamed)
+    yield _outcome(await db_call(_load)(run.task.pk), streamed)
 
 
 async def cancel_quietly(started: Started, reason: str) -> None:

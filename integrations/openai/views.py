@@ -24,6 +24,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 
 from accounts.models import Scope
+from runtime_project.db import db_call
 from sessions.models import Agent
 
 from . import serializers as wire
@@ -113,7 +114,7 @@ async def _collect(started: Started, agent: Agent) -> Outcome:
 @openai_view("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """``POST /v1/chat/completions`` (module docstring; docs/integrations/openai.md)."""
-    turn, agent, started = await sync_to_async(_start)(request, parse_chat)
+    turn, agent, started = await db_call(_start)(request, parse_chat)
     if turn.stream:
         return _sse_response(_chat_stream(turn, agent, started), started)
     outcome = await _collect(started, agent)
@@ -183,7 +184,7 @@ def _response_end(turn: TurnRequest, outcome: Outcome, started: Started) -> dict
 @openai_view("POST")
 async def responses_create(request: HttpRequest) -> HttpResponseBase:
     """``POST /v1/responses`` (module docstring; docs/integrations/openai.md)."""
-    turn, agent, started = await sync_to_async(_start)(request, parse_responses)
+    turn, agent, started = await db_call(_start)(request, parse_responses)
     if turn.stream:
         return _sse_response(_responses_stream(turn, agent, started), started)
     outcome = await _collect(started, agent)

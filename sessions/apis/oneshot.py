@@ -33,6 +33,7 @@ from accounts.models import Scope
 from accounts.selectors import team_for_write
 from debugger.headers import run_config_with_headers
 from runtime_project.api import SSE_EVENT_REF, error_responses
+from runtime_project.db import db_call
 from runtime_project.exceptions import ApplicationError
 from sessions import selectors
 from sessions.apis.common import TEAM_FIELD
@@ -210,7 +211,7 @@ async def wait_until_finished(task: Task, timeout: float) -> bool:
         await layer.group_add(group, channel)
     try:
         while True:
-            if await sync_to_async(_is_finished)(task.pk):
+            if await db_call(_is_finished)(task.pk):
                 return True
             while True:
                 remaining = deadline - loop.time()
@@ -247,12 +248,12 @@ async def oneshot_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpR
     except asyncio.CancelledError:  # the client went away
         if task.on_disconnect == OnDisconnect.CANCEL:
             with contextlib.suppress(Exception):
-                await asyncio.shield(sync_to_async(_cancel_if_active)(task))
+                await asyncio.shield(db_call(_cancel_if_active)(task))
         raise
     if not finished:
         return response
     try:
-        body = await sync_to_async(_finished_body)(request.user, task)
+        body = await db_call(_finished_body)(request.user, task)
     except ApplicationError as exc:  # e.g. the session was deleted meanwhile
         return JsonResponse(exc.as_dict(), status=exc.status_code)
     return HttpResponse(body, status=status.HTTP_200_OK, content_type="application/json")

@@ -23,7 +23,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponseBase, JsonResponse
 from django.urls import reverse
@@ -38,6 +37,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from runtime_project.api import SSE_EVENT_REF, error_responses
+from runtime_project.db import db_call
 from runtime_project.exceptions import ApplicationError
 from runtime_project.schema import CURSOR_PARAMETERS
 from sandboxes import paths
@@ -312,7 +312,7 @@ async def _while_usable(content: AsyncIterator[bytes], link_id: int) -> AsyncIte
             now = time.monotonic()
             if chunk.startswith(b": heartbeat") or now - checked >= settings.SHARE_STREAM_RECHECK_S:
                 checked = now
-                if not await sync_to_async(share_link_is_usable)(link_id):
+                if not await db_call(share_link_is_usable)(link_id):
                     yield REVOKED_END
                     return
             yield chunk
@@ -327,7 +327,7 @@ async def shared_event_stream(request: HttpRequest, token: str) -> HttpResponseB
     """GET /api/v1/shared/{token}/events/stream — the shared session's events, live (SSE),
     resuming after ``?after=`` or ``Last-Event-ID``; 404 ``share_not_found`` as JSON."""
     try:
-        link = await sync_to_async(share_link_resolve)(token)
+        link = await db_call(share_link_resolve)(token)
         after = _non_negative_int(request.GET.get("after", "0") or "0", "after")
         after = max(after, _last_event_id(request))
     except ApplicationError as exc:
