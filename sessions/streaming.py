@@ -151,7 +151,7 @@ async def _events(
         pump.cancel()
 
 
-def _release_connections() -> None:
+def release_connections() -> None:
     """Called from a sync view that answers with a stream: give its database connections back
     now. The request ends only when the stream does, and until then Django keeps the view's
     connection open: 200 SSE clients held 200 connections (PostgreSQL allows 100). The stream
@@ -182,7 +182,7 @@ def sse_response(
     before it finishes (``on_disconnect=cancel``).
     """
     after = max(after, _last_event_id(request))
-    _release_connections()
+    release_connections()
     response = StreamingHttpResponse(
         _events(
             session=session,

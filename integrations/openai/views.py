@@ -24,8 +24,8 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 
 from accounts.models import Scope
-from runtime_project.db import db_call
 from sessions.models import Agent
+from sessions.streaming import release_connections
 
 from . import serializers as wire
 from .catalog import model_get, model_list, model_object
@@ -65,7 +65,10 @@ def _start(request: HttpRequest, parse: Any) -> tuple[TurnRequest, Agent, Starte
     user = authenticate(request, Scope.TASKS_WRITE)
     turn = parse(json_body(request), request.headers)
     agent = model_get(user=user, model=turn.model)
-    return turn, agent, turn_start(user=user, agent=agent, turn=turn, request=request)
+    started = turn_start(user=user, agent=agent, turn=turn, request=request)
+    # The answer may stream for minutes: do not keep this request's connection meanwhile.
+    release_connections()
+    return turn, agent, started
 
 
 def _ids(started: Started) -> dict[str, str]:
@@ -114,7 +117,7 @@ async def _collect(started: Started, agent: Agent) -> Outcome:
 @openai_view("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """``POST /v1/chat/completions`` (module docstring; docs/integrations/openai.md)."""
-    turn, agent, started = await db_call(_start)(request, parse_chat)
+    turn, agent, started = await sync_to_async(_start)(request, parse_chat)
     if turn.stream:
         return _sse_response(_chat_stream(turn, agent, started), started)
     outcome = await _collect(started, agent)
@@ -184,7 +187,7 @@ def _response_end(turn: TurnRequest, outcome: Outcome, started: Started) -> dict
 @openai_view("POST")
 async def responses_create(request: HttpRequest) -> HttpResponseBase:
     """``POST /v1/responses`` (module docstring; docs/integrations/openai.md)."""
-    turn, agent, started = await db_call(_start)(request, parse_responses)
+    turn, agent, started = await sync_to_async(_start)(request, parse_responses)
     if turn.stream:
         return _sse_response(_responses_stream(turn, agent, started), started)
     outcome = await _collect(started, agent)

@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import jsonschema
+from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 
 from runtime_project import outbound
@@ -297,7 +298,7 @@ async def api_key_for(ctx: TaskContext, model: dict[str, Any]) -> str:
     if model.get("credential"):
         from providers.selectors import credential_secret_for_agent
 
-        return await db_call(credential_secret_for_agent)(
+        return await sync_to_async(credential_secret_for_agent)(
             agent_id=(ctx.task or ctx.session).agent_id, name=model["credential"],
             provider=model.get("provider", "openai"),
         )  # fmt: skip
