@@ -71,7 +71,7 @@ import httpx  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 from bench.run import Server, pct, prepend_results  # noqa: E402
-from tests.procs import free_port  # noqa: E402
+from tests.procs import free_port, stop  # noqa: E402
 
 PEER_DIR = ROOT / "bench" / "peer"
 PEER_VENV = ROOT / "var" / "peer-venv"
@@ -162,11 +162,7 @@ class PeerServer:
         return self.log_path.read_text(errors="replace")[-2000:]
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop(self.proc, timeout=15)
         self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -42,7 +42,7 @@ from websockets.sync.client import connect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.procs import daphne_argv, free_port, uvicorn_argv, wait_for_port  # noqa: E402
+from tests.procs import daphne_argv, free_port, stop, uvicorn_argv, wait_for_port  # noqa: E402
 from tests.transport.sse import iter_sse  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
@@ -123,11 +123,7 @@ class Server:
         self.headers = {"Authorization": f"Bearer {self.token}"}
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop(self.proc, timeout=15)
         self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
