@@ -41,7 +41,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -49,6 +48,7 @@ from django.utils.dateparse import parse_datetime
 from debugger import mirror
 from debugger.models import Monitor
 from debugger.monitors import monitor_get, monitor_group
+from runtime_project.db import db_call
 from runtime_project.exceptions import InvalidInput
 from sessions.consumers import _StreamConsumer, task_summary
 from sessions.models import Task
@@ -115,7 +115,7 @@ class MonitorConsumer(_StreamConsumer):
         monitor_id = self.scope["url_route"]["kwargs"]["monitor_id"]
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.since = parse_since(query.get("since", [""])[0])
-        self.monitor = await database_sync_to_async(monitor_get)(user=user, monitor_id=monitor_id)
+        self.monitor = await db_call(monitor_get)(user=user, monitor_id=monitor_id)
         self.monitor_uuid = str(self.monitor.uuid)
         self.seen_tasks: set[str] = set()
         self.last_seqs: dict[str, int] = {}  # session uuid → last seq sent
@@ -129,7 +129,7 @@ class MonitorConsumer(_StreamConsumer):
         """Catch up from the database, then send heartbeats; live batches arrive through
         :meth:`monitor_events` (held back until the catch-up is sent)."""
         try:
-            envelopes = await database_sync_to_async(mirror.catch_up)(
+            envelopes = await db_call(mirror.catch_up)(
                 monitor_uuid=self.monitor_uuid, since=self.since
             )
             await self._deliver(envelopes)
@@ -151,7 +151,7 @@ class MonitorConsumer(_StreamConsumer):
         session_uuid = message["session_id"]
         envelopes = message.get("events")
         if envelopes is None:
-            envelopes = await database_sync_to_async(mirror.mirrored_events)(
+            envelopes = await db_call(mirror.mirrored_events)(
                 monitor_uuid=self.monitor_uuid,
                 session_uuid=session_uuid,
                 after=self.last_seqs.get(session_uuid, 0),
@@ -162,7 +162,7 @@ class MonitorConsumer(_StreamConsumer):
             if envelopes[0]["seq"] > last + 1:
                 # Either the session's other (unmirrored) events, or a lost message: the
                 # database says which.
-                missed = await database_sync_to_async(mirror.mirrored_events)(
+                missed = await db_call(mirror.mirrored_events)(
                     monitor_uuid=self.monitor_uuid, session_uuid=session_uuid,
                     after=last, upto=envelopes[0]["seq"] - 1,
                 )  # fmt: skip
@@ -179,7 +179,7 @@ class MonitorConsumer(_StreamConsumer):
             task_uuid = envelope.get("task_id")
             if task_uuid and task_uuid not in self.seen_tasks:
                 self.seen_tasks.add(task_uuid)
-                task = await database_sync_to_async(mirror.mirrored_task)(
+                task = await db_call(mirror.mirrored_task)(
                     monitor_uuid=self.monitor_uuid, task_uuid=task_uuid
                 )
                 if task is not None:

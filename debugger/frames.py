@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.db import database_sync_to_async
-
 from accounts import access
 from accounts.audit import audit_record
 from accounts.models import Role, Scope
 from debugger import selectors as debug_selectors
 from debugger.debugging import breakpoint_create, breakpoint_delete, debug_command_send
+from runtime_project.db import db_call
 from runtime_project.exceptions import InvalidInput
 from sessions.models import Task
 from sessions.selectors import task_get
@@ -92,9 +91,7 @@ def _breakpoint(found: Any) -> dict[str, Any]:
 
 async def handle_debug_frame(consumer: Any, task: Task | None, frame: dict[str, Any]) -> None:
     """Run :func:`debug_frame` for a consumer and send its ack."""
-    ack = await database_sync_to_async(debug_frame)(
-        user=consumer.scope["user"], task=task, frame=frame
-    )
+    ack = await db_call(debug_frame)(user=consumer.scope["user"], task=task, frame=frame)
     await consumer.send_json(ack)
 
 

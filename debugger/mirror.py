@@ -89,7 +89,7 @@ def monitor_project(session: Session, events: list[Event]) -> None:
         transaction.on_commit(functools.partial(send_group, monitor_group(monitor), message))
 
 
-# Reads of the consumer (sync; call through database_sync_to_async) ----------------------------
+# Reads of the consumer (sync; call through runtime_project.db.db_call) --------------------------
 
 
 def mirrored_task(*, monitor_uuid: str, task_uuid: str) -> Task | None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
+
+from runtime_project.db import db_call
 
 WS_TOKEN_SUBPROTOCOL_PREFIX = "token."  # noqa: S105 - a prefix, not a secret
 
@@ -98,7 +99,7 @@ class TokenAuthMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         key = token_from_scope(scope)
         if key:
-            scope = dict(scope, user=await database_sync_to_async(user_for_token)(key))
+            scope = dict(scope, user=await db_call(user_for_token)(key))
         return await self.inner(scope, receive, send)
 
 

@@ -1,4 +1,5 @@
-"""ORM calls from async code that is not serving a request (executors, runners, sandboxes).
+"""ORM calls from async code that is not serving a request (executors, runners, WebSocket
+consumers and their token middleware, SSE streams).
 
 ``asgiref.sync_to_async`` defaults to ``thread_sensitive=True``: outside a request's context
 every such call runs on ONE process-wide thread, so a slow query (or a SQLite writer waiting
@@ -9,7 +10,8 @@ it is broken (what Django does at each request's start).
 A pool thread keeps its connection from one call to the next (``CONN_HEALTH_CHECKS`` still
 checks it before reuse): ``CONN_MAX_AGE=0`` is meant for request threads, which end with their
 request, and here it made every call open a new connection (the largest share of the embedded
-server's samples under many streams; ~50 ms each on PostgreSQL on a loaded machine). The loop's
+server's samples under many streams; ~50 ms each on PostgreSQL on a loaded machine; Channels'
+``database_sync_to_async`` does the same, which held WebSocket handshakes to ~150/s). The loop's
 pool closes them when it shuts down (``sessions.executors.threads.ClosingThreadPool``).
 
 Not for code a sync view reaches through ``async_to_sync`` (``sandboxes.services``): there

@@ -208,7 +208,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "runtime_project.channel_layers.InMemoryChannelLayer",
             "CONFIG": {"capacity": 10000},
         }
     }

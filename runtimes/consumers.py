@@ -20,7 +20,6 @@ import json
 import logging
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -28,6 +27,7 @@ from accounts import access
 from accounts.audit import audit_record
 from accounts.models import Scope
 from observability.metrics import websocket_closed, websocket_opened
+from runtime_project.db import db_call
 from runtime_project.exceptions import (
     ApplicationError,
     Conflict,
@@ -80,7 +80,7 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
                 "Send a token (Authorization header or token.<key> subprotocol).",
             )
             return
-        wait = await database_sync_to_async(_connect_refused_for)(user)
+        wait = await db_call(_connect_refused_for)(user)
         if wait:
             await self._send_error(
                 "throttled", "Too many connections; retry later.", {"retry_after_s": wait}
@@ -140,13 +140,13 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
             raise Conflict("This connection is registered already.", code="already_registered")
         registration = protocol.parse_register(frame)
         user = self.scope["user"]
-        session = await database_sync_to_async(_writable_session)(user, registration.session_id)
+        session = await db_call(_writable_session)(user, registration.session_id)
         # Join before reading which tasks may be resumed: a revoke sent meanwhile still lands.
         await self.channel_layer.group_add(protocol.runtimes_group(session.uuid), self.channel_name)
-        resumable = await database_sync_to_async(runtime_resumable_tasks)(
+        resumable = await db_call(runtime_resumable_tasks)(
             session_id=session.pk, task_ids=registration.resume
         )
-        runtime, old = await database_sync_to_async(runtime_attach)(
+        runtime, old = await db_call(runtime_attach)(
             user=user, session=session, registration=registration, channel_name=self.channel_name
         )
         self.runtime, self.session = runtime, session
@@ -169,7 +169,7 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.send(
                 old.channel_name, {"type": "runtime.displace", "by": runtime.runtime_id}
             )
-        await database_sync_to_async(audit_record)(
+        await db_call(audit_record)(
             actor=user,
             action="runtime.attach",
             target=runtime,
@@ -245,12 +245,12 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.RUNTIME_HEARTBEAT_S)
             try:
-                status = await database_sync_to_async(runtime_touch)(runtime=self.runtime)
+                status = await db_call(runtime_touch)(runtime=self.runtime)
             except Exception:
                 logger.warning("runtime heartbeat failed", exc_info=True)
                 continue
             if status != RuntimeStatus.CONNECTED:
-                by = await database_sync_to_async(runtime_displaced_by)(runtime_pk=self.runtime.pk)
+                by = await db_call(runtime_displaced_by)(runtime_pk=self.runtime.pk)
                 await self.runtime_displace({"by": by})
                 return
 
@@ -265,7 +265,7 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
                 protocol.runtimes_group(self.session.uuid), self.channel_name
             )
         try:
-            detached = await database_sync_to_async(runtime_detach)(runtime=self.runtime)
+            detached = await db_call(runtime_detach)(runtime=self.runtime)
         except Exception:
             # The row stays "connected" until it goes stale (three heartbeats): runners then
             # count the runtime as gone, so the task still ends.

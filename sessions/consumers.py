@@ -41,7 +41,6 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -49,6 +48,7 @@ from accounts import access
 from accounts.audit import audit_record
 from accounts.models import Role, Scope
 from observability.metrics import websocket_closed, websocket_opened
+from runtime_project.db import db_call
 from runtime_project.exceptions import ApplicationError, InvalidInput, error_body
 from runtime_project.throttling import WebSocketConnectThrottle, retry_after_s
 from sessions.choices import MultitaskStrategy, TaskType
@@ -109,6 +109,8 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     close_code = 1000  # sent by the writer once the outbox is closed and flushed
     overflowing = False
     last_seq = 0  # of the last event sent: where the client resumes
+    handling = 0  # client frames being handled: their answers go out before stream.end
+    handled: asyncio.Event | None = None  # set while ``handling`` is 0
 
     async def connect(self) -> None:
         offered = self.scope.get("subprotocols") or []
@@ -123,7 +125,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                 "Send a token (Authorization header or token.<key> subprotocol).",
             )
             return
-        wait = await database_sync_to_async(_connect_refused_for)(user)
+        wait = await db_call(_connect_refused_for)(user)
         if wait:
             await self.send_json(
                 error_body("throttled", "Too many connections; retry later.",
@@ -230,6 +232,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                     if sub.from_log:
                         await outbox.room()
                     outbox.put(json.dumps(envelope, default=str), envelope["seq"])
+                await self._frames_answered()
                 outbox.put(json.dumps({"type": "stream.end", "last_seq": sub.last_seq}))
             outbox.close()  # the writer flushes, then closes with 1000
         except SlowConsumer as exc:
@@ -242,6 +245,15 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                 await self._fail(
                     1011, "internal_error", "The stream failed; reconnect with ?after=<last seq>."
                 )
+
+    async def _frames_answered(self, timeout_s: float = 10.0) -> None:
+        """Wait (at most ``timeout_s`` seconds) for the client frames being handled, so a
+        request that ended the task (``debug.abort``, ``task.cancel``) gets its answer before
+        ``stream.end`` and the close: the task's last events can overtake the handler's own
+        database call."""
+        if self.handling and self.handled is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.handled.wait(), timeout_s)
 
     async def _write(self, outbox: Outbox) -> None:
         """Outbox → client, one frame at a time (under uvicorn ``send`` waits for the client;
@@ -331,6 +343,10 @@ class _StreamConsumer(AsyncWebsocketConsumer):
             await self._fail(4400, "bad_frame", "Frames must be JSON objects.")
             return
         request_id = frame.get("request_id")
+        if self.handled is None:
+            self.handled = asyncio.Event()
+        self.handling += 1
+        self.handled.clear()
         try:
             await self.handle_frame(frame)
         except ApplicationError as exc:
@@ -341,6 +357,10 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                 {"type": "error", "request_id": request_id}
                 | error_body("internal_error", "The frame could not be handled.")
             )
+        finally:
+            self.handling -= 1
+            if not self.handling:
+                self.handled.set()
 
     async def handle_frame(self, frame: dict[str, Any]) -> None:
         if frame.get("type") == "ping":
@@ -354,14 +374,14 @@ class SessionStreamConsumer(_StreamConsumer):
 
     async def resolve(self, user: Any) -> None:
         sid = self.scope["url_route"]["kwargs"]["session_id"]
-        self.session = await database_sync_to_async(session_get)(user=user, session_id=sid)
+        self.session = await db_call(session_get)(user=user, session_id=sid)
 
     async def handle_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         request_id = frame.get("request_id")
         user = self.scope["user"]
         if kind in ("task.create", "task.cancel"):
-            await database_sync_to_async(_may_write)(user, self.session)
+            await db_call(_may_write)(user, self.session)
         if kind == "task.create":
             task_type = frame.get("task_type", TaskType.RUN)
             strategy = frame.get("multitask_strategy", MultitaskStrategy.ENQUEUE)
@@ -379,7 +399,7 @@ class SessionStreamConsumer(_StreamConsumer):
                 raise InvalidInput(
                     "The task.create frame is not valid.", details={"fields": problems}
                 )
-            task, created = await database_sync_to_async(task_create)(
+            task, created = await db_call(task_create)(
                 session=self.session,
                 user=user,
                 task_type=task_type,
@@ -389,7 +409,7 @@ class SessionStreamConsumer(_StreamConsumer):
                 idempotency_key=frame.get("idempotency_key") or None,
             )
             if created:
-                await database_sync_to_async(audit_record)(
+                await db_call(audit_record)(
                     actor=user, action="task.create", target=task, details={"via": "websocket"}
                 )
             await self.send_json(
@@ -401,11 +421,11 @@ class SessionStreamConsumer(_StreamConsumer):
                 }
             )
         elif kind == "task.cancel":
-            task = await database_sync_to_async(task_get)(user=user, task_id=frame.get("task_id"))
+            task = await db_call(task_get)(user=user, task_id=frame.get("task_id"))
             if task.session_id != self.session.pk:
                 raise InvalidInput("That task belongs to another session.", code="wrong_session")
-            task = await database_sync_to_async(task_cancel)(task=task)
-            await database_sync_to_async(audit_record)(
+            task = await db_call(task_cancel)(task=task)
+            await db_call(audit_record)(
                 actor=user, action="task.cancel", target=task, details={"via": "websocket"}
             )
             await self.send_json(
@@ -420,7 +440,7 @@ class TaskStreamConsumer(_StreamConsumer):
 
     async def resolve(self, user: Any) -> None:
         tid = self.scope["url_route"]["kwargs"]["task_id"]
-        self.task = await database_sync_to_async(task_get)(user=user, task_id=tid)
+        self.task = await db_call(task_get)(user=user, task_id=tid)
         self.session = self.task.session
 
     async def handle_frame(self, frame: dict[str, Any]) -> None:
@@ -431,9 +451,9 @@ class TaskStreamConsumer(_StreamConsumer):
             return
         if frame.get("type") == "task.cancel":
             assert self.task is not None
-            await database_sync_to_async(_may_write)(self.scope["user"], self.session)
-            task = await database_sync_to_async(task_cancel)(task=self.task)
-            await database_sync_to_async(audit_record)(
+            await db_call(_may_write)(self.scope["user"], self.session)
+            task = await db_call(task_cancel)(task=self.task)
+            await db_call(audit_record)(
                 actor=self.scope["user"], action="task.cancel", target=task,
                 details={"via": "websocket"},
             )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -134,6 +135,35 @@ def test_cancel_frame_stops_a_running_task(
         ws.send(json.dumps({"type": "task.cancel", "task_id": task["id"], "request_id": "c1"}))
         frames = _until_terminal(ws, task["id"])
     assert frames[-1]["data"]["status"] == "cancelled"
+
+
+def test_a_cancel_on_a_task_stream_is_answered_before_the_stream_ends(
+    daphne_server: Any, api_token: str, http: httpx.Client
+) -> None:
+    """The cancel's answer and the task's last events race (the runner may stop the task before
+    the consumer's own database call returns): every frame the client sent is answered, and
+    ``stream.end`` comes after the answer and after the terminal status."""
+    session = _session(http)
+    headers = {"Authorization": f"Bearer {api_token}"}
+    for attempt in range(3):  # the race goes either way: look at both orders
+        task = http.post(f"/api/v1/sessions/{session['id']}/tasks",
+                         json={"input": {"command": "echo up; sleep 60"}}).json()  # fmt: skip
+        url = f"{daphne_server.ws_url}/ws/tasks/{task['id']}/"
+        with connect(url, additional_headers=headers) as ws:
+            while _recv(ws).get("type") != "process.stdout":
+                pass
+            ws.send(json.dumps({"type": "task.cancel", "request_id": f"c{attempt}"}))
+            frames = []
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    frames.append(_recv(ws))
+            assert ws.close_code == 1000, frames[-3:]
+        types = [f["type"] for f in frames]
+        assert types[-1] == "stream.end", types
+        answer = next(f for f in frames if f["type"] == "task.cancelling")
+        assert answer["request_id"] == f"c{attempt}"
+        statuses = [f["data"]["status"] for f in frames if f["type"] == "task.status"]
+        assert statuses[-1] == "cancelled", statuses
 
 
 def test_no_token_gets_an_error_frame_and_4401(daphne_server: Any, http: httpx.Client) -> None:
