@@ -116,6 +116,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
+    # A streamed answer gives its database connections back (after every middleware that may
+    # have used them: runtime_project/db.py).
+    "runtime_project.db.StreamingConnectionsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "runtime_project.staticfiles.StaticFilesMiddleware",  # WhiteNoise, async
     "corsheaders.middleware.CorsMiddleware",

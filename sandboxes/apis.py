@@ -34,6 +34,7 @@ from rest_framework.views import APIView
 from accounts.access import writes
 from accounts.models import Scope
 from runtime_project.api import SSE_EVENT_REF, error_responses
+from runtime_project.db import release_request_connections
 from runtime_project.exceptions import ApplicationError
 from sandboxes import selectors, services
 from sandboxes.base import ExecEvent, Execution, ProcessInfo
@@ -331,6 +332,7 @@ async def _exec_stream(session: Session, data: dict[str, Any]) -> AsyncIterator[
     except ApplicationError as exc:
         yield _frame("error", exc.as_dict())
         return
+    await release_request_connections()  # the command may run for minutes
     async for frame in _sse_events(execution, started):
         yield frame
 
@@ -458,6 +460,7 @@ async def _attach_stream(session: Session, process_id: str) -> AsyncIterator[str
     except ApplicationError as exc:
         yield _frame("error", exc.as_dict())
         return
+    await release_request_connections()  # the process may run for hours
     started = time.monotonic()
     decoders = {
         s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in ("stdout", "stderr")

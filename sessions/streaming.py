@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 from rest_framework.exceptions import AuthenticationFailed
@@ -151,22 +150,6 @@ async def _events(
         pump.cancel()
 
 
-def release_connections() -> None:
-    """Called from a sync view that answers with a stream: give its database connections back
-    now. The request ends only when the stream does, and until then Django keeps the view's
-    connection open: 200 SSE clients held 200 connections (PostgreSQL allows 100). The stream
-    itself reads through the loop's pool (``runtime_project.db``). From async code (no
-    connection of its own here) this does nothing."""
-    try:
-        asyncio.get_running_loop()
-        return
-    except RuntimeError:
-        pass
-    for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close()
-
-
 def sse_response(
     request: HttpRequest,
     *,
@@ -182,7 +165,6 @@ def sse_response(
     before it finishes (``on_disconnect=cancel``).
     """
     after = max(after, _last_event_id(request))
-    release_connections()
     response = StreamingHttpResponse(
         _events(
             session=session,

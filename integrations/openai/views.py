@@ -25,7 +25,6 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 
 from accounts.models import Scope
 from sessions.models import Agent
-from sessions.streaming import release_connections
 
 from . import serializers as wire
 from .catalog import model_get, model_list, model_object
@@ -66,8 +65,6 @@ def _start(request: HttpRequest, parse: Any) -> tuple[TurnRequest, Agent, Starte
     turn = parse(json_body(request), request.headers)
     agent = model_get(user=user, model=turn.model)
     started = turn_start(user=user, agent=agent, turn=turn, request=request)
-    # The answer may stream for minutes: do not keep this request's connection meanwhile.
-    release_connections()
     return turn, agent, started
 
 
