@@ -26,7 +26,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
 
 
@@ -69,36 +69,3 @@ async def release_request_connections() -> None:
     (``sync_to_async``) opened on the request's thread, which Django would otherwise keep until
     the stream ends."""
     await sync_to_async(release_connections)()
-
-
-class StreamingConnectionsMiddleware:
-    """A request answered with a stream gives its database connections back at once.
-
-    Django closes a request's connections when the response ends, and a stream (SSE events,
-    a sandbox's exec output, an OpenAI-style answer) may last minutes: 200 SSE clients held 200
-    PostgreSQL connections (it allows 100). Streams read through the loop's pool
-    (:func:`db_call`), not through the view's connection. Placed first among the middleware,
-    so that nothing after it reopens one; under ASGI the release runs on the request's own
-    thread-sensitive thread, where the sync view ran."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[Any], Any]) -> None:
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request: Any) -> Any:
-        if iscoroutinefunction(self):
-            return self._acall(request)
-        response = self.get_response(request)
-        if response.streaming:
-            release_connections()
-        return response
-
-    async def _acall(self, request: Any) -> Any:
-        response = await self.get_response(request)
-        if response.streaming:
-            await sync_to_async(release_connections)()  # thread-sensitive: the view's thread
-        return response

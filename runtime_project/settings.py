@@ -117,8 +117,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
     # A streamed answer gives its database connections back (after every middleware that may
-    # have used them: runtime_project/db.py).
-    "runtime_project.db.StreamingConnectionsMiddleware",
+    # have used them: runtime_project/middleware.py).
+    "runtime_project.middleware.StreamingConnectionsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "runtime_project.staticfiles.StaticFilesMiddleware",  # WhiteNoise, async
     "corsheaders.middleware.CorsMiddleware",

@@ -1,5 +1,5 @@
 """A request answered with a stream gives its database connection back at once
-(``runtime_project.db.StreamingConnectionsMiddleware``), over a real daphne on PostgreSQL:
+(``runtime_project.middleware.StreamingConnectionsMiddleware``), over a real daphne on PostgreSQL:
 streams that last do not pin one PostgreSQL connection each (it allows 100 by default)."""
 
 from __future__ import annotations
