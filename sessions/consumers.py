@@ -109,8 +109,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     close_code = 1000  # sent by the writer once the outbox is closed and flushed
     overflowing = False
     last_seq = 0  # of the last event sent: where the client resumes
-    handling = 0  # client frames being handled: their answers go out before stream.end
-    handled: asyncio.Event | None = None  # set while ``handling`` is 0
+    answered: asyncio.Event | None = None  # clear while a client frame is being handled
 
     async def connect(self) -> None:
         offered = self.scope.get("subprotocols") or []
@@ -251,9 +250,9 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         request that ended the task (``debug.abort``, ``task.cancel``) gets its answer before
         ``stream.end`` and the close: the task's last events can overtake the handler's own
         database call."""
-        if self.handling and self.handled is not None:
+        if self.answered is not None and not self.answered.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.handled.wait(), timeout_s)
+                await asyncio.wait_for(self.answered.wait(), timeout_s)
 
     async def _write(self, outbox: Outbox) -> None:
         """Outbox → client, one frame at a time (under uvicorn ``send`` waits for the client;
@@ -343,10 +342,10 @@ class _StreamConsumer(AsyncWebsocketConsumer):
             await self._fail(4400, "bad_frame", "Frames must be JSON objects.")
             return
         request_id = frame.get("request_id")
-        if self.handled is None:
-            self.handled = asyncio.Event()
-        self.handling += 1
-        self.handled.clear()
+        # Channels hands a consumer its frames one at a time: one handler at most is running.
+        if self.answered is None:
+            self.answered = asyncio.Event()
+        self.answered.clear()
         try:
             await self.handle_frame(frame)
         except ApplicationError as exc:
@@ -358,9 +357,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                 | error_body("internal_error", "The frame could not be handled.")
             )
         finally:
-            self.handling -= 1
-            if not self.handling:
-                self.handled.set()
+            self.answered.set()
 
     async def handle_frame(self, frame: dict[str, Any]) -> None:
         if frame.get("type") == "ping":
