@@ -25,7 +25,7 @@ from sessions.broadcast import notify_executor
 from sessions.choices import TaskStatus
 from sessions.models import Agent, Task
 from sessions.services.events import event_append
-from sessions.services.locks import lock_tasks
+from sessions.services.locks import lock_task
 from sessions.services.tasks import _status_event
 
 DEBUG_PENDING = "debug"
@@ -104,7 +104,7 @@ def debug_command_send(
     if has_input and action not in (DebugAction.CONTINUE, DebugAction.STEP):
         raise InvalidInput("Only continue and step take an edited input.")
     with transaction.atomic():
-        locked = lock_tasks().get(pk=task.pk)
+        locked = lock_task(pk=task.pk, session_id=task.session_id, related=())
         if locked.is_terminal:
             raise Conflict("The task has finished.", code="task_finished",
                            details={"status": locked.status})  # fmt: skip
@@ -158,7 +158,7 @@ def debug_pause_enter(*, task: Task, worker: str, pending: dict[str, Any]) -> bo
     keeps its lease. Returns ``False`` (and changes nothing) when the task is no longer this
     worker's running task or a cancel was requested."""
     with transaction.atomic():
-        locked = lock_tasks().select_related("session").get(pk=task.pk)
+        locked = lock_task(pk=task.pk, session_id=task.session_id)
         if locked.status != TaskStatus.RUNNING or locked.worker != worker:
             return False
         if locked.cancel_requested_at is not None:
@@ -178,7 +178,7 @@ def debug_pause_leave(
     by}`` (``by``: the username, or ``timeout``) and a ``task.status`` event. Does nothing
     when the task is no longer this worker's paused task."""
     with transaction.atomic():
-        locked = lock_tasks().select_related("session").get(pk=task.pk)
+        locked = lock_task(pk=task.pk, session_id=task.session_id)
         if not is_debug_paused(locked) or locked.worker != worker:
             return
         fields = locked.transition(TaskStatus.RUNNING, phase="running")

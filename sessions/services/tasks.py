@@ -31,7 +31,7 @@ from sessions.models import Session, Task
 from sessions.runners import get_runner_class
 from sessions.services.events import event_append
 from sessions.services.limits import task_admit
-from sessions.services.locks import lock_sessions, lock_tasks
+from sessions.services.locks import lock_sessions, lock_task
 from sessions.services.task_config import task_config_check
 
 logger = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def task_cancel(*, task: Task, reason: str = "cancelled by user") -> Task:
         IllegalTransition: the task already finished (409).
     """
     with transaction.atomic():
-        task = lock_tasks().select_related("session").get(pk=task.pk)
+        task = lock_task(pk=task.pk, session_id=task.session_id)
         parked = task.status == TaskStatus.WAITING and not task.worker
         if task.status == TaskStatus.QUEUED or parked:
             # Nothing runs a queued task, nor a parked one (its runner returned when it paused);
@@ -278,7 +278,7 @@ def task_unclaim(*, task: Task, worker: str) -> bool:
     ``queued`` again at the same attempt, with a ``task.status`` event saying so. Returns
     whether it was given back (``False`` when it is no longer this worker's claim)."""
     with transaction.atomic():
-        locked = lock_tasks().select_related("session").get(pk=task.pk)
+        locked = lock_task(pk=task.pk, session_id=task.session_id)
         if locked.status != TaskStatus.RUNNING or locked.worker != worker:
             return False
         fields = locked.transition(TaskStatus.QUEUED, phase="requeued")
@@ -309,7 +309,7 @@ def task_finish(
 ) -> Task:
     """Record the outcome and append the terminal ``task.status`` event (once)."""
     with transaction.atomic():
-        task = lock_tasks().select_related("session").get(pk=task.pk)
+        task = lock_task(pk=task.pk, session_id=task.session_id)
         if task.is_terminal:
             return task
         fields = task.finish(status, result=result, error=error, usage=usage)
@@ -359,7 +359,7 @@ def task_release_on_shutdown(*, task: Task, worker: str) -> Task:
     """Release a task its worker stopped because the process is shutting down (code
     ``worker_shutdown``; requeued when retry-safe, see ``task_release``)."""
     with transaction.atomic():
-        locked = lock_tasks().select_related("session", "agent").get(pk=task.pk)
+        locked = lock_task(pk=task.pk, session_id=task.session_id, related=("session", "agent"))
         return task_release(
             task=locked,
             code="worker_shutdown",
@@ -374,11 +374,11 @@ def task_recover_expired(*, now: Any = None) -> list[Task]:
     now = now or timezone.now()
     expired = Task.objects.filter(
         status__in=[TaskStatus.RUNNING, TaskStatus.WAITING], lease_expires_at__lt=now
-    ).values_list("pk", flat=True)
+    ).values_list("pk", "session_id")
     touched = []
-    for pk in expired:
+    for pk, session_id in expired:
         with transaction.atomic():
-            task = lock_tasks().select_related("session", "agent").get(pk=pk)
+            task = lock_task(pk=pk, session_id=session_id, related=("session", "agent"))
             if task.status not in (TaskStatus.RUNNING, TaskStatus.WAITING) or (
                 task.lease_expires_at and task.lease_expires_at >= now
             ):

@@ -29,7 +29,7 @@ from sessions.choices import TaskStatus
 from sessions.models import Agent, Task
 from sessions.runners import get_runner_class
 from sessions.services.events import event_append
-from sessions.services.locks import lock_tasks
+from sessions.services.locks import lock_task
 from sessions.services.tasks import _status_event
 
 ANSWER_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -65,7 +65,7 @@ def task_suspend(
     cancelled instead. Returns the task as saved.
     """
     with transaction.atomic():
-        locked = lock_tasks().select_related("session").get(pk=task.pk)
+        locked = lock_task(pk=task.pk, session_id=task.session_id)
         if locked.status != TaskStatus.RUNNING or locked.worker != worker:
             return locked  # recovered or finished elsewhere meanwhile
         if locked.cancel_requested_at is not None:
@@ -107,7 +107,7 @@ def task_resume(*, task: Task, answer: dict[str, Any]) -> Task:
     from sessions.runners.base import validate_schema
 
     with transaction.atomic():
-        locked = lock_tasks().select_related("session").get(pk=task.pk)
+        locked = lock_task(pk=task.pk, session_id=task.session_id)
         pending = locked.pending_action
         if locked.status != TaskStatus.WAITING or not pending:
             raise Conflict(
