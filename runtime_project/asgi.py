@@ -19,9 +19,17 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "runtime_project.settings")
 
-from django.core.asgi import get_asgi_application
+import django
 
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application() does, before our handler
+
+from django.conf import settings  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler  # noqa: E402
+
+from runtime_project.handlers import ASGIHandler  # noqa: E402
+
+# Django's handler, with a sync view and its middleware in one thread hop (handlers.py).
+django_asgi_app = ASGIHandler() if settings.ASGI_ONE_HOP else DjangoASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -114,6 +114,9 @@ INSTALLED_APPS = [
     "console.apps.ConsoleConfig",
 ]
 
+# A sync view and the whole middleware stack in one thread hop (runtime_project/handlers.py);
+# false: Django's own ASGI handler (a hop per middleware; the baseline of bench/request_path.py).
+ASGI_ONE_HOP = _bool("ASGI_ONE_HOP", True)
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
     # A streamed answer gives its database connections back (after every middleware that may

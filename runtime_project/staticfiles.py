@@ -2,11 +2,11 @@
 browser runtime's scripts and the Pyodide distribution vendored from npm
 (``STATICFILES_DIRS``, docs/browser-runtime.md).
 
-:class:`StaticFilesMiddleware` is WhiteNoise's middleware made async: WhiteNoise's own is
-sync-only, which would make Django run the whole (otherwise async) middleware chain of every
-request, API and SSE included, through a thread, and under ASGI its file responses are sync
-iterators that Django buffers whole with a warning. This one answers static URLs with an async
-file stream and hands every other request straight to the next middleware.
+:class:`StaticFilesMiddleware` is WhiteNoise's middleware made sync and async capable:
+WhiteNoise's own is sync-only, which would force Django's async middleware chain (async views,
+SSE above all) through a thread, and under ASGI its file responses are sync iterators that
+Django buffers whole with a warning. This one answers static URLs with an async file stream in
+either chain (``runtime_project.handlers``) and hands every other request straight on.
 
 Files are found through the staticfiles finders at start-up (``WHITENOISE_USE_FINDERS``), so no
 ``collectstatic`` step is needed; with ``DEBUG`` they are looked up per request instead.
@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from asgiref.sync import markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
@@ -66,28 +66,44 @@ class _Settings:
 
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):
-    sync_capable = False
+    """WhiteNoise, sync and async capable; either way a file is answered with an async stream
+    (served by the ASGI handler, never buffered)."""
+
+    sync_capable = True
     async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         # Files are read, and their headers made, in WhiteNoise's __init__: the hook goes in
         # through the settings it reads.
         super().__init__(get_response, settings=_Settings())
-        markcoroutinefunction(self)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def add_files(self, root: Any, prefix: str | None = None) -> None:
         # STATIC_ROOT exists only after `collectstatic`: the finders cover the same files.
         if self.autorefresh or os.path.isdir(root):
             super().add_files(root, prefix)
 
-    async def __call__(self, request: HttpRequest) -> HttpResponseBase:  # type: ignore[override]
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        return self._file_response(request) or self.get_response(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        response = self._file_response(request)
+        if response is None:
+            return await self.get_response(request)  # type: ignore[no-any-return]
+        return response
+
+    def _file_response(self, request: HttpRequest) -> StreamingHttpResponse | None:
         path = request.path_info
         if self.autorefresh:
             static_file = self.find_file(path) if path.startswith(self.static_prefix) else None
         else:
             static_file = self.files.get(path)
         if static_file is None:
-            return await self.get_response(request)  # type: ignore[no-any-return]
+            return None
         found = static_file.get_response(request.method, request.META)
         body = _chunks(found.file) if found.file is not None else _nothing()
         response = StreamingHttpResponse(body, status=int(found.status))
