@@ -21,6 +21,7 @@ from accounts.models import ROLE_RANK, Membership, Role, Scope
 from runtime_project.exceptions import Forbidden, NotFound
 
 _ROLES_ATTR = "_team_roles"
+DEFAULT_TEAM_ATTR = "_default_team"  # accounts.selectors.default_team
 
 
 def bind_credential(
@@ -31,6 +32,7 @@ def bind_credential(
     user.credential_team_id = team_id
     user.credential_label = label
     user.__dict__.pop(_ROLES_ATTR, None)
+    user.__dict__.pop(DEFAULT_TEAM_ATTR, None)
     return user
 
 
@@ -62,6 +64,7 @@ def forget_roles(user: Any) -> None:
     """Drop the cached roles (after a membership of ``user`` changed)."""
     if user is not None:
         user.__dict__.pop(_ROLES_ATTR, None)
+        user.__dict__.pop(DEFAULT_TEAM_ATTR, None)
 
 
 def team_ids(user: Any, *, min_role: str = Role.VIEWER) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Case, QuerySet, When
 
 from accounts import access
 from accounts.models import ApiKey, AuditEntry, Membership, Role, Team
@@ -37,18 +37,29 @@ def team_get(*, user: Any, team_id: Any, min_role: str = Role.VIEWER) -> Team:
 
 def default_team(*, user: Any) -> Team:
     """The team a create goes to when none is named: the API key's team, else the user's
-    personal team, else their oldest membership.
+    personal team, else their oldest membership. One query, then remembered on the user
+    instance (one request or one WebSocket connection), like the roles (``accounts.access``).
 
     Raises:
         NotFound: ``user`` belongs to no team (``no_team``).
     """
-    roles = access.team_roles(user)
-    teams = Team.objects.filter(pk__in=list(roles))
-    team = teams.filter(is_personal=True, memberships__user=user, memberships__role=Role.OWNER)
-    chosen = team.first() or teams.order_by("memberships__created_at").first()
-    if chosen is None:
+    cached = user.__dict__.get(access.DEFAULT_TEAM_ATTR)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    roles = access.team_roles(user)  # narrowed to an API key's team
+    membership = (
+        Membership.objects.filter(user_id=user.pk, team_id__in=list(roles))
+        .select_related("team")
+        .order_by(
+            Case(When(team__is_personal=True, role=Role.OWNER, then=0), default=1),
+            "created_at",
+        )
+        .first()
+    )
+    if membership is None:
         raise NotFound("You belong to no team.", code="no_team")
-    return chosen
+    user.__dict__[access.DEFAULT_TEAM_ATTR] = membership.team
+    return membership.team
 
 
 def team_for_write(*, user: Any, team_id: Any | None, min_role: str = Role.MEMBER) -> Team:

@@ -158,23 +158,15 @@ class TeamRateThrottle(_WindowThrottle):
         if user is None or not user.is_authenticated:
             return None
         from accounts.limits import team_rate
-        from accounts.models import Team
         from accounts.selectors import default_team
         from runtime_project.exceptions import NotFound
 
+        try:  # an API key's own team, else the default one (remembered for the view)
+            team = default_team(user=user)
+        except NotFound:  # in no team: only the credential's own limit applies
+            return None
         # Keyed by the team's uuid: a pk can come back (SQLite reuses them after a rollback).
-        team_id = getattr(user, "credential_team_id", None)
-        if team_id is not None:
-            row = Team.objects.filter(pk=team_id).values_list("uuid", "rate_limit").first()
-            if row is None:
-                return None
-            self.team_id, own = row
-        else:
-            try:
-                team = default_team(user=user)
-            except NotFound:  # in no team: only the credential's own limit applies
-                return None
-            self.team_id, own = team.uuid, team.rate_limit
+        self.team_id, own = team.uuid, team.rate_limit
         return team_rate(own or "")
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:

@@ -50,6 +50,31 @@ def test_objects_go_to_the_personal_team_unless_another_is_named(api_client, sha
     assert {(t["slug"], t["role"]) for t in teams} == {("alice", "owner"), ("lab", "owner")}
 
 
+def test_without_a_team_named_a_create_goes_to_the_keys_team_else_personal_else_oldest(
+    user, other_user, shared
+):
+    """``accounts.selectors.default_team``: alice joined ``lab`` after her personal team was
+    made, yet a user-wide key creates in the personal one; a key of ``lab`` creates there.
+    Bob has no personal team (it was deleted): his oldest membership wins."""
+    public = {"slug": "pub", "name": "Pub", "spec": {"allow_input_command": True}}
+    agent = client_for(user).post(f"{API}/agents", {**public, "is_public": True}, format="json")
+    assert agent.status_code == 201, agent.content
+
+    def created_in(client: APIClient) -> str:
+        body = client.post(f"{API}/sessions", {"agent": agent.json()["id"]}, format="json")
+        assert body.status_code == 201, body.content
+        return str(body.json()["team"]["slug"])
+
+    assert created_in(client_for(user)) == "alice"
+    assert created_in(client_for(user, team=shared["team"])) == "lab"
+
+    Team.objects.filter(memberships__user=other_user, is_personal=True).delete()
+    newer = Team.objects.create(name="Newer", slug="newer")
+    factories.add_member(shared["team"], other_user, "member")
+    factories.add_member(newer, other_user, "member")
+    assert created_in(client_for(other_user)) == "lab"
+
+
 def test_team_members_share_sessions_by_role(user, other_user, shared):
     sid = shared["session"]["id"]
     mallory = client_for(other_user)
