@@ -220,7 +220,11 @@ class _Projection:
                 call = phase.removeprefix("model_call_")
                 self.open(event, f"llm-{call}", StepKind.LLM, self.model_name(event.task_id),
                           input={"call": int(call) if call.isdigit() else call})  # fmt: skip
-        elif status == TaskStatus.QUEUED and self.step(event.task_id, ROOT_STEP_ID) is not None:
+        elif (
+            status == TaskStatus.QUEUED
+            and "task_type" not in data  # a task's first event (its creation): no steps yet
+            and self.step(event.task_id, ROOT_STEP_ID) is not None
+        ):
             self.close_open(event, StepStatus.CANCELLED, "task_requeued",
                             "The task was requeued before this step finished.")  # fmt: skip
 
