@@ -60,6 +60,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "load": ([], ["--sessions", "10", "--tasks", "2", "--rate", "10", "--idle", "4"]),
     "auth": (["--requests", "300"], ["--requests", "20"]),
+    "request_path": (["--requests", "200"], ["--requests", "5", "--warmup", "2"]),
     "integrations": (["--runs", "30"], ["--runs", "3"]),
     "llm": (["--turns", "30", "--chunks", "5000"], ["--turns", "3", "--chunks", "200"]),
     "debugger": (["--runs", "30", "--items", "50"], ["--runs", "3", "--items", "5"]),
