@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 
 from debugger.models import Step
 from sandboxes.registry import get_backend
+from sessions.executors import Executor
 from sessions.models import Task
 from sessions.runners.scripted_llm import ScriptedLLM, Turn
 from sessions.services.agents import agent_create
@@ -233,7 +234,7 @@ async def test_pause_stops_a_plain_run_after_its_current_step_and_cancel_ends_it
 
 
 async def test_pausing_a_queued_task_pauses_it_before_its_first_step_then_it_continues(
-    executor: Any, owner: Any, api_client_of: Any
+    transactional_db: Any, owner: Any, api_client_of: Any
 ) -> None:
     agent = await sync_to_async(_agent)(owner, "workflow", PIPELINE)
     client = await sync_to_async(api_client_of)(owner)
@@ -242,12 +243,19 @@ async def test_pausing_a_queued_task_pauses_it_before_its_first_step_then_it_con
         session = session_create(owner=owner, agent=agent)
         return task_create(session=session, user=owner, input={"x": 1})[0]
 
-    task = await sync_to_async(make)()  # not kicked yet: still queued
+    # No executor runs yet, so the task stays queued (a running one would claim it as soon as
+    # it is created, and might be past its first step when the pause arrives).
+    task = await sync_to_async(make)()
     assert (await _post(client, f"/api/v1/tasks/{task.uuid}/pause")).status_code == 202
-    executor.kick()
-    assert (await _paused(task))["step_id"] == "in"
-    await _post(client, f"/api/v1/tasks/{task.uuid}/debug/continue")
-    assert (await _finish(task)).result == {"w": 3}
+    executor = Executor(concurrency=4)
+    await executor.start()
+    try:
+        executor.kick()
+        assert (await _paused(task))["step_id"] == "in"
+        await _post(client, f"/api/v1/tasks/{task.uuid}/debug/continue")
+        assert (await _finish(task)).result == {"w": 3}
+    finally:
+        await executor.stop()
 
 
 @pytest.mark.parametrize(("action", "status"), [("abort", "cancelled"), ("continue", "succeeded")])
