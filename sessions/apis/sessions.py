@@ -201,6 +201,7 @@ class SessionCreateApi(APIView):
         team = team_for_write(user=request.user, team_id=data.pop("team", None))
         agent = selectors.agent_get(user=request.user, agent_id=data.pop("agent"))
         session = session_create(owner=request.user, team=team, agent=agent, **data)
+        session.active_task_count = 0  # type: ignore[attr-defined]  # a new session: no query
         audit_request(request, "session.create", session)
         return Response(SessionOutputSerializer(session).data, status=status.HTTP_201_CREATED)
 

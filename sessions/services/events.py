@@ -160,7 +160,9 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
                 d.data = masker.mask_data(d.data)
                 d.masked = True
     payloads = [_externalize(session, d) for d in drafts]
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (two statements saved on every create): none
+    # of them catches an error of this block and goes on, so it rolls back with theirs.
+    with transaction.atomic(savepoint=False):
         locked = lock_sessions().only("id", "uuid", "last_seq").get(pk=session.pk)
         first = locked.last_seq + 1
         events = [

@@ -1,0 +1,57 @@
+"""The database statements of the create path (issue 13: create session + task → first event),
+kept from creeping up. Each budget is what the request needs today, on SQLite and PostgreSQL;
+a change that adds a query per request must raise it here, on purpose.
+
+Per request: the API key, the caller's memberships, the default team (once, remembered for the
+request), the audit entry; per write, the row, its event (session row lock, insert, ``last_seq``)
+and the event projectors in their savepoint (webhook endpoints; a task's monitor settings). A
+task create adds the session (read, then locked), its active tasks, the team's limits and the
+queue position. Before issue 13's pass over them: 16 and 22.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.api.helpers import API
+
+pytestmark = pytest.mark.django_db(transaction=True)  # a create's own transaction is the outermost
+
+SESSION_CREATE = 12
+TASK_CREATE = 19
+
+
+def _statements(captured: CaptureQueriesContext) -> list[str]:
+    """What reached the database, without the transaction bracketing SQLite's driver reports
+    and psycopg's does not."""
+    skip = ("BEGIN", "COMMIT", "ROLLBACK")
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(skip)]
+
+
+def test_creating_a_session_and_a_task_stays_within_its_statements(
+    api_client: Any, agent: Any
+) -> None:
+    api_client.post(f"{API}/sessions", {"agent": agent.slug}, format="json")  # warm caches
+    with CaptureQueriesContext(connection) as session_create:
+        created = api_client.post(f"{API}/sessions", {"agent": agent.slug}, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["active_task_count"] == 0
+    with CaptureQueriesContext(connection) as task_create:
+        task = api_client.post(
+            f"{API}/sessions/{created.json()['id']}/tasks",
+            {"input": {"command": "true"}},
+            format="json",
+        )
+    assert task.status_code == 201, task.content
+
+    session_sql, task_sql = _statements(session_create), _statements(task_create)
+    assert len(session_sql) <= SESSION_CREATE, "\n".join(session_sql)
+    assert len(task_sql) <= TASK_CREATE, "\n".join(task_sql)
+    # No savepoint inside a create's own transaction but the projectors' one (events_append).
+    assert sum("SAVEPOINT" in q and "RELEASE" not in q for q in task_sql) == 1
+    # The default team is looked up once, though the team rate limit and the view both ask.
+    assert sum("ORDER BY CASE" in q for q in session_sql) == 1
