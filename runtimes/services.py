@@ -17,7 +17,7 @@ from runtimes.models import Runtime, RuntimeStatus
 from runtimes.protocol import Registration
 from sessions.models import Session
 from sessions.services.events import event_append
-from sessions.services.locks import lock_sessions
+from sessions.services.locks import lock_session
 
 
 def runtime_attach(
@@ -34,7 +34,7 @@ def runtime_attach(
     now = timezone.now()
     with transaction.atomic():
         # The session lock serialises two runtimes registering at once: one displaces the other.
-        lock_sessions().filter(pk=session.pk).first()
+        lock_session(session.pk)
         old = Runtime.objects.filter(session=session, status=RuntimeStatus.CONNECTED).first()
         if old is not None:
             old.status = RuntimeStatus.DISPLACED

@@ -13,11 +13,14 @@ Two rules, each learnt from a deadlock seen in CI on PostgreSQL:
    it would also lock the joined rows. ``FOR NO KEY UPDATE`` still serialises our writers but
    lets foreign-key checks through, since we never change a key.
 
-SQLite has no row locks and ignores all of this (its writers are serialised by the file lock).
+SQLite has no row locks: its transactions begin ``IMMEDIATE`` (settings), which takes the
+database's write lock at once and serialises writers for the whole transaction, so
+:func:`lock_session` does nothing there.
 """
 
 from __future__ import annotations
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from sessions.models import Session, Task
@@ -28,6 +31,13 @@ def lock_sessions() -> QuerySet[Session]:
     return Session.objects.select_for_update(no_key=True)
 
 
+def lock_session(pk: int) -> None:
+    """Hold session ``pk``'s row lock (``FOR NO KEY UPDATE``) until the open transaction ends;
+    on SQLite, nothing (see the module docstring). Call inside ``transaction.atomic()``."""
+    if connection.vendor != "sqlite":
+        lock_sessions().filter(pk=pk).values_list("pk", flat=True).first()
+
+
 def lock_task(*, pk: int, session_id: int, related: tuple[str, ...] = ("session",)) -> Task:
     """Lock task ``pk`` for the rest of the open transaction and return it fresh, with
     ``related`` joined (not locked). ``session_id`` is the task's session (it never changes);
@@ -36,7 +46,7 @@ def lock_task(*, pk: int, session_id: int, related: tuple[str, ...] = ("session"
     Raises:
         Task.DoesNotExist: no task ``pk``.
     """
-    lock_sessions().filter(pk=session_id).values_list("pk", flat=True).first()
+    lock_session(session_id)
     return (
         Task.objects.select_for_update(no_key=True, of=("self",))
         .select_related(*related)

@@ -31,7 +31,7 @@ from sessions.models import Session, Task
 from sessions.runners import get_runner_class
 from sessions.services.events import event_append
 from sessions.services.limits import task_admit
-from sessions.services.locks import lock_sessions, lock_task
+from sessions.services.locks import lock_session, lock_task
 from sessions.services.task_config import task_config_check
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def task_create(
     try:
         with transaction.atomic():
             # Lock the session so two concurrent creates see each other (strategy + queue order).
-            lock_sessions().filter(pk=session.pk).first()
+            lock_session(session.pk)
             active = list(Task.objects.filter(session=session, status__in=ACTIVE_STATUSES))
             if active and multitask_strategy == MultitaskStrategy.REJECT:
                 raise Conflict(
@@ -249,7 +249,7 @@ def task_claim_next(*, worker: str, limit: int, session_id: int | None = None) -
 def _claim_one(pk: int, session_id: int, worker: str) -> Task | None:
     with transaction.atomic():
         # The session row lock serialises claims within a session across workers.
-        lock_sessions().filter(pk=session_id).first()
+        lock_session(session_id)
         if Task.objects.filter(
             session_id=session_id, status__in=[TaskStatus.RUNNING, TaskStatus.WAITING]
         ).exists():
