@@ -1,5 +1,5 @@
-"""The database statements of the create path (issue 13: create session + task → first event),
-kept from creeping up. Each budget is what the request needs today, on SQLite and PostgreSQL;
+"""The database statements of a task's path (issue 13: create session + task → first event, then
+the executor's claim and finish), kept from creeping up. Each budget is what the request needs today, on SQLite and PostgreSQL;
 a change that adds a query per request must raise it here, on purpose.
 
 Per request: the API key, the caller's memberships, the default team (once, remembered for the
@@ -17,12 +17,16 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from sessions.models import Task
+from sessions.services.tasks import task_claim_next, task_finish
 from tests.api.helpers import API
 
 pytestmark = pytest.mark.django_db(transaction=True)  # a create's own transaction is the outermost
 
 SESSION_CREATE = 12
 TASK_CREATE = 19
+TASK_CLAIM = 15
+TASK_FINISH = 15
 
 
 def _statements(captured: CaptureQueriesContext) -> list[str]:
@@ -55,3 +59,24 @@ def test_creating_a_session_and_a_task_stays_within_its_statements(
     assert sum("SAVEPOINT" in q and "RELEASE" not in q for q in task_sql) == 1
     # The default team is looked up once, though the team rate limit and the view both ask.
     assert sum("ORDER BY CASE" in q for q in session_sql) == 1
+
+
+def test_claiming_and_finishing_a_task_stays_within_its_statements(
+    api_client: Any, agent: Any
+) -> None:
+    """The executor's side: the claim (candidates, the session's lock on PostgreSQL, its busy
+    check, the task, its ``running`` event with the root step) and the finish (the task's lock,
+    its terminal event closing the steps, the session back to idle)."""
+    session = api_client.post(f"{API}/sessions", {"agent": agent.slug}, format="json").json()
+    queued = api_client.post(
+        f"{API}/sessions/{session['id']}/tasks", {"input": {"command": "true"}}, format="json"
+    )
+    assert queued.status_code == 201, queued.content
+    with CaptureQueriesContext(connection) as claim:
+        [task] = task_claim_next(worker="w1", limit=4)
+    with CaptureQueriesContext(connection) as finish:
+        task_finish(task=task, status="succeeded", result={"exit_code": 0})
+    assert Task.objects.get(pk=task.pk).status == "succeeded"
+    claim_sql, finish_sql = _statements(claim), _statements(finish)
+    assert len(claim_sql) <= TASK_CLAIM, "\n".join(claim_sql)
+    assert len(finish_sql) <= TASK_FINISH, "\n".join(finish_sql)
