@@ -1,6 +1,6 @@
 """The database statements of a task's path (issue 13: create session + task → first event, then
-the executor's claim and finish), kept from creeping up. Each budget is what the request needs today, on SQLite and PostgreSQL;
-a change that adds a query per request must raise it here, on purpose.
+the executor's claim and finish), kept from creeping up. Each budget is the most the step needs
+today on SQLite or PostgreSQL; a change that adds a statement must raise it here, on purpose.
 
 Per request: the API key, the caller's memberships, the default team (once, remembered for the
 request), the audit entry; per write, the row, its event (session row lock, insert, ``last_seq``)
