@@ -5,9 +5,9 @@ Under ASGI, Django runs its middleware chain in async mode, and each of the stoc
 (``MiddlewareMixin``: security, sessions, common, CSRF, authentication, messages, clickjacking,
 Prometheus) hands its ``process_request`` and ``process_response`` to the request's thread
 with ``sync_to_async``: about fifteen round trips between the event loop and that thread for
-every request, before and after the one that runs the view. On this project's 2-core machine
-that made an unauthenticated 404 cost 2.6 ms of server CPU and an authenticated ``GET`` 8 ms
-(``bench/RESULTS.md``, "request path").
+every request, before and after the one that runs the view. ``bench/request_path.py`` measures
+both handlers side by side (``bench/RESULTS.md``, "request path": with one hop, a 404 took 0.43x
+the server CPU and 0.70x the round trip of Django's handler).
 
 :class:`ASGIHandler` builds Django's chain twice, once in each mode. A request whose view is a
 plain function or a DRF ``APIView`` (nearly all of the API) runs the synchronous chain in a
