@@ -38,9 +38,9 @@ from integrations.mcp.asgi import is_mcp_path, mcp_asgi_app, mcp_enabled, mcp_sh
 from runtime_project.auth import BrowserOriginValidator, TokenAuthMiddleware  # noqa: E402
 from runtime_project.daphne_compat import hand_bodies_to_django  # noqa: E402
 from runtime_project.modes import admin_port_allows  # noqa: E402
+from sessions.outbox import remember_transport  # noqa: E402
 from sessions.routing import websocket_urlpatterns  # noqa: E402
 from sessions.runtime import drain_for_shutdown, start_runtime  # noqa: E402
-from sessions.subscriptions import remember_transport  # noqa: E402
 
 logger = logging.getLogger(__name__)
 hand_bodies_to_django()  # under daphne: Twisted must not parse (or reject) request bodies

@@ -112,7 +112,7 @@ class EndStreamsOnShutdown:
 class _Exchange:
     """One HTTP request's ``receive``/``send`` under :class:`EndStreamsOnShutdown`.
 
-    ``real_send`` is the server's ``send``: ``sessions.subscriptions.transport_of`` unwraps it
+    ``real_send`` is the server's ``send``: ``sessions.outbox.transport_of`` unwraps it
     (as it unwraps channels' wrapper) to find the connection's transport."""
 
     def __init__(self, receive: Any, send: Any, stopping: asyncio.Event) -> None:

@@ -22,7 +22,7 @@ are the server's own: a text frame that is not UTF-8 (1007), a bad opcode or an 
 (1002), a frame over the server's size limit (1009), or a dropped connection.
 
 Slow readers (DESIGN §3.5, docs/streams.md): every frame goes through an
-:class:`~sessions.subscriptions.Outbox`, so the subscription never waits for the client and a
+:class:`~sessions.outbox.Outbox`, so the subscription never waits for the client and a
 task never waits for a subscriber. When more than ``STREAM_MAX_BUFFER_BYTES`` wait for the
 client, or it makes no progress for ``STREAM_SEND_TIMEOUT_S``, the stream stops, the client gets
 ``{"type": "error", "error": {"code": "slow_consumer", …}, "last_seq"}`` and close 4008, and
@@ -52,18 +52,12 @@ from runtime_project.db import db_call
 from runtime_project.exceptions import ApplicationError, InvalidInput, error_body
 from runtime_project.throttling import WebSocketConnectThrottle, retry_after_s
 from sessions.choices import MultitaskStrategy, TaskType
+from sessions.fanout import envelope_json
 from sessions.models import Session, Task
+from sessions.outbox import TRANSPORT_KEY, Outbox, SlowConsumer, flush_or_drop, transport_of
 from sessions.selectors import session_get, task_get
 from sessions.services.tasks import task_cancel, task_create
-from sessions.subscriptions import (
-    TRANSPORT_KEY,
-    EventSubscription,
-    Outbox,
-    SlowConsumer,
-    flush_or_drop,
-    parse_cursor,
-    transport_of,
-)
+from sessions.subscriptions import EventSubscription, parse_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +217,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         assert outbox is not None
         try:
             async with EventSubscription(session=self.session, task=self.task, after=after) as sub:
+                sub.live_sink = lambda env: outbox.put(envelope_json(env), env["seq"])
                 async for envelope in sub:
                     if envelope is None:
                         beat = {"type": "stream.heartbeat", "last_seq": sub.last_seq}
@@ -230,7 +225,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                         continue
                     if sub.from_log:
                         await outbox.room()
-                    outbox.put(json.dumps(envelope, default=str), envelope["seq"])
+                    outbox.put(envelope_json(envelope), envelope["seq"])
                 await self._frames_answered()
                 outbox.put(json.dumps({"type": "stream.end", "last_seq": sub.last_seq}))
             outbox.close()  # the writer flushes, then closes with 1000

@@ -32,22 +32,17 @@ from accounts.models import Scope
 from runtime_project.auth import BearerTokenAuthentication, bearer_challenge
 from runtime_project.db import db_call
 from runtime_project.exceptions import ApplicationError, InvalidInput, error_body
+from sessions.fanout import envelope_json
 from sessions.models import Session, Task
+from sessions.outbox import TRANSPORT_KEY, Outbox, SlowConsumer, flush_or_drop
 from sessions.selectors import session_get, task_get
-from sessions.subscriptions import (
-    TRANSPORT_KEY,
-    EventSubscription,
-    Outbox,
-    SlowConsumer,
-    flush_or_drop,
-    parse_cursor,
-)
+from sessions.subscriptions import EventSubscription, parse_cursor
 
 logger = logging.getLogger(__name__)
 
 
 def _format(envelope: dict[str, Any]) -> str:
-    data = json.dumps(envelope, default=str)
+    data = envelope_json(envelope)
     return f"id: {envelope['seq']}\nevent: {envelope['type']}\ndata: {data}\n\n"
 
 
@@ -58,6 +53,7 @@ async def _pump(
     from the database). Sets ``done[0]`` once a task stream reached its end."""
     try:
         async with EventSubscription(session=session, task=task, after=after) as sub:
+            sub.live_sink = lambda env: outbox.put(_format(env), env["seq"])
             async for envelope in sub:
                 if envelope is None:
                     outbox.put(f": heartbeat {sub.last_seq}\n\n")

@@ -97,3 +97,92 @@ async def test_quiet_streams_share_their_log_checks(
     await asyncio.sleep(stream_watch.FRESH_S + 0.05)
     assert await stream_watch.session_last_seq(session.pk) == seqs[-1]
     assert len(reads) == 2
+
+
+async def _take(stream: Any, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` envelopes of ``stream`` (heartbeats skipped)."""
+    out: list[dict[str, Any]] = []
+    while len(out) < count:
+        envelope = await asyncio.wait_for(stream.__anext__(), 10)
+        if envelope is not None:
+            out.append(envelope)
+    return out
+
+
+async def test_streams_of_one_session_share_one_group_membership(
+    make_task: Any, session: Any
+) -> None:
+    """Fifty streams of a session in one process join its channel-layer group once
+    (sessions.fanout); each still gets every live event once, in order; the others go on when
+    one leaves, and the last one out leaves the group."""
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+    from sessions import fanout
+    from sessions.broadcast import session_group
+
+    layer = get_channel_layer()
+    group = session_group(session.uuid)
+    task = await sync_to_async(make_task)("true")
+    subs = [EventSubscription(session=session, task=None, after=0, heartbeat_s=5)
+            for _ in range(50)]  # fmt: skip
+    for sub in subs:
+        await sub.__aenter__()
+    streams = [sub.__aiter__() for sub in subs]
+    assert fanout.members_of(group) == 50
+    in_memory = isinstance(layer, InMemoryChannelLayer)
+    if in_memory:  # the embedded default's layer: one channel in the group
+        assert len(layer.groups[group]) == 1
+    before = await sync_to_async(lambda: type(session).objects.get(pk=session.pk).last_seq)()
+    replayed = await asyncio.gather(*[_take(s, before) for s in streams])
+    seqs = await sync_to_async(_append_batch)(session, task, ["a", "b", "c"], "running")
+    live = await asyncio.gather(*[_take(s, len(seqs)) for s in streams])
+    for got, old in zip(live, replayed, strict=True):
+        assert [e["seq"] for e in old] == list(range(1, before + 1))
+        assert [e["seq"] for e in got] == seqs
+        assert [e["data"].get("text") for e in got[:3]] == ["a", "b", "c"]
+
+    for sub in subs[1:]:
+        await sub.__aexit__(None, None, None)
+    assert fanout.members_of(group) == 1
+    more = await sync_to_async(_append_batch)(session, task, ["d"], "succeeded")
+    assert [e["seq"] for e in await _take(streams[0], len(more))] == more
+    await subs[0].__aexit__(None, None, None)
+    assert fanout.members_of(group) == 0
+    if in_memory:
+        assert not layer.groups.get(group)
+
+
+async def test_a_live_sink_takes_batches_and_its_failure_ends_the_stream(
+    make_task: Any, session: Any
+) -> None:
+    """A stream's ``live_sink`` gets live envelopes in order while the stream waits; what the
+    sink raises (a slow client's SlowConsumer) is raised by the stream."""
+    from sessions.outbox import SlowConsumer
+
+    task = await sync_to_async(make_task)("true")
+    before = await sync_to_async(lambda: type(session).objects.get(pk=session.pk).last_seq)()
+    sunk: list[int] = []
+    fail_at: list[int] = []
+
+    def sink(envelope: dict[str, Any]) -> None:
+        if fail_at and envelope["seq"] >= fail_at[0]:
+            raise SlowConsumer("buffer_full", 123)
+        sunk.append(envelope["seq"])
+
+    async with EventSubscription(session=session, after=before, heartbeat_s=5) as sub:
+        sub.live_sink = sink
+        stream = sub.__aiter__()
+        pending = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.1)  # the stream waits for live batches
+        seqs = await sync_to_async(_append_batch)(session, task, ["a", "b"], "running")
+        for _ in range(100):
+            if len(sunk) == len(seqs):
+                break
+            await asyncio.sleep(0.05)
+        assert sunk == seqs
+        assert not pending.done()  # delivered without waking the stream
+        fail_at.append(seqs[-1] + 2)
+        more = await sync_to_async(_append_batch)(session, task, ["c", "d"], "succeeded")
+        with pytest.raises(SlowConsumer):
+            await asyncio.wait_for(pending, 10)
+    assert sunk == seqs + more[:1]
