@@ -1,11 +1,12 @@
 """The append-only event log (DESIGN §3).
 
-``events_append`` is the one write path: it allocates gapless per-session ``seq`` numbers under
-the session row lock (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's IMMEDIATE transactions
-serialise writers), bulk-inserts the batch, advances ``Session.last_seq`` and publishes the
-envelopes after commit. :class:`EventBuffer` sits in front of it for runners: it collects events
-for a few milliseconds, coalesces consecutive chunks of one stream, and writes each batch in one
-transaction, so token or output streaming does not become one row and one round-trip per chunk.
+``events_append`` is the one write path: it allocates gapless per-session ``seq`` numbers by
+advancing ``Session.last_seq`` under the session row lock, in one ``UPDATE … RETURNING``
+(PostgreSQL's row lock; SQLite's IMMEDIATE transactions serialise writers), bulk-inserts the
+batch and publishes the envelopes after commit. :class:`EventBuffer` sits in front of it for
+runners: it collects events for a few milliseconds, coalesces consecutive chunks of one stream,
+and writes each batch in one transaction, so token or output streaming does not become one row
+and one round-trip per chunk.
 
 Secrets (``sessions.services.masking``): a buffer given a masker masks every event it queues,
 stream chunks through a per-stream tail buffer so a value split across two chunks is masked too
@@ -41,7 +42,7 @@ from sessions.broadcast import publish_events
 from sessions.models import Event, Session
 from sessions.services import masking
 from sessions.services.artifacts import artifact_create
-from sessions.services.locks import lock_sessions
+from sessions.services.locks import session_seqs_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +164,9 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
     # No savepoint inside a caller's transaction (two statements saved on every create): none
     # of them catches an error of this block and goes on, so it rolls back with theirs.
     with transaction.atomic(savepoint=False):
-        locked = lock_sessions().only("id", "uuid", "last_seq").get(pk=session.pk)
-        first = locked.last_seq + 1
+        # The session's row lock and its seq counter in one statement.
+        last, session_uuid = session_seqs_reserve(pk=session.pk, count=len(drafts))
+        first = last - len(drafts) + 1
         events = [
             Event(
                 session_id=session.pk,
@@ -179,10 +181,7 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
         Event.objects.bulk_create(events)
         if _PROJECTORS:
             _project(session, events)
-        last = first + len(events) - 1
-        Session.objects.filter(pk=session.pk).update(last_seq=last)
         session.last_seq = last
-        session_uuid = str(locked.uuid)
         envelopes = [
             e.envelope(session_uuid=session_uuid, task_uuid=d.task_uuid)
             for e, d in zip(events, drafts, strict=True)

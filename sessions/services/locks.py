@@ -31,6 +31,33 @@ def lock_sessions() -> QuerySet[Session]:
     return Session.objects.select_for_update(no_key=True)
 
 
+def session_seqs_reserve(*, pk: int, count: int) -> tuple[int, str]:
+    """Lock session ``pk``'s row (as :func:`lock_sessions`: an ``UPDATE`` of a non-key column
+    takes ``FOR NO KEY UPDATE`` on PostgreSQL) and advance its ``last_seq`` by ``count``, in one
+    statement (``UPDATE … RETURNING``; SQLite ≥ 3.35). Returns ``(new last_seq, session uuid
+    as text)``: the caller owns seqs ``last_seq - count + 1`` to ``last_seq`` until its
+    transaction ends (a rollback gives them back). Call inside ``transaction.atomic()``.
+
+    Raises:
+        Session.DoesNotExist: no such session row.
+    """
+    if not connection.features.can_return_columns_from_insert:  # SQLite < 3.35: two statements
+        row = lock_sessions().values_list("last_seq", "uuid").get(pk=pk)
+        Session.objects.filter(pk=pk).update(last_seq=row[0] + count)
+        return row[0] + count, str(row[1])
+    table = connection.ops.quote_name(Session._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + %s WHERE id = %s "  # noqa: S608 - our table
+            "RETURNING last_seq, uuid",
+            [count, pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Session.DoesNotExist(f"session {pk} is gone")
+    return int(row[0]), str(Session._meta.get_field("uuid").to_python(row[1]))
+
+
 def lock_session(pk: int) -> None:
     """Hold session ``pk``'s row lock (``FOR NO KEY UPDATE``) until the open transaction ends;
     on SQLite, nothing (see the module docstring). Call inside ``transaction.atomic()``."""

@@ -3,10 +3,11 @@ the executor's claim and finish), kept from creeping up. Each budget is the most
 today on SQLite or PostgreSQL; a change that adds a statement must raise it here, on purpose.
 
 Per request: the API key, the caller's memberships, the default team (once, remembered for the
-request), the audit entry; per write, the row, its event (session row lock, insert, ``last_seq``)
-and the event projectors in their savepoint (webhook endpoints; a task's monitor settings). A
-task create adds the session (read, then locked), its active tasks, the team's limits and the
-queue position. Before issue 13's pass over them: 16 and 22.
+request), the audit entry; per write, the row, its event (the session's ``last_seq`` advanced
+under its row lock in one ``UPDATE … RETURNING``, the insert) and the event projectors in their
+savepoint (webhook endpoints; a task's monitor settings). A task create adds the session (read,
+then locked), its active tasks, the team's limits and the queue position. Before issue 13's pass
+over them: 16 and 22 (claim and finish: 15 each before the ``RETURNING``).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from tests.api.helpers import API
 
 pytestmark = pytest.mark.django_db(transaction=True)  # a create's own transaction is the outermost
 
-SESSION_CREATE = 12
-TASK_CREATE = 19
-TASK_CLAIM = 15
-TASK_FINISH = 15
+SESSION_CREATE = 11
+TASK_CREATE = 18
+TASK_CLAIM = 14
+TASK_FINISH = 14
 
 
 def _statements(captured: CaptureQueriesContext) -> list[str]:
