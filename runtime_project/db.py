@@ -39,13 +39,14 @@ def db_call(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         finally:
-            _keep_open()
+            keep_connections_open()
 
     return sync_to_async(wrapped, thread_sensitive=False)
 
 
-def _keep_open() -> None:
-    """This thread's open connections outlive ``CONN_MAX_AGE`` (see the module docstring)."""
+def keep_connections_open() -> None:
+    """This thread's open connections outlive ``CONN_MAX_AGE`` (see the module docstring; also
+    the reused request threads of ``runtime_project.handlers``)."""
     for conn in connections.all(initialized_only=True):
         if conn.connection is not None:
             conn.close_at = None

@@ -98,3 +98,38 @@ def test_a_client_leaving_a_oneshot_wait_cancels_its_task(
         time.sleep(0.1)
     assert task["status"] == "cancelled"
     assert task["error"]["code"] == "cancelled"
+
+
+def test_requests_reuse_their_threads_and_database_connections(
+    http: httpx.Client, daphne_server: DaphneServer
+) -> None:
+    """Sequential API requests are served by reused threads whose database connections stay
+    open (``RequestThreads``): PostgreSQL sees a handful of new connections for 40 requests,
+    where Django's handler opened one per request. Concurrent requests still all succeed."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("counts PostgreSQL sessions (CI runs it on PostgreSQL)")
+
+    def sessions_opened() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            )
+            return int(cursor.fetchone()[0])
+
+    sid = http.post(f"{API}/sessions", json={"agent": "shell"}).json()["id"]
+    for _ in range(5):  # warm: the first requests open the kept threads' connections
+        assert http.get(f"{API}/sessions/{sid}").status_code == 200
+    before = sessions_opened()
+    for _ in range(40):
+        assert http.get(f"{API}/sessions/{sid}").status_code == 200
+    assert sessions_opened() - before <= 4  # this test's own checks, the server's background
+
+    with httpx.Client(base_url=daphne_server.url, headers=http.headers, timeout=60) as other:
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            codes = list(pool.map(lambda _: other.get(f"{API}/sessions/{sid}").status_code,
+                                  range(64)))  # fmt: skip
+    assert codes == [200] * 64
