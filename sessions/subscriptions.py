@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 _PAGE = 500
 _WOKEN = {"type": "events.delivered"}  # the live batches were delivered by offer()
+INBOX_MAX = 256  # live batches queued for a busy iterator; past that it reads the log instead
 
 
 class EventSubscription:
@@ -110,6 +111,12 @@ class EventSubscription:
             if self.finished:
                 self._wake.set()
             return
+        if len(self._inbox) >= INBOX_MAX:
+            # A stream paced by its client (a replay far behind) while the session writes on:
+            # keep one doorbell instead of every batch, and read them from the log when it
+            # gets there, as the channel layer's capacity used to make it do.
+            self._inbox.clear()
+            message = {"type": "events.appended", "first_seq": 0, "events": None}
         self._inbox.append(message)
         self._wake.set()
 

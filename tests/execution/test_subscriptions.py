@@ -186,3 +186,30 @@ async def test_a_live_sink_takes_batches_and_its_failure_ends_the_stream(
         with pytest.raises(SlowConsumer):
             await asyncio.wait_for(pending, 10)
     assert sunk == seqs + more[:1]
+
+
+async def test_a_stream_that_lags_keeps_a_bounded_queue_and_reads_the_rest_from_the_log(
+    make_task: Any, session: Any
+) -> None:
+    """Live batches queue for a stream that is not reading (its client is slow to take a
+    replay) up to ``INBOX_MAX``; past that it keeps a doorbell and reads the log: every event
+    still arrives once, in order."""
+    from sessions import subscriptions
+
+    task = await sync_to_async(make_task)("true")
+    before = await sync_to_async(lambda: type(session).objects.get(pk=session.pk).last_seq)()
+    batches = subscriptions.INBOX_MAX + 40
+    async with EventSubscription(session=session, after=before, heartbeat_s=5) as sub:
+        stream = sub.__aiter__()
+
+        def write() -> list[int]:
+            seqs: list[int] = []
+            for i in range(batches):
+                seqs += _append_batch(session, task, [f"line {i}"], "running")
+            return seqs
+
+        seqs = await sync_to_async(write)()
+        await asyncio.sleep(0.2)  # the last doorbells arrive
+        assert len(sub._inbox) <= subscriptions.INBOX_MAX  # the bound itself
+        got = await _take(stream, len(seqs))
+    assert [e["seq"] for e in got] == seqs
