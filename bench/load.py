@@ -404,6 +404,7 @@ def main() -> None:
         "--keep-env", action="store_true", help="keep DATABASE_URL/REDIS_URL (PostgreSQL+Redis)"
     )
     parser.add_argument("--server-log", help="copy the server's log here at the end")
+    parser.add_argument("--record", action="store_true", help="prepend to bench/RESULTS.md")
     parser.add_argument(
         "--kind", choices=("llm", "workflow"), default="llm",
         help="the agent: llm (a scripted model over HTTP) or workflow (input -> output)",
@@ -434,9 +435,38 @@ def main() -> None:
 
                 shutil.copy(next(server.tmp.glob("*.log")), args.server_log)
             server.close()
-    print(report(figures))
+    text = section(args, report(figures))
+    print(text)
     for problem in figures.problems[:20]:
         print("problem:", problem)
+    if args.record:
+        from bench.run import prepend_results
+
+        prepend_results(text)
+    if figures.problems:
+        raise SystemExit(1)
+
+
+def section(args: argparse.Namespace, table: str) -> str:
+    """The RESULTS.md section of one run: title, command, set-up, ``table``."""
+    import datetime as dt
+    import platform
+    import sys
+
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    argv = [a for a in sys.argv[1:] if a != "--record"]
+    where = "PostgreSQL + Redis" if args.keep_env else "SQLite, in-memory channel layer"
+    command = " ".join([".venv/bin/python -m bench.load", *argv])
+    return (
+        f"## {now}: bounded load, {args.sessions} sessions x {args.tasks} tasks with live "
+        f"subscribers\n\n"
+        f"Command: `{command}` "
+        f"(2 cores, Python {platform.python_version()}; embedded default under daphne: {where}, "
+        f"inline executor; agent kind `{args.kind}`). Every session has a live subscriber (half "
+        f"WebSocket, half SSE); tasks are created at {args.rate:g}/s round-robin. Baseline: the "
+        f"same measurements with one session at a time ({args.idle} tasks), same run.\n\n"
+        f"{table}\n"
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Transport and concurrency benchmarks (issue 13): event fan-out over WebSocket and SSE, idle
 WebSocket capacity, and many short tasks at once, against one real server on loopback (the
-embedded default: SQLite, in-memory channel layer, inline executor, bubblewrap), daphne or
-uvicorn (``--server``). Throttles and team quotas are off (docs/limits.md), ``TASK_CONCURRENCY``
-is ``--tasks``, heartbeats every ``--heartbeat`` s.
+embedded default: SQLite, in-memory channel layer, inline executor, bubblewrap), uvicorn (the
+serve command's default) or daphne (``--server``). Throttles and team quotas are off
+(docs/limits.md), ``TASK_CONCURRENCY`` is ``--tasks``, heartbeats every ``--heartbeat`` s.
 
 1. **Fan-out**: a ``command`` task prints ``--events`` JSON lines (``{"i", "t"}``, ``t`` its
    ``time.time()``), each one ``custom`` event (``spec.stdout_format: "events"``; where the server
@@ -26,7 +26,7 @@ is ``--tasks``, heartbeats every ``--heartbeat`` s.
    time to the last terminal status, tasks/s, per-task p50/p95. Baseline: one task alone on a new
    session (median of 3, same run).
 
-Usage: ``.venv/bin/python bench/streams.py [--server uvicorn] [--quick] [--record]``.
+Usage: ``.venv/bin/python bench/streams.py [--server daphne] [--quick] [--record]``.
 """
 
 from __future__ import annotations
@@ -493,7 +493,7 @@ def report(args: argparse.Namespace, res: dict[str, Any], argv: list[str]) -> st
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne")
+    parser.add_argument("--server", choices=("daphne", "uvicorn"), default="uvicorn")
     parser.add_argument("--fanout", default="1,100,1000", help="subscriber counts")
     parser.add_argument("--transports", default="ws,sse")
     parser.add_argument("--events", type=int, default=2000, help="events for 1 subscriber")

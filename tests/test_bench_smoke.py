@@ -56,7 +56,7 @@ def bench_token(transactional_db: Any) -> str:
 
 @pytest.mark.timeout(400)
 def test_streams_bench_quick(bench_token: str, tmp_path: Path) -> None:
-    args = streams.parse_args(["--quick", "--timeout", "60"])
+    args = streams.parse_args(["--quick", "--timeout", "60", "--server", "daphne"])
     port = procs.free_port()
     proc = procs.start_daphne(port, tmp_path / "daphne.log", **streams.server_env(args))
     server = streams.Target(
