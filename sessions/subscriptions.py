@@ -200,22 +200,23 @@ class EventSubscription:
             if self.finished:
                 return _WOKEN
             self._wake.clear()
-            self._parked = True
+            self._parked = True  # offer() may hand batches to live_sink only while this waits
             try:
                 async with asyncio.timeout(wait_s):
                     await self._wake.wait()
+                continue
             except TimeoutError:
-                quiet_s = time.monotonic() - self._delivered_at
-                if quiet_s < self.heartbeat_s:  # offer() delivered meanwhile: not quiet yet
-                    wait_s = self.heartbeat_s - quiet_s
-                    continue
-                # Quiet period: re-check the log (covers a lost doorbell), ask for a heartbeat.
-                if await session_last_seq(self.session.pk) > self.last_seq:
-                    return {"type": "events.appended", "first_seq": self.last_seq + 2,
-                            "events": None}  # fmt: skip
-                return None
+                pass
             finally:
                 self._parked = False
+            quiet_s = time.monotonic() - self._delivered_at
+            if quiet_s < self.heartbeat_s:  # offer() delivered meanwhile: not quiet yet
+                wait_s = self.heartbeat_s - quiet_s
+                continue
+            # Quiet period: re-check the log (covers a lost doorbell), ask for a heartbeat.
+            if await session_last_seq(self.session.pk) > self.last_seq:
+                return {"type": "events.appended", "first_seq": self.last_seq + 2, "events": None}
+            return None
         return self._inbox.popleft()
 
     def _task_first_seq(self) -> int | None:
