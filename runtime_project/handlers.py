@@ -27,15 +27,24 @@ PostgreSQL. Here each request borrows an idle one-thread executor for its contex
 thread-sensitive calls on that thread, as before), and a synchronous view's connection stays
 open for the thread's next request (``CONN_HEALTH_CHECKS`` checks it first on PostgreSQL;
 Django closes it as usual when it is unusable or in a transaction it should not be in).
+
+A request answered with a stream (SSE events, a sandbox's output, an OpenAI-style answer) gives
+its thread back as soon as the view has returned the response, connection and all: the body
+reads the database through the loop's pool (``runtime_project.db.db_call``), and a stream may
+last minutes (200 SSE clients used to pin 200 threads, or, closing their connections, made the
+next request on each thread reconnect: 4.7 ms on PostgreSQL). Thread-sensitive calls the body
+still makes (Django's ``response.close``, a sandbox stream's set-up) go to a one-thread executor
+of the request's own, started only if one comes.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import threading
+from contextvars import ContextVar
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.handlers.base import BaseHandler
@@ -55,19 +64,31 @@ class RequestThreads:
     whose client went away: the request ended, its thread did not), which then ends on its
     own. Used from the event loop's thread only."""
 
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
+    def __init__(self, keep: int | None = None) -> None:
+        self._keep = keep
         self.idle: list[_OneThread] = []
+
+    @property
+    def keep(self) -> int:
+        """How many idle executors are kept (``ASGI_IDLE_THREADS`` unless given)."""
+        return self._keep if self._keep is not None else int(settings.ASGI_IDLE_THREADS)
 
     def lease(self) -> _OneThread:
         return self.idle.pop() if self.idle else _OneThread()
 
     def give_back(self, executor: _OneThread) -> None:
         if executor.busy or len(self.idle) >= self.keep:
-            executor.submit(connections.close_all)  # after what it runs, on its thread
-            executor.shutdown(wait=False)
+            self.discard(executor)
         else:
             self.idle.append(executor)
+
+    @staticmethod
+    def discard(executor: _OneThread) -> None:
+        """End ``executor``'s thread once it has run what it was given, closing its database
+        connections there (none when it never ran anything: no thread was started)."""
+        if executor.used:
+            executor.submit(connections.close_all)
+        executor.shutdown(wait=False)
 
 
 class _OneThread(concurrent.futures.ThreadPoolExecutor):
@@ -77,6 +98,7 @@ class _OneThread(concurrent.futures.ThreadPoolExecutor):
         super().__init__(max_workers=1, thread_name_prefix="request")
         self._pending = 0
         self._count_lock = threading.Lock()
+        self.used = False
 
     @property
     def busy(self) -> bool:
@@ -85,6 +107,7 @@ class _OneThread(concurrent.futures.ThreadPoolExecutor):
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         with self._count_lock:
             self._pending += 1
+            self.used = True
         future = super().submit(fn, *args, **kwargs)
         future.add_done_callback(self._done)
         return future
@@ -94,22 +117,42 @@ class _OneThread(concurrent.futures.ThreadPoolExecutor):
             self._pending -= 1
 
 
+class _Lease:
+    """The executor a request's thread-sensitive calls go to, and the context that routes them
+    there (replaced when the request turns into a stream: :meth:`ASGIHandler._detach`)."""
+
+    __slots__ = ("context", "detached", "executor")
+
+    def __init__(self, executor: _OneThread) -> None:
+        self.executor = executor
+        self.context = ThreadSensitiveContext(executor=executor)
+        self.detached = False
+
+
+_LEASE: ContextVar[_Lease] = ContextVar("request_thread_lease")
+
+
 class ASGIHandler(DjangoASGIHandler):
     """``django.core.handlers.asgi.ASGIHandler`` with a one-hop path for synchronous views
     (see the module docstring). Everything else (request parsing, signals, streaming the
     response, disconnects) is Django's; each request's thread is borrowed from ``threads``."""
 
-    threads = RequestThreads(keep=8)
+    threads = RequestThreads()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        executor = self.threads.lease()
+        lease = _Lease(self.threads.lease())
+        token = _LEASE.set(lease)
         try:
-            async with ThreadSensitiveContext(executor=executor):
+            async with lease.context:
                 await self.handle(scope, receive, send)
         finally:
-            self.threads.give_back(executor)
+            _LEASE.reset(token)
+            if lease.detached:  # a stream's late thread, cold: not kept for the next request
+                self.threads.discard(lease.executor)
+            else:
+                self.threads.give_back(lease.executor)
 
     def load_middleware(self, is_async: bool = False) -> None:
         # The synchronous chain lives in a handler of its own: a chain's view middleware
@@ -126,7 +169,20 @@ class ASGIHandler(DjangoASGIHandler):
             response = await self._async_chain(request)
         else:
             response = await sync_to_async(self._sync_view, thread_sensitive=True)(request)
+        if response.streaming:
+            self._detach()
         return response  # type: ignore[no-any-return]
+
+    def _detach(self) -> None:
+        """Give the request's thread back now that its view has returned a stream; the rest of
+        the request's thread-sensitive calls go to a new executor (module docstring)."""
+        lease = _LEASE.get(None)
+        if lease is None:  # served by another handler's __call__ (a test's)
+            return
+        spent, lease.executor = lease.executor, _OneThread()  # its thread starts when used
+        lease.detached = True
+        SyncToAsync.context_to_thread_executor[lease.context] = lease.executor
+        self.threads.give_back(spent)
 
     def _sync_view(self, request: HttpRequest) -> HttpResponseBase:
         try:

@@ -65,7 +65,9 @@ class SecurityHeadersMiddleware(ResponseMiddleware):
 
 
 class StreamingConnectionsMiddleware(ResponseMiddleware):
-    """A request answered with a stream gives its database connections back at once.
+    """A request answered with a stream gives its database connections back at once (with
+    Django's stock handler, ``ASGI_ONE_HOP=false``; the one-hop handler gives the whole thread
+    back instead, connection and all: ``runtime_project.handlers``).
 
     Django closes a request's connections when the response ends, and a stream (SSE events,
     a sandbox's exec output, an OpenAI-style answer) may last minutes: 200 SSE clients held 200

@@ -117,11 +117,11 @@ INSTALLED_APPS = [
 # A sync view and the whole middleware stack in one thread hop (runtime_project/handlers.py);
 # false: Django's own ASGI handler (a hop per middleware; the baseline of bench/request_path.py).
 ASGI_ONE_HOP = _bool("ASGI_ONE_HOP", True)
+# Idle request threads the one-hop handler keeps for the next requests, each with its database
+# connection (a burst's extra threads close theirs and end).
+ASGI_IDLE_THREADS = env.int("ASGI_IDLE_THREADS", default=8)
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
-    # A streamed answer gives its database connections back (after every middleware that may
-    # have used them: runtime_project/middleware.py).
-    "runtime_project.middleware.StreamingConnectionsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "runtime_project.staticfiles.StaticFilesMiddleware",  # WhiteNoise, async
     "corsheaders.middleware.CorsMiddleware",
@@ -136,6 +136,11 @@ MIDDLEWARE = [
     "runtime_project.middleware.SecurityHeadersMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",  # last (docs/observability.md)
 ]
+if not ASGI_ONE_HOP:
+    # Django's handler holds a request's thread until its stream ends: a streamed answer closes
+    # its connections instead (after every middleware that may have used them); the one-hop
+    # handler gives the thread back, connection and all (runtime_project/handlers.py).
+    MIDDLEWARE.insert(1, "runtime_project.middleware.StreamingConnectionsMiddleware")
 
 # Django's default hashers, PBKDF2 first; a deployment may put Argon2 first (argon2-cffi).
 PASSWORD_HASHERS: list[str] = env.list(

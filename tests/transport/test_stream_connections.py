@@ -1,24 +1,36 @@
-"""A request answered with a stream gives its database connection back at once
-(``runtime_project.middleware.StreamingConnectionsMiddleware``), over a real daphne on PostgreSQL:
-streams that last do not pin one PostgreSQL connection each (it allows 100 by default)."""
+"""A request answered with a stream gives its thread and database connection back at once
+(``runtime_project.handlers.ASGIHandler._detach``), over a real daphne on PostgreSQL: streams
+that last do not pin one PostgreSQL connection each (it allows 100 by default)."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from django.db import connection
 
+from tests.transport.conftest import DaphneServer, live_daphne
+
 pytestmark = [pytest.mark.transport, pytest.mark.sandbox]
 
 STREAMS = 12
-# The loop's default pool (``runtime_project.db.db_call``) keeps a connection per thread: at most
-# this many, whatever the number of streams.
-POOL = min(32, (os.cpu_count() or 1) + 4)
+# The loop's default pool (``runtime_project.db.db_call``) keeps a connection per thread, and so
+# does each idle request thread the handler keeps (``ASGI_IDLE_THREADS``): at most this many
+# together, whatever the number of streams.
+IDLE_THREADS = 2
+POOL = min(32, (os.cpu_count() or 1) + 4) + IDLE_THREADS
+
+
+@pytest.fixture
+def daphne_server(transactional_db: Any, tmp_path: Path) -> Iterator[DaphneServer]:
+    with live_daphne(tmp_path, STREAM_HEARTBEAT_S=1, ASGI_IDLE_THREADS=IDLE_THREADS) as server:
+        yield server
 
 
 def _server_connections() -> int:
