@@ -35,13 +35,19 @@ def db_call(fn: Callable[..., Any]) -> Callable[..., Any]:
     ``await db_call(fn)(*args, **kwargs)`` returns what ``fn`` returns and raises what it raises."""
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        close_old_connections()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            keep_connections_open()
+        return call_keeping_connections(fn, *args, **kwargs)
 
     return sync_to_async(wrapped, thread_sensitive=False)
+
+
+def call_keeping_connections(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in this pool thread: a broken or aged connection is closed
+    first, and the thread's connections stay open for its next call (module docstring)."""
+    close_old_connections()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        keep_connections_open()
 
 
 def keep_connections_open() -> None:

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from integrations.webhooks import signing
@@ -51,6 +51,7 @@ from integrations.webhooks.models import (
 )
 from integrations.webhooks.services import allowed_hosts, endpoint_disable, endpoint_secrets
 from providers import crypto
+from runtime_project.db import call_keeping_connections
 from runtime_project.exceptions import OutboundFailed, OutboundRefused
 from runtime_project.outbound import fetch
 
@@ -298,14 +299,12 @@ _wakeup: asyncio.Event | None = None
 _lock = threading.Lock()
 
 
-def _in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    close_old_connections()  # a connection that broke or aged since the last pass
-    return fn(*args, **kwargs)
-
-
 async def _db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    # Each of the pool's two threads keeps its connection from one pass to the next instead
+    # of connecting again for every pass (CONN_MAX_AGE=0 is for request threads).
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_db_pool, functools.partial(_in_thread, fn, *args, **kwargs))
+    call = functools.partial(call_keeping_connections, fn, *args, **kwargs)
+    return await loop.run_in_executor(_db_pool, call)  # type: ignore[no-any-return]
 
 
 async def _deliver(claim: Claim) -> None:
