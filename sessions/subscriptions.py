@@ -68,6 +68,7 @@ class EventSubscription:
         self.from_log = True
         self.live_sink: Callable[[dict[str, Any]], None] | None = None
         self._task_started = False
+        self._task_ended = False  # the task had ended when this stream first read the log
         self._inbox: collections.deque[dict[str, Any]] = collections.deque()
         self._wake = asyncio.Event()
         self._error: BaseException | None = None
@@ -128,19 +129,39 @@ class EventSubscription:
 
     async def _backfill(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        if self.task is not None and not self._task_started:
-            # A task stream skips the session's history before the task's first event (a
-            # streaming create on a long session used to re-read the whole log).
-            first = await db_call(self._task_first_seq)()
-            self._task_started = True
-            if first is not None:
-                self.last_seq = max(self.last_seq, first - 1)
         while True:
-            page = await db_call(event_list)(session=self.session, after=self.last_seq, limit=_PAGE)
+            if self.task is not None and not self._task_started:
+                page = await db_call(self._task_first_page)()
+            else:
+                page = await db_call(event_list)(
+                    session=self.session, after=self.last_seq, limit=_PAGE
+                )
             for envelope in page:
                 out.extend(self._accept(envelope))
             if len(page) < _PAGE:
                 return out
+
+    def _task_first_page(self) -> list[dict[str, Any]]:
+        """A task stream's first read, in one thread hop: whether the task has finished, then
+        the log from the task's first event on (a streaming create on a long session used to
+        re-read the whole log). A task that had finished has its terminal event in this read
+        (``finished`` is set by it); one that finishes later is published after its commit,
+        to the group this stream has joined, like every event after this read."""
+        assert self.task is not None
+        self._task_started = True
+        self._task_ended = (
+            Task.objects.filter(pk=self.task.pk).values_list("status", flat=True).first()
+            in TERMINAL_STATUSES
+        )
+        first = (
+            Event.objects.filter(task_id=self.task.pk)
+            .order_by("seq")
+            .values_list("seq", flat=True)
+            .first()
+        )
+        if first is not None:
+            self.last_seq = max(self.last_seq, first - 1)
+        return event_list(session=self.session, after=self.last_seq, limit=_PAGE)
 
     def _accept(self, envelope: dict[str, Any]) -> list[dict[str, Any]]:
         """Advance the cursor; return ``[envelope]`` if the caller should deliver it."""
@@ -165,10 +186,9 @@ class EventSubscription:
             yield envelope
         if self.finished:
             return
-        if self.task is not None and await self._task_already_finished():
-            # Finished between our replay and now with its last events already replayed.
-            for envelope in await self._backfill():
-                yield envelope
+        if self._task_ended:
+            # Ended before the read without its terminal event (a row repaired by hand, a
+            # log cut short): nothing more will come.
             return
         while not self.finished:
             message = await self._receive()
@@ -218,21 +238,6 @@ class EventSubscription:
                 return {"type": "events.appended", "first_seq": self.last_seq + 2, "events": None}
             return None
         return self._inbox.popleft()
-
-    def _task_first_seq(self) -> int | None:
-        assert self.task is not None
-        return (
-            Event.objects.filter(task_id=self.task.pk)
-            .order_by("seq")
-            .values_list("seq", flat=True)
-            .first()
-        )
-
-    async def _task_already_finished(self) -> bool:
-        status = await db_call(
-            lambda: Task.objects.filter(pk=self.task.pk).values_list("status", flat=True).first()  # type: ignore[union-attr]
-        )()
-        return status in TERMINAL_STATUSES
 
 
 MAX_SEQ = 2**63 - 1  # seq is a 64-bit signed column: a larger cursor would overflow the query
