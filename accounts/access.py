@@ -21,6 +21,7 @@ from accounts.models import ROLE_RANK, Membership, Role, Scope
 from runtime_project.exceptions import Forbidden, NotFound
 
 _ROLES_ATTR = "_team_roles"
+MEMBERSHIPS_ATTR = "_memberships"  # read with the roles, for accounts.selectors.default_team
 DEFAULT_TEAM_ATTR = "_default_team"  # accounts.selectors.default_team
 
 
@@ -31,8 +32,7 @@ def bind_credential(
     user.credential_scopes = scopes
     user.credential_team_id = team_id
     user.credential_label = label
-    user.__dict__.pop(_ROLES_ATTR, None)
-    user.__dict__.pop(DEFAULT_TEAM_ATTR, None)
+    forget_roles(user)
     return user
 
 
@@ -44,27 +44,36 @@ def credential_label(user: Any) -> str:
 def team_roles(user: Any) -> dict[int, str]:
     """``{team pk: role}`` of ``user``'s memberships, narrowed to the credential's team.
 
-    Cached on the user instance, which lives for one request or one WebSocket connection.
+    One query (the memberships with their teams, also kept for ``default_team``), cached on
+    the user instance, which lives for one request or one WebSocket connection.
     """
     if user is None or not getattr(user, "is_authenticated", False):
         return {}
     cached = user.__dict__.get(_ROLES_ATTR)
     if cached is not None:
         return cached
-    rows = Membership.objects.filter(user_id=user.pk)
+    rows = Membership.objects.filter(user_id=user.pk).select_related("team").order_by()
     only = getattr(user, "credential_team_id", None)
     if only is not None:
         rows = rows.filter(team_id=only)
-    roles = dict(rows.values_list("team_id", "role"))
+    memberships = list(rows)
+    roles = {m.team_id: m.role for m in memberships}
+    user.__dict__[MEMBERSHIPS_ATTR] = memberships
     user.__dict__[_ROLES_ATTR] = roles
     return roles
+
+
+def memberships(user: Any) -> list[Membership]:
+    """``user``'s memberships (their ``team`` loaded), narrowed like :func:`team_roles`."""
+    team_roles(user)
+    return list(user.__dict__.get(MEMBERSHIPS_ATTR, []))
 
 
 def forget_roles(user: Any) -> None:
     """Drop the cached roles (after a membership of ``user`` changed)."""
     if user is not None:
-        user.__dict__.pop(_ROLES_ATTR, None)
-        user.__dict__.pop(DEFAULT_TEAM_ATTR, None)
+        for attr in (_ROLES_ATTR, MEMBERSHIPS_ATTR, DEFAULT_TEAM_ATTR):
+            user.__dict__.pop(attr, None)
 
 
 def team_ids(user: Any, *, min_role: str = Role.VIEWER) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Case, QuerySet, When
+from django.db.models import QuerySet
 
 from accounts import access
 from accounts.models import ApiKey, AuditEntry, Membership, Role, Team
@@ -37,8 +37,9 @@ def team_get(*, user: Any, team_id: Any, min_role: str = Role.VIEWER) -> Team:
 
 def default_team(*, user: Any) -> Team:
     """The team a create goes to when none is named: the API key's team, else the user's
-    personal team, else their oldest membership. One query, then remembered on the user
-    instance (one request or one WebSocket connection), like the roles (``accounts.access``).
+    personal team, else their oldest membership. Chosen from the memberships the roles were
+    read with (``accounts.access.team_roles``: no query of its own), and remembered on the user
+    instance (one request or one WebSocket connection).
 
     Raises:
         NotFound: ``user`` belongs to no team (``no_team``).
@@ -46,18 +47,13 @@ def default_team(*, user: Any) -> Team:
     cached = user.__dict__.get(access.DEFAULT_TEAM_ATTR)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    roles = access.team_roles(user)  # narrowed to an API key's team
-    membership = (
-        Membership.objects.filter(user_id=user.pk, team_id__in=list(roles))
-        .select_related("team")
-        .order_by(
-            Case(When(team__is_personal=True, role=Role.OWNER, then=0), default=1),
-            "created_at",
-        )
-        .first()
-    )
-    if membership is None:
+    rows = access.memberships(user)  # narrowed to an API key's team
+    if not rows:
         raise NotFound("You belong to no team.", code="no_team")
+    membership = min(
+        rows,
+        key=lambda m: (not (m.team.is_personal and m.role == Role.OWNER), m.created_at, m.pk),
+    )
     user.__dict__[access.DEFAULT_TEAM_ATTR] = membership.team
     return membership.team
 

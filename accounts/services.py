@@ -13,6 +13,7 @@ from rest_framework_api_key.crypto import KeyGenerator
 
 from accounts import access
 from accounts.models import ROLE_RANK, ApiKey, Membership, Role, Scope, Team
+from runtime_project.db import unique_or_none
 from runtime_project.exceptions import Conflict, Forbidden, InvalidInput
 
 _keys = KeyGenerator(prefix_length=8, secret_key_length=32)
@@ -232,7 +233,7 @@ def api_key_verify(key: str) -> ApiKey | None:
     prefix, dot, _ = key.partition(".")
     if not dot or not prefix:
         return None
-    row = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    row = unique_or_none(ApiKey.objects.select_related("user").filter(prefix=prefix))
     if row is None or not _keys.verify(key, row.hashed_key):
         return None
     return row

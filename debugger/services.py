@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from debugger.models import OPEN_STEP_STATUSES, Step, StepKind, StepStatus
+from runtime_project.db import unique_or_none
 from sessions.choices import TERMINAL_STATUSES, TaskStatus
 from sessions.models import Event, Session, Task
 from sessions.services.artifacts import artifact_create, artifact_reference
@@ -82,15 +83,15 @@ class _Projection:
 
     def task(self, task_id: int) -> Task | None:
         if task_id not in self.tasks:
-            self.tasks[task_id] = (
-                Task.objects.filter(pk=task_id).select_related("agent", "session").first()
+            self.tasks[task_id] = unique_or_none(
+                Task.objects.filter(pk=task_id).select_related("agent", "session")
             )
         return self.tasks[task_id]
 
     def step(self, task_id: int, step_id: str) -> Step | None:
         key = (task_id, step_id)
         if key not in self.steps:
-            self.steps[key] = Step.objects.filter(task_id=task_id, step_id=step_id).first()
+            self.steps[key] = unique_or_none(Step.objects.filter(task_id=task_id, step_id=step_id))
         return self.steps[key]
 
     def root(self, event: Event) -> Step:

@@ -24,10 +24,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
+from django.db.models import Model, QuerySet
+
+M = TypeVar("M", bound=Model)
+
+
+def unique_or_none(queryset: QuerySet[M]) -> M | None:
+    """The row of ``queryset`` (a lookup on a unique key) or ``None``. Unlike ``first()``, no
+    ``ORDER BY``: a model's default ordering by a foreign key (``Step``'s ``task``) joins the
+    related table, and compiling that ordering was a large part of the hot paths' lookups
+    (the step projection of every run's events, the API key of every request)."""
+    return next(iter(queryset.order_by()[:1]), None)
 
 
 def db_call(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,6 +11,7 @@ from django.db.models import Q, QuerySet
 
 from accounts import access
 from accounts.models import Role
+from runtime_project.db import unique_or_none
 from runtime_project.exceptions import Forbidden, NotFound
 from sessions.choices import ACTIVE_STATUSES
 from sessions.models import Agent, Artifact, Event, Session, ShareLink, Task
@@ -45,7 +46,7 @@ def agent_get(*, user: Any, agent_id: Any, for_write: bool = False) -> Agent:
     """
     qs = agent_list(user=user)
     try:
-        agent = qs.filter(uuid=uuid.UUID(str(agent_id))).first()
+        agent = unique_or_none(qs.filter(uuid=uuid.UUID(str(agent_id))))
     except ValueError:
         matches = qs.filter(slug=str(agent_id)).order_by("created_at")
         agent = matches.filter(team_id__in=access.team_ids(user)).first() or matches.first()
@@ -77,7 +78,7 @@ def session_get(
     qs = Session.objects.filter(team_id__in=access.team_ids(user), uuid=sid).select_related("agent")
     if not include_deleted:
         qs = qs.filter(deleted_at__isnull=True)
-    session = qs.first()
+    session = unique_or_none(qs)
     if session is None:
         raise NotFound("Session not found.", details={"id": str(session_id)})
     if for_write:

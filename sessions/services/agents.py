@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.selectors import default_team
+from runtime_project.db import unique_or_none
 from runtime_project.exceptions import Conflict
 from sessions.endpoints import validate_endpoints, validate_integrations
 from sessions.models import Agent, AgentVersion
@@ -134,5 +135,5 @@ def agent_delete(*, agent: Agent) -> None:
 
 def agent_spec_at(*, agent: Agent, version: int) -> dict[str, Any]:
     """The spec a task pinned (falls back to the current spec if history is missing)."""
-    row = AgentVersion.objects.filter(agent=agent, version=version).only("spec").first()
+    row = unique_or_none(AgentVersion.objects.filter(agent=agent, version=version).only("spec"))
     return row.spec if row else agent.spec

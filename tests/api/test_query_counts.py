@@ -2,12 +2,13 @@
 the executor's claim and finish), kept from creeping up. Each budget is the most the step needs
 today on SQLite or PostgreSQL; a change that adds a statement must raise it here, on purpose.
 
-Per request: the API key, the caller's memberships, the default team (once, remembered for the
-request), the audit entry; per write, the row, its event (the session's ``last_seq`` advanced
+Per request: the API key, the caller's memberships with their teams (the default team is chosen
+from them), the audit entry; per write, the row, its event (the session's ``last_seq`` advanced
 under its row lock in one ``UPDATE … RETURNING``, the insert) and the event projectors in their
 savepoint (webhook endpoints; a task's monitor settings). A task create adds the session (read,
 then locked), its active tasks, the team's limits and the queue position. Before issue 13's pass
-over them: 16 and 22 (claim and finish: 15 each before the ``RETURNING``).
+over them: 16 and 22 (claim and finish: 15 each before the ``RETURNING``); 11 and 18 before the
+default team came from the memberships read.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from tests.api.helpers import API
 
 pytestmark = pytest.mark.django_db(transaction=True)  # a create's own transaction is the outermost
 
-SESSION_CREATE = 11
-TASK_CREATE = 18
+SESSION_CREATE = 10
+TASK_CREATE = 17
 TASK_CLAIM = 14
 TASK_FINISH = 14
 
@@ -58,8 +59,9 @@ def test_creating_a_session_and_a_task_stays_within_its_statements(
     assert len(task_sql) <= TASK_CREATE, "\n".join(task_sql)
     # No savepoint inside a create's own transaction but the projectors' one (events_append).
     assert sum("SAVEPOINT" in q and "RELEASE" not in q for q in task_sql) == 1
-    # The default team is looked up once, though the team rate limit and the view both ask.
-    assert sum("ORDER BY CASE" in q for q in session_sql) == 1
+    # The memberships are read once, though the team rate limit and the view both ask for the
+    # default team and the view checks the role.
+    assert sum('FROM "accounts_membership"' in q for q in session_sql) == 1
 
 
 def test_claiming_and_finishing_a_task_stays_within_its_statements(
