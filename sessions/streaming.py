@@ -105,13 +105,19 @@ async def _events(
     after: int,
     cancel_on_disconnect: bool,
     transport: Any = None,
+    initial: list[dict[str, Any]] | None = None,
 ) -> AsyncIterator[str]:
+    # Committed and in the log: sent first, and the subscription goes on after them.
+    first = [envelope for envelope in initial or [] if envelope["seq"] > after]
+    after = max([after] + [envelope["seq"] for envelope in first])
     yield "retry: 2000\n\n"
     done = [False]
     outbox = Outbox(transport=transport)
     pump = asyncio.ensure_future(_pump(outbox, session=session, task=task, after=after, done=done))
     last_seq = after  # of the last event handed to Django (everything before it was too)
     try:
+        for envelope in first:
+            yield _format(envelope)
         while True:
             try:
                 item = await outbox.get_batch()
@@ -153,12 +159,15 @@ def sse_response(
     task: Task | None = None,
     after: int = 0,
     cancel_on_disconnect: bool = False,
+    initial: list[dict[str, Any]] | None = None,
 ) -> StreamingHttpResponse:
     """Stream ``session``'s events (or only ``task``'s, ending after it finishes) as SSE.
 
     ``after`` is the last seq the client has; ``Last-Event-ID`` on the request overrides it
     when larger. With ``cancel_on_disconnect`` the task is cancelled if the client goes away
-    before it finishes (``on_disconnect=cancel``).
+    before it finishes (``on_disconnect=cancel``). ``initial``: envelopes the caller has just
+    appended (a streaming create's ``queued`` status), sent first without reading them back
+    from the log; the stream goes on after the last of them.
     """
     after = max(after, _last_event_id(request))
     response = StreamingHttpResponse(
@@ -168,6 +177,7 @@ def sse_response(
             after=after,
             cancel_on_disconnect=cancel_on_disconnect,
             transport=getattr(request, "scope", {}).get(TRANSPORT_KEY),
+            initial=initial,
         ),
         content_type="text/event-stream",
     )

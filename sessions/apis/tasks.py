@@ -266,6 +266,7 @@ class TaskCreateApi(APIView):
                 session=session,
                 task=task,
                 cancel_on_disconnect=task.on_disconnect == OnDisconnect.CANCEL,
+                initial=[task.created_envelope] if created and task.created_envelope else None,
             )
         return Response(
             TaskOutputSerializer(task).data,

@@ -82,6 +82,9 @@ class Task(TimeStampedModel):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="forks"
     )
     forked_from_step = models.CharField(max_length=255, blank=True, default="")
+    # Not a field: the envelope of the ``task.status`` queued event ``task_create`` appended, on
+    # the instance it returns (a streaming create sends it without reading the log back).
+    created_envelope: dict[str, Any] | None = None
 
     class Meta:
         ordering = ("-created_at",)

@@ -27,7 +27,7 @@ from sessions.choices import (
     SessionStatus,
     TaskStatus,
 )
-from sessions.models import Session, Task
+from sessions.models import Event, Session, Task
 from sessions.runners import get_runner_class
 from sessions.services.events import event_append
 from sessions.services.limits import task_admit
@@ -37,11 +37,11 @@ from sessions.services.task_config import task_config_check
 logger = logging.getLogger(__name__)
 
 
-def _status_event(task: Task, **extra: Any) -> None:
+def _status_event(task: Task, **extra: Any) -> Event:
     data = {"status": task.status, "phase": task.current_phase, **extra}
     if task.is_terminal:
         data.update(result=task.result, error=task.error, usage=task.usage)
-    event_append(session=task.session, task=task, type="task.status", data=data)
+    return event_append(session=task.session, task=task, type="task.status", data=data)
 
 
 def task_create(
@@ -117,7 +117,10 @@ def task_create(
                 timeout_s=float(timeout_s),
             )
             Session.objects.filter(pk=session.pk).update(status=SessionStatus.ACTIVE)
-            _status_event(task, task_type=task_type)
+            queued = _status_event(task, task_type=task_type)
+            task.created_envelope = queued.envelope(
+                session_uuid=str(session.uuid), task_uuid=str(task.uuid)
+            )
             transaction.on_commit(lambda: notify_executor("task.queued", task.uuid))
     except IntegrityError:
         # Two requests with the same idempotency key raced; the other one won.

@@ -56,6 +56,24 @@ def test_task_stream_delivers_everything_and_ends(http: httpx.Client) -> None:
     assert envelopes == _all_task_events(http, task["id"])
 
 
+def test_streaming_create_sends_the_queued_status_first_then_the_rest_once(
+    http: httpx.Client,
+) -> None:
+    """The answer of ``stream: true`` starts with the ``queued`` status the create wrote (sent
+    without reading it back) and goes on from the log: every event of the task once, in
+    order, as the log has them."""
+    session = _session(http)
+    body = {"input": {"command": "echo a; sleep 0.2; echo b"}, "stream": True}
+    with http.stream("POST", f"/api/v1/sessions/{session['id']}/tasks", json=body) as response:
+        assert response.status_code == 200, response.read()
+        received = [m for m in iter_sse(response) if "id" in m and m["event"] != "end"]
+    envelopes = [m["data"] for m in received]
+    assert [int(m["id"]) for m in received] == [e["seq"] for e in envelopes]
+    assert (envelopes[0]["type"], envelopes[0]["data"]["status"]) == ("task.status", "queued")
+    assert envelopes[-1]["data"]["status"] == "succeeded"
+    assert envelopes == _all_task_events(http, envelopes[0]["task_id"])
+
+
 def test_resume_with_last_event_id_loses_and_duplicates_nothing(http: httpx.Client) -> None:
     session = _session(http)
     task = _task(http, session["id"], "for i in $(seq 1 40); do echo n$i; sleep 0.03; done")
