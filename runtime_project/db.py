@@ -28,12 +28,12 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 
-M = TypeVar("M", bound=Model)
+Row = TypeVar("Row")
 
 
-def unique_or_none(queryset: QuerySet[M]) -> M | None:
+def unique_or_none(queryset: QuerySet[Any, Row]) -> Row | None:
     """The row of ``queryset`` (a lookup on a unique key) or ``None``. Unlike ``first()``, no
     ``ORDER BY``: a model's default ordering by a foreign key (``Step``'s ``task``) joins the
     related table, and compiling that ordering was a large part of the hot paths' lookups

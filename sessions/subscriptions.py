@@ -20,7 +20,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from runtime_project.db import db_call
+from runtime_project.db import db_call, unique_or_none
 from sessions import fanout
 from sessions.broadcast import session_group
 from sessions.choices import TERMINAL_STATUSES
@@ -131,7 +131,8 @@ class EventSubscription:
         out: list[dict[str, Any]] = []
         while True:
             if self.task is not None and not self._task_started:
-                page = await db_call(self._task_first_page)()
+                self._task_ended, self.last_seq, page = await db_call(self._task_first_page)()
+                self._task_started = True
             else:
                 page = await db_call(event_list)(
                     session=self.session, after=self.last_seq, limit=_PAGE
@@ -141,27 +142,24 @@ class EventSubscription:
             if len(page) < _PAGE:
                 return out
 
-    def _task_first_page(self) -> list[dict[str, Any]]:
-        """A task stream's first read, in one thread hop: whether the task has finished, then
-        the log from the task's first event on (a streaming create on a long session used to
-        re-read the whole log). A task that had finished has its terminal event in this read
-        (``finished`` is set by it); one that finishes later is published after its commit,
-        to the group this stream has joined, like every event after this read."""
+    def _task_first_page(self) -> tuple[bool, int, list[dict[str, Any]]]:
+        """A task stream's first read, in one thread hop: ``(the task had ended, the cursor,
+        the page)``. The log is read from the task's first event on (a streaming create on a
+        long session used to re-read the whole log), after its status: a task that had ended
+        has its terminal event in this read (``_accept`` sets ``finished``); one that ends
+        later is published after its commit to the group this stream has joined, like every
+        event after this read."""
         assert self.task is not None
-        self._task_started = True
-        self._task_ended = (
-            Task.objects.filter(pk=self.task.pk).values_list("status", flat=True).first()
-            in TERMINAL_STATUSES
-        )
+        statuses = Task.objects.filter(pk=self.task.pk).values_list("status", flat=True)
+        ended = unique_or_none(statuses) in TERMINAL_STATUSES
         first = (
             Event.objects.filter(task_id=self.task.pk)
             .order_by("seq")
             .values_list("seq", flat=True)
             .first()
         )
-        if first is not None:
-            self.last_seq = max(self.last_seq, first - 1)
-        return event_list(session=self.session, after=self.last_seq, limit=_PAGE)
+        after = self.last_seq if first is None else max(self.last_seq, first - 1)
+        return ended, after, event_list(session=self.session, after=after, limit=_PAGE)
 
     def _accept(self, envelope: dict[str, Any]) -> list[dict[str, Any]]:
         """Advance the cursor; return ``[envelope]`` if the caller should deliver it."""
