@@ -19,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from runtime_project.envvars import boolean as _bool
 from runtime_project.envvars import choice as _choice
+from runtime_project.envvars import count as _count
 from runtime_project.envvars import env
 from runtime_project.envvars import host_list as _host_list
 from runtime_project.envvars import typed as _typed
@@ -119,7 +120,7 @@ INSTALLED_APPS = [
 ASGI_ONE_HOP = _bool("ASGI_ONE_HOP", True)
 # Idle request threads the one-hop handler keeps for the next requests, each with its database
 # connection (a burst's extra threads close theirs and end).
-ASGI_IDLE_THREADS = env.int("ASGI_IDLE_THREADS", default=8)
+ASGI_IDLE_THREADS = _count("ASGI_IDLE_THREADS", 8)  # 0: none kept
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
     "django.middleware.security.SecurityMiddleware",

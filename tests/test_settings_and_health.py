@@ -38,6 +38,7 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ("TASK_EXECUTOR", "rq", "TASK_EXECUTOR='rq' must be one of ['celery', 'inline', 'worker']"),
         ("DATABASE_URL", "not a url", "DATABASE_URL"),
         ("TASK_LEASE_S", "soon", "TASK_LEASE_S='soon' is not a valid float"),
+        ("ASGI_IDLE_THREADS", "-1", "ASGI_IDLE_THREADS=-1 must be 0 or more"),
     ],
 )
 def test_a_malformed_setting_stops_the_server_with_a_one_line_message(name, value, message):
