@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from runtime_project.db import unique_or_none
 from sessions.choices import TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def dispatch_task(task_uuid: Any) -> None:
     lost message is re-sent by :func:`sweep`."""
     from sessions.models import Task
 
-    kind = Task.objects.filter(uuid=task_uuid).values_list("agent__kind", flat=True).first()
+    kind = unique_or_none(Task.objects.filter(uuid=task_uuid).values_list("agent__kind", flat=True))
     if kind is None:
         return
     from runtime_project.celery import app

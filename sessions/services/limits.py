@@ -29,6 +29,7 @@ from django.db.models import Q, QuerySet
 from accounts import access
 from accounts.limits import max_active_tasks
 from accounts.models import Team
+from runtime_project.db import unique_or_none
 from runtime_project.exceptions import Conflict, TooManyRequests
 from sessions.choices import ACTIVE_STATUSES
 from sessions.models import Session, Task
@@ -70,7 +71,7 @@ def task_admit(*, session: Session, user: Any) -> None:
                 code="server_busy",
                 details={"active_task_id": str(busy["uuid"])} if visible else {},
             )
-    team = Team.objects.select_for_update(no_key=True).filter(pk=session.team_id).first()
+    team = unique_or_none(Team.objects.select_for_update(no_key=True).filter(pk=session.team_id))
     limit = max_active_tasks(team)
     if limit is None:
         return

@@ -23,6 +23,7 @@ from __future__ import annotations
 from django.db import connection
 from django.db.models import QuerySet
 
+from runtime_project.db import unique_or_none
 from sessions.models import Session, Task
 
 
@@ -62,7 +63,7 @@ def lock_session(pk: int) -> None:
     """Hold session ``pk``'s row lock (``FOR NO KEY UPDATE``) until the open transaction ends;
     on SQLite, nothing (see the module docstring). Call inside ``transaction.atomic()``."""
     if connection.vendor != "sqlite":
-        lock_sessions().filter(pk=pk).values_list("pk", flat=True).first()
+        unique_or_none(lock_sessions().filter(pk=pk).values_list("pk", flat=True))
 
 
 def lock_task(*, pk: int, session_id: int, related: tuple[str, ...] = ("session",)) -> Task:
