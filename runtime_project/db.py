@@ -35,9 +35,9 @@ Row = TypeVar("Row")
 
 def unique_or_none(queryset: QuerySet[Any, Row]) -> Row | None:
     """The row of ``queryset`` (a lookup on a unique key) or ``None``. Unlike ``first()``, no
-    ``ORDER BY``: a model's default ordering by a foreign key (``Step``'s ``task``) joins the
-    related table, and compiling that ordering was a large part of the hot paths' lookups
-    (the step projection of every run's events, the API key of every request)."""
+    ``ORDER BY``: a model's default ordering by a foreign key (``Step``'s ``task``,
+    ``AgentVersion``'s ``agent``) joins the related table, and every ordering is compiled on
+    each call; used on the lookups of every request and every event batch."""
     return next(iter(queryset.order_by()[:1]), None)
 
 

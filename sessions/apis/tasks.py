@@ -266,7 +266,7 @@ class TaskCreateApi(APIView):
                 session=session,
                 task=task,
                 cancel_on_disconnect=task.on_disconnect == OnDisconnect.CANCEL,
-                initial=[task.created_envelope] if created and task.created_envelope else None,
+                initial=[task.created_envelope] if task.created_envelope else None,  # new only
             )
         return Response(
             TaskOutputSerializer(task).data,
