@@ -33,11 +33,14 @@ import json
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Q
+
 from debugger.models import OPEN_STEP_STATUSES, Step, StepKind, StepStatus
 from runtime_project.db import unique_or_none
 from sessions.choices import TERMINAL_STATUSES, TaskStatus
 from sessions.models import Event, Session, Task
 from sessions.services.artifacts import artifact_create, artifact_reference
+from sessions.services.events import event_task
 
 STEP_INLINE_MAX_BYTES = 16 * 1024
 ROOT_STEP_ID = "agent"
@@ -51,6 +54,22 @@ STEP_EVENT_TYPES = frozenset(
 _CELL_STATUS = {"ok": StepStatus.SUCCEEDED, "error": StepStatus.FAILED,
                 "aborted": StepStatus.CANCELLED}  # fmt: skip
 _UNSET: Any = object()
+# The data keys that name a step (with the prefix of its ``step_id``), per event type.
+_STEP_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "step.started": (("step_id", ""), ("parent", "")),
+    "step.finished": (("step_id", ""), ("parent", "")),
+    "cell.started": (("cell", "cell-"),), "cell.finished": (("cell", "cell-"),),
+    "output.error": (("cell", "cell-"),),
+    "process.started": (("process_id", "process-"), ("step_id", "")),
+    "process.exit": (("process_id", "process-"),),
+    "tool.call": (("call_id", "tool-"),), "tool.result": (("call_id", "tool-"),),
+    "message.completed": (("step", "llm-"),), "llm.request": (("step", "llm-"),),
+    "usage": (("step", "llm-"), ("step_id", ""), ("cell", "cell-")),
+}  # fmt: skip
+# What closing a step may change (its usage too: add_usage comes before close).
+_CLOSED_FIELDS = ["status", "output", "error", "finished_at", "seq_finished", "duration_ms",
+                  "metadata", "prompt_tokens", "completion_tokens", "cost_usd",
+                  "updated_at"]  # fmt: skip
 
 
 def steps_project(session: Session, events: list[Event]) -> None:
@@ -58,9 +77,10 @@ def steps_project(session: Session, events: list[Event]) -> None:
     into :class:`Step` rows. Call inside the transaction that wrote them. Events without a
     task are ignored."""
     projection = _Projection(session)
+    events = [e for e in events if e.task_id is not None]
+    projection.prefetch(events)
     for event in events:
-        if event.task_id is not None:
-            projection.apply(event)
+        projection.apply(event)
 
 
 def _ms(start: datetime | None, end: datetime) -> int | None:
@@ -71,13 +91,68 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _named_steps(event: Event) -> set[str]:
+    """The ``step_id`` values the handler of ``event`` may look up, the root included (a step
+    opens under it); empty when the handler looks none up by id. A step missed here is still
+    found: the handler queries it."""
+    data, type = event.data, event.type
+    if type == "task.status":
+        if data.get("status") == TaskStatus.QUEUED and "task_type" in data:
+            return set()  # the task's creation: no steps yet
+        phase = str(data.get("phase") or "")
+        if phase.startswith("model_call_"):
+            return {ROOT_STEP_ID, f"llm-{phase.removeprefix('model_call_')}"}
+        return {ROOT_STEP_ID}
+    if type == "message.completed" and not (data.get("replayed") and "step" in data):
+        return set()  # the open llm step is found by its status (or a component has it)
+    named = {ROOT_STEP_ID}
+    for key, prefix in _STEP_KEYS.get(type, ()):
+        if data.get(key) is not None:
+            named.add(f"{prefix}{data[key]}")
+    return named
+
+
 class _Projection:
-    """The steps one batch touches, cached by ``(task id, step id)``."""
+    """The steps one batch touches, cached by ``(task id, step id)``, read in one query by
+    :meth:`prefetch` (a step it did not read is looked up when needed)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self.tasks: dict[int, Task | None] = {}
         self.steps: dict[tuple[int, str], Step | None] = {}
+        self.all_open: set[int] = set()  # tasks whose open steps are all in ``steps``
+
+    def prefetch(self, events: list[Event]) -> None:
+        """Read the steps ``events`` name and, for a task the batch ends or requeues, every
+        open step, in one query; take the task instances their writers passed
+        (``event_task``) when their agent and session are loaded."""
+        named: dict[int, set[str]] = {}
+        ending: set[int] = set()
+        for event in events:
+            assert event.task_id is not None
+            task = event_task(event)
+            if task is not None and Task.agent.is_cached(task) and Task.session.is_cached(task):
+                self.tasks.setdefault(event.task_id, task)
+            named.setdefault(event.task_id, set()).update(_named_steps(event))
+            status = event.data.get("status") if event.type == "task.status" else None
+            if status in TERMINAL_STATUSES or (
+                status == TaskStatus.QUEUED and "task_type" not in event.data
+            ):
+                ending.add(event.task_id)
+        query = Q()
+        for task_id, ids in named.items():
+            if ids:
+                query |= Q(task_id=task_id, step_id__in=sorted(ids))
+        for task_id in ending:
+            query |= Q(task_id=task_id, status__in=OPEN_STEP_STATUSES)
+        if not query:
+            return
+        for step in Step.objects.filter(query).order_by():
+            self.steps[(step.task_id, step.step_id)] = step
+        for task_id, ids in named.items():
+            for step_id in ids:
+                self.steps.setdefault((task_id, step_id), None)
+        self.all_open |= ending
 
     # Lookups ----------------------------------------------------------------------------------
 
@@ -175,7 +250,7 @@ class _Projection:
             step.started_at, event.created_at
         )  # fmt: skip
         step.metadata = {**step.metadata, **(metadata or {})}
-        step.save()
+        step.save(update_fields=_CLOSED_FIELDS)
         return step
 
     def add_usage(self, step: Step, usage: dict[str, Any], *, replace: bool = False) -> None:
@@ -189,9 +264,19 @@ class _Projection:
     def close_open(self, event: Event, status: str, code: str, message: str) -> None:
         """Close the task's open steps but the root with ``status`` and the error ``code``."""
         assert event.task_id is not None
-        left = Step.objects.filter(task_id=event.task_id, status__in=OPEN_STEP_STATUSES).exclude(
-            step_id=ROOT_STEP_ID
-        )
+        if event.task_id in self.all_open:
+            left = [
+                step
+                for (task_id, step_id), step in self.steps.items()
+                if task_id == event.task_id and step_id != ROOT_STEP_ID
+                and step is not None and step.status in OPEN_STEP_STATUSES
+            ]  # fmt: skip
+        else:
+            left = list(
+                Step.objects.filter(task_id=event.task_id, status__in=OPEN_STEP_STATUSES).exclude(
+                    step_id=ROOT_STEP_ID
+                )
+            )
         for step in left:
             step.status, step.error = status, {"code": code, "message": message}
             step.finished_at, step.seq_finished = event.created_at, event.seq

@@ -16,16 +16,24 @@ from sessions.choices import TERMINAL_STATUSES
 
 def task_status_projector(session: Any, events: list[Any]) -> None:
     """Observe ``finished_at - started_at`` of each task whose ``task.status`` event is terminal
-    (one query per batch that has one; tasks that never started are not observed)."""
+    (tasks that never started are not observed). A task whose event came without its instance
+    (``sessions.services.events.event_task``) is read: one query per batch."""
     from sessions.models import Task
+    from sessions.services.events import event_task
 
-    ids = [e.task_id for e in events if e.task_id and e.data.get("status") in TERMINAL_STATUSES]
-    if not ids:
+    ended = [e for e in events if e.task_id and e.data.get("status") in TERMINAL_STATUSES]
+    if not ended:
         return
-    rows = Task.objects.filter(pk__in=ids, started_at__isnull=False, finished_at__isnull=False)
+    # A service's terminal event comes with the task it saved (event_task): no query for it.
+    known = [task for task in map(event_task, ended) if task is not None]
+    times = [(t.status, t.started_at, t.finished_at) for t in known]
+    ids = {e.task_id for e in ended} - {t.pk for t in known}
+    if ids:
+        rows = Task.objects.filter(pk__in=ids, started_at__isnull=False, finished_at__isnull=False)
+        times += rows.values_list("status", "started_at", "finished_at")
     observed = [
         (status, (finished - started).total_seconds())
-        for status, started, finished in rows.values_list("status", "started_at", "finished_at")
+        for status, started, finished in times
         if started and finished
     ]
 

@@ -112,6 +112,9 @@ class EventDraft:
     task_uuid: str | None = None
     created_at: Any = field(default_factory=timezone.now)
     masked: bool = False  # already masked by an EventBuffer (events_append skips it)
+    # The Task instance the writer holds, as stored in its transaction (event_append's
+    # ``task``): projectors read it instead of the row (:func:`event_task`).
+    task: Any = None
 
 
 def _externalize(session: Session, draft: EventDraft) -> dict[str, Any]:
@@ -170,7 +173,7 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
         events = [
             Event(
                 session_id=session.pk,
-                task_id=d.task_id,
+                **({"task": d.task} if d.task is not None else {"task_id": d.task_id}),
                 seq=first + i,
                 type=d.type,
                 data=payload,
@@ -192,14 +195,25 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
 
 
 def event_append(*, session: Session, type: str, data: dict[str, Any], task: Any = None) -> Event:
-    """Append one event now (services use this for status changes; runners use EventBuffer)."""
+    """Append one event now (services use this for status changes; runners use EventBuffer).
+
+    ``task`` is the Task instance as the caller stored it in this transaction (its status and
+    phase written): projectors read it through :func:`event_task` instead of the row."""
     draft = EventDraft(
         type=type,
         data=data,
         task_id=task.pk if task is not None else None,
         task_uuid=str(task.uuid) if task is not None else None,
+        task=task,
     )
     return events_append(session=session, drafts=[draft])[0]
+
+
+def event_task(event: Event) -> Any:
+    """The Task instance the writer of ``event`` passed to :func:`event_append` (a projector
+    may read its fields without a query, as stored in the same transaction), or None when the
+    event came with its task's id only (a runner's :class:`EventBuffer`, a copy)."""
+    return event.task if Event.task.is_cached(event) else None
 
 
 class EventBuffer:

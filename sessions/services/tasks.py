@@ -29,7 +29,7 @@ from sessions.choices import (
 )
 from sessions.models import Event, Session, Task
 from sessions.runners import get_runner_class
-from sessions.services.events import event_append
+from sessions.services.events import event_append, event_task
 from sessions.services.limits import task_admit
 from sessions.services.locks import lock_session, lock_task
 from sessions.services.task_config import task_config_check
@@ -146,11 +146,25 @@ def task_phase_project(session: Session, events: list[Any]) -> None:
     ``task.status`` events its runner emits (``{"status": "running", "phase"}``), the last of a
     batch winning. A task no longer running keeps the phase its status change set."""
     latest: dict[int, str] = {}
+    stored: set[int] = set()
     for event in events:
         data = event.data or {}
         if event.task_id and data.get("status") == TaskStatus.RUNNING and data.get("phase"):
-            latest[event.task_id] = str(data["phase"])[:64]
+            latest[event.task_id] = phase = str(data["phase"])[:64]
+            # A service's status event (the claim's ``starting``, a resume) comes with the task
+            # it saved in this transaction, phase included: nothing to update.
+            task = event_task(event)
+            if (
+                task is not None
+                and task.status == TaskStatus.RUNNING
+                and task.current_phase == phase
+            ):
+                stored.add(event.task_id)
+            else:
+                stored.discard(event.task_id)
     for task_id, phase in latest.items():
+        if task_id in stored:
+            continue
         Task.objects.filter(pk=task_id, status=TaskStatus.RUNNING).exclude(
             current_phase=phase
         ).update(current_phase=phase)

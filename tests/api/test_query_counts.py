@@ -8,7 +8,9 @@ under its row lock in one ``UPDATE … RETURNING``, the insert) and the event pr
 savepoint (webhook endpoints; a task's monitor settings). A task create adds the session (read,
 then locked), its active tasks, the team's limits and the queue position. Before issue 13's pass
 over them: 16 and 22 (claim and finish: 15 each before the ``RETURNING``); 11 and 18 before the
-default team came from the memberships read.
+default team came from the memberships read. Claim and finish were 14 each before a service's
+status event carried its task to the projectors (``event_task``: no read of the task, no phase
+update the claim had already made) and the step projection read a batch's steps in one query.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ pytestmark = pytest.mark.django_db(transaction=True)  # a create's own transacti
 
 SESSION_CREATE = 10
 TASK_CREATE = 17
-TASK_CLAIM = 14
-TASK_FINISH = 14
+TASK_CLAIM = 12
+TASK_FINISH = 12
 
 
 def _statements(captured: CaptureQueriesContext) -> list[str]:
@@ -69,7 +71,8 @@ def test_claiming_and_finishing_a_task_stays_within_its_statements(
 ) -> None:
     """The executor's side: the claim (candidates, the session's lock on PostgreSQL, its busy
     check, the task, its ``running`` event with the root step) and the finish (the task's lock,
-    its terminal event closing the steps, the session back to idle)."""
+    its terminal event closing the steps, the session back to idle). The step projection reads
+    the steps of a batch once: one query in each."""
     session = api_client.post(f"{API}/sessions", {"agent": agent.slug}, format="json").json()
     queued = api_client.post(
         f"{API}/sessions/{session['id']}/tasks", {"input": {"command": "true"}}, format="json"
@@ -83,3 +86,5 @@ def test_claiming_and_finishing_a_task_stays_within_its_statements(
     claim_sql, finish_sql = _statements(claim), _statements(finish)
     assert len(claim_sql) <= TASK_CLAIM, "\n".join(claim_sql)
     assert len(finish_sql) <= TASK_FINISH, "\n".join(finish_sql)
+    for sql in (claim_sql, finish_sql):
+        assert sum(q.startswith('SELECT "debugger_step"') for q in sql) == 1, "\n".join(sql)

@@ -102,6 +102,33 @@ def test_a_step_that_never_finishes_is_cancelled_with_the_task(session: Any) -> 
     assert steps["process-p1"].input == {"argv": ["sleep", "100"], "cwd": "."}
 
 
+def test_a_batch_that_opens_closes_and_ends_steps_projects_them_as_one_by_one(
+    session: Any,
+) -> None:
+    """A remote runtime may send most of a run in one batch; the projection reads the batch's
+    steps once, and what it writes is what the events would write one batch each."""
+    task = _running(session)
+    _emit(task, ("process.started", {"process_id": "early", "argv": ["a"], "cwd": "."}))
+    _emit(task,
+          ("process.exit", {"process_id": "early", "exit_code": 0, "duration_ms": 5}),
+          ("tool.call", {"call_id": "c1", "name": "search", "arguments": {"q": 1}}),
+          ("process.started", {"process_id": "late", "argv": ["b"], "cwd": "."}),
+          ("process.exit", {"process_id": "late", "exit_code": 3}),
+          ("task.status", {"status": "failed", "phase": "failed",
+                           "error": {"code": "boom", "message": "it broke"}}))  # fmt: skip
+    steps = _steps(task)
+    assert steps["process-early"].status == "succeeded"
+    assert steps["process-early"].duration_ms == 5
+    assert steps["process-early"].input == {"argv": ["a"], "cwd": "."}  # kept by the close
+    assert steps["process-late"].status == "failed"
+    assert steps["process-late"].output == {"exit_code": 3}
+    assert steps["tool-c1"].status == "failed"  # left open: ended with the task
+    assert steps["tool-c1"].error["code"] == "task_ended"
+    assert steps["tool-c1"].parent == steps["agent"]
+    assert steps["agent"].status == "failed"
+    assert steps["agent"].error == {"code": "boom", "message": "it broke"}
+
+
 def test_large_values_go_to_artifacts_and_externalized_events_keep_theirs(
     session: Any, settings: Any
 ) -> None:
