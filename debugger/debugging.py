@@ -137,6 +137,11 @@ def debug_commands_pending(*, task_id: int) -> bool:
 
 def debug_command_take(*, task_id: int) -> DebugCommand | None:
     """The oldest command not applied yet, marked applied; ``None`` when there is none."""
+    # Every run's first checkpoint asks, and there is almost never one: a plain read first, so
+    # that answer takes no write transaction (on SQLite, the database's one write lock). A
+    # command stored after this read rings the run's doorbell and is taken at its next ask.
+    if not debug_commands_pending(task_id=task_id):
+        return None
     with transaction.atomic():
         command = (
             DebugCommand.objects.select_for_update(of=("self",))
