@@ -108,6 +108,20 @@ class TaskContext:
         self.phase = phase
         self.emit("task.status", {"status": "running", "phase": phase})
 
+    async def ensure_sandbox(self, spec: Any) -> bool:
+        """Start the session's sandbox (a ``sandboxes.backends.SandboxSpec``) unless it runs;
+        returns whether it started. Only a start moves the task to the ``starting_sandbox``
+        phase, queued with its ``sandbox.starting`` event so that both are written in one
+        batch. Raises what ``sandboxes.services.sandbox_ensure`` raises."""
+        from sandboxes.services import sandbox_ensure
+
+        def emit(type: str, data: dict[str, Any]) -> None:
+            if type == "sandbox.starting":
+                self.set_phase("starting_sandbox")
+            self.emit(type, data)
+
+        return await sandbox_ensure(session=self.session, spec=spec, emit=emit)
+
 
 class Runner(abc.ABC):
     """Base of an agent kind. ``spec_schema`` (JSON Schema) validates ``Agent.spec``;

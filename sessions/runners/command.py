@@ -43,7 +43,7 @@ from runtime_project.db import db_call
 from runtime_project.exceptions import InvalidInput
 from sandboxes import paths
 from sandboxes.registry import get_backend
-from sandboxes.services import sandbox_ensure, sandbox_spec
+from sandboxes.services import sandbox_spec
 from sessions.runners import file_changes
 from sessions.runners.architectures import ARCHITECTURE_NAMES, ARCHITECTURES
 from sessions.runners.architectures import run as architecture_run
@@ -244,9 +244,8 @@ class CommandRunner(Runner):
             input={"argv": argv}, input_schema=ARGV_EDIT_SCHEMA,
         )  # fmt: skip
         argv = list(edited["argv"])
-        ctx.set_phase("starting_sandbox")
         backend = get_backend()
-        await sandbox_ensure(session=ctx.session, spec=sandbox, emit=ctx.emit)
+        await ctx.ensure_sandbox(sandbox)
         before = await asyncio.to_thread(file_changes.snapshot, ctx.workspace)
         started = time.monotonic()
         execution = await backend.exec(

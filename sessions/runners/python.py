@@ -36,7 +36,7 @@ from runtime_project.exceptions import ApplicationError, PayloadTooLarge
 from sandboxes import paths
 from sandboxes.base import SandboxError
 from sandboxes.registry import get_backend
-from sandboxes.services import sandbox_ensure, sandbox_spec
+from sandboxes.services import sandbox_spec
 from sessions.runners.base import Runner, TaskContext, TaskResult
 from sessions.runners.command import SANDBOX_SPEC_PROPERTIES
 from sessions.runners.llm.once import ModelCallError, complete_once
@@ -138,8 +138,7 @@ class PythonRunner(Runner):
     async def run(self, ctx: TaskContext) -> TaskResult:
         ctx.workspace.mkdir(parents=True, exist_ok=True)
         sandbox = await sync_to_async(sandbox_spec)(session=ctx.session, agent_spec=ctx.spec)
-        ctx.set_phase("starting_sandbox")
-        await sandbox_ensure(session=ctx.session, spec=sandbox, emit=ctx.emit)
+        await ctx.ensure_sandbox(sandbox)
         kernel = await self._connect(ctx, sandbox)
         inline_max = int(
             ctx.spec.get("output_inline_bytes") or settings.EVENT_INLINE_MAX_BYTES // 4

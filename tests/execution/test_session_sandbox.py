@@ -54,6 +54,14 @@ async def test_tasks_of_a_session_share_its_sandbox_which_restarts_after_idle(
         < types1.index("process.started")
     )
     assert "sandbox.starting" not in types2
+    # Only a start is a phase of its own, just before its sandbox.starting.
+    events1 = await sync_to_async(events_of)(first)
+    starting = next(i for i, e in enumerate(events1) if e.type == "sandbox.starting")
+    phase = events1[starting - 1]
+    assert (phase.type, phase.data.get("phase")) == ("task.status", "starting_sandbox")
+    phases2 = [e.data.get("phase") for e in await sync_to_async(events_of)(second)
+               if e.type == "task.status"]  # fmt: skip
+    assert phases2 == ["queued", "starting", "executing", "succeeded"]
     row = await Sandbox.objects.aget(session=session)
     assert row.start_count == 1 and row.tier == "bubblewrap"
 
