@@ -35,12 +35,16 @@ last minutes (200 SSE clients used to pin 200 threads, or, closing their connect
 next request on each thread reconnect: 4.7 ms on PostgreSQL). Thread-sensitive calls the body
 still makes (Django's ``response.close``, a sandbox stream's set-up) go to a one-thread executor
 of the request's own, started only if one comes.
+
+A synchronous view may defer work until its response has begun
+(``runtime_project.after_response``: waking the executor for the task it queued).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import threading
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -53,6 +57,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, get_resolver
 
 from integrations.endpoints.domains import route_agent_host
+from runtime_project import after_response
 from runtime_project.db import keep_connections_open
 
 
@@ -121,12 +126,13 @@ class _Lease:
     """The executor a request's thread-sensitive calls go to, and the context that routes them
     there (replaced when the request turns into a stream: :meth:`ASGIHandler._detach`)."""
 
-    __slots__ = ("context", "detached", "executor")
+    __slots__ = ("context", "deferred", "detached", "executor")
 
     def __init__(self, executor: _OneThread) -> None:
         self.executor = executor
         self.context = ThreadSensitiveContext(executor=executor)
         self.detached = False
+        self.deferred: list[after_response.Call] = []  # started once the response has begun
 
 
 _LEASE: ContextVar[_Lease] = ContextVar("request_thread_lease")
@@ -144,11 +150,19 @@ class ASGIHandler(DjangoASGIHandler):
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         lease = _Lease(self.threads.lease())
         token = _LEASE.set(lease)
+
+        async def send_then_start(message: Mapping[str, Any]) -> None:
+            await send(message)
+            if lease.deferred:  # the response has begun (runtime_project.after_response)
+                after_response.start(lease.deferred)
+
         try:
             async with lease.context:
-                await self.handle(scope, receive, send)
+                await self.handle(scope, receive, send_then_start)
         finally:
             _LEASE.reset(token)
+            if lease.deferred:  # no response was sent (the client went away first)
+                after_response.start(lease.deferred)
             if lease.detached:  # a stream's late thread, cold: not kept for the next request
                 self.threads.discard(lease.executor)
             else:
@@ -168,7 +182,13 @@ class ASGIHandler(DjangoASGIHandler):
         if _view_is_async(request):
             response = await self._async_chain(request)
         else:
-            response = await sync_to_async(self._sync_view, thread_sensitive=True)(request)
+            lease = _LEASE.get(None)
+            token = after_response.defer_in(lease.deferred) if lease is not None else None
+            try:
+                response = await sync_to_async(self._sync_view, thread_sensitive=True)(request)
+            finally:
+                if token is not None:
+                    after_response.reset(token)
         if response.streaming:
             self._detach()
         return response  # type: ignore[no-any-return]

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+
+from runtime_project.after_response import after_response
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +45,18 @@ def events_message(envelopes: list[dict[str, Any]]) -> dict[str, Any]:
 
 def send_group(group: str, message: dict[str, Any]) -> None:
     """Send ``message`` to the channel-layer ``group``; a failed send is logged, not raised."""
-    layer = get_channel_layer()
-    if layer is None:
+    if get_channel_layer() is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, message)
+        async_to_sync(_send)(group, message)
+    except Exception:
+        logger.warning("channel layer send to %s failed", group, exc_info=True)
+
+
+async def _send(group: str, message: dict[str, Any]) -> None:
+    """:func:`send_group` on the event loop."""
+    try:
+        await get_channel_layer().group_send(group, message)
     except Exception:
         # The log is the truth: a lost doorbell is recovered by gap detection and resume.
         logger.warning("channel layer send to %s failed", group, exc_info=True)
@@ -71,6 +81,8 @@ def notify_executor(message_type: str, task_uuid: Any) -> None:
         dispatch_task(task_uuid)
         return
     message = {"type": message_type, "task_id": str(task_uuid)}
+    if message_type == "task.queued" and after_response(partial(_send, EXECUTOR_GROUP, message)):
+        return  # the request that queued it answers first (runtime_project.after_response)
     send_group(EXECUTOR_GROUP, message)
     if message_type in ("task.cancel", "task.debug"):
         from sessions.dispatch import task_control_group
