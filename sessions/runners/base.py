@@ -10,12 +10,15 @@ import abc
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jsonschema
 
 from runtime_project.exceptions import InvalidInput
 from sessions.services.events import EventBuffer
+
+if TYPE_CHECKING:
+    from sandboxes.base import SandboxSpec
 
 
 @dataclass
@@ -108,11 +111,11 @@ class TaskContext:
         self.phase = phase
         self.emit("task.status", {"status": "running", "phase": phase})
 
-    async def ensure_sandbox(self, spec: Any) -> bool:
-        """Start the session's sandbox (a ``sandboxes.backends.SandboxSpec``) unless it runs;
-        returns whether it started. Only a start moves the task to the ``starting_sandbox``
-        phase, queued with its ``sandbox.starting`` event so that both are written in one
-        batch. Raises what ``sandboxes.services.sandbox_ensure`` raises."""
+    async def ensure_sandbox(self, spec: SandboxSpec) -> bool:
+        """Start the session's sandbox (``spec``) unless it runs; returns whether it started.
+        Only a start moves the task to the ``starting_sandbox`` phase, queued with its
+        ``sandbox.starting`` event so that both are written in one batch. Raises what
+        ``sandboxes.services.sandbox_ensure`` raises."""
         from sandboxes.services import sandbox_ensure
 
         def emit(type: str, data: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from observability.metrics import count_events
 from sessions.broadcast import publish_events
-from sessions.models import Event, Session
+from sessions.models import Event, Session, Task
 from sessions.services import masking
 from sessions.services.artifacts import artifact_create
 from sessions.services.locks import session_seqs_reserve
@@ -114,7 +114,7 @@ class EventDraft:
     masked: bool = False  # already masked by an EventBuffer (events_append skips it)
     # The Task instance the writer holds, as stored in its transaction (event_append's
     # ``task``): projectors read it instead of the row (:func:`event_task`).
-    task: Any = None
+    task: Task | None = None
 
 
 def _externalize(session: Session, draft: EventDraft) -> dict[str, Any]:
@@ -173,7 +173,7 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
         events = [
             Event(
                 session_id=session.pk,
-                **({"task": d.task} if d.task is not None else {"task_id": d.task_id}),
+                task_id=d.task_id,
                 seq=first + i,
                 type=d.type,
                 data=payload,
@@ -181,6 +181,9 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
             )
             for i, (d, payload) in enumerate(zip(drafts, payloads, strict=True))
         ]
+        for event, draft in zip(events, drafts, strict=True):
+            if draft.task is not None:
+                event.task = draft.task  # for the projectors (event_task)
         Event.objects.bulk_create(events)
         if _PROJECTORS:
             _project(session, events)
@@ -194,7 +197,9 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
     return events
 
 
-def event_append(*, session: Session, type: str, data: dict[str, Any], task: Any = None) -> Event:
+def event_append(
+    *, session: Session, type: str, data: dict[str, Any], task: Task | None = None
+) -> Event:
     """Append one event now (services use this for status changes; runners use EventBuffer).
 
     ``task`` is the Task instance as the caller stored it in this transaction (its status and
@@ -209,7 +214,7 @@ def event_append(*, session: Session, type: str, data: dict[str, Any], task: Any
     return events_append(session=session, drafts=[draft])[0]
 
 
-def event_task(event: Event) -> Any:
+def event_task(event: Event) -> Task | None:
     """The Task instance the writer of ``event`` passed to :func:`event_append` (a projector
     may read its fields without a query, as stored in the same transaction), or None when the
     event came with its task's id only (a runner's :class:`EventBuffer`, a copy)."""
