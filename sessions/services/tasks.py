@@ -267,18 +267,19 @@ def _claim_one(pk: int, session_id: int, worker: str) -> Task | None:
     with transaction.atomic():
         # The session row lock serialises claims within a session across workers.
         lock_session(session_id)
-        if Task.objects.filter(
+        # Oldest queued task of the session goes first (enqueue order), unless the session has
+        # an active one: both read in one statement, under the session's lock.
+        busy = Task.objects.filter(
             session_id=session_id, status__in=[TaskStatus.RUNNING, TaskStatus.WAITING]
-        ).exists():
-            return None
-        # Oldest queued task of the session goes first (enqueue order).
+        )
         task = (
             Task.objects.filter(session_id=session_id, status=TaskStatus.QUEUED)
+            .annotate(session_busy=Exists(busy))
             .select_related("session", "agent")
             .order_by("created_at")
             .first()
         )
-        if task is None:
+        if task is None or task.session_busy:
             return None
         fields = task.mark_running(worker=worker, lease_s=settings.TASK_LEASE_S)
         updated = Task.objects.filter(pk=task.pk, status=TaskStatus.QUEUED).update(

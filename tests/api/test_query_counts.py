@@ -10,7 +10,8 @@ then locked), its active tasks, the team's limits and the queue position. Before
 over them: 16 and 22 (claim and finish: 15 each before the ``RETURNING``); 11 and 18 before the
 default team came from the memberships read. Claim and finish were 14 each before a service's
 status event carried its task to the projectors (``event_task``: no read of the task, no phase
-update the claim had already made) and the step projection read a batch's steps in one query.
+update the claim had already made) and the step projection read a batch's steps in one query;
+the claim 12 before its busy check and its task were read in one statement.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.django_db(transaction=True)  # a create's own transacti
 
 SESSION_CREATE = 10
 TASK_CREATE = 17
-TASK_CLAIM = 12
+TASK_CLAIM = 11
 TASK_FINISH = 12
 
 
@@ -69,8 +70,8 @@ def test_creating_a_session_and_a_task_stays_within_its_statements(
 def test_claiming_and_finishing_a_task_stays_within_its_statements(
     api_client: Any, agent: Any
 ) -> None:
-    """The executor's side: the claim (candidates, the session's lock on PostgreSQL, its busy
-    check, the task, its ``running`` event with the root step) and the finish (the task's lock,
+    """The executor's side: the claim (candidates, the session's lock on PostgreSQL, the task
+    with its session's busy check, its ``running`` event with the root step) and the finish (the task's lock,
     its terminal event closing the steps, the session back to idle). The step projection reads
     the steps of a batch once: one query in each."""
     session = api_client.post(f"{API}/sessions", {"agent": agent.slug}, format="json").json()
