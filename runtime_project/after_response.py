@@ -14,8 +14,9 @@ consumer, the executor, a test's client), nothing is deferred and the caller act
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -39,15 +40,15 @@ def after_response(call: Call) -> bool:
     return True
 
 
-def defer_in(deferred: list[Call]) -> Any:
-    """Make ``after_response`` collect into ``deferred`` in this context (and the threads it
-    hands work to); returns the token for ``_DEFERRED.reset``."""
-    return _DEFERRED.set(deferred)
-
-
-def reset(token: Any) -> None:
-    """Undo :func:`defer_in`."""
-    _DEFERRED.reset(token)
+@contextlib.contextmanager
+def deferring(deferred: list[Call]) -> Iterator[None]:
+    """Inside the block (and the threads it hands work to), :func:`after_response` collects
+    into ``deferred``."""
+    token = _DEFERRED.set(deferred)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
 
 
 def start(deferred: list[Call]) -> None:

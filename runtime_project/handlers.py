@@ -183,12 +183,8 @@ class ASGIHandler(DjangoASGIHandler):
             response = await self._async_chain(request)
         else:
             lease = _LEASE.get(None)
-            token = after_response.defer_in(lease.deferred) if lease is not None else None
-            try:
+            with after_response.deferring(lease.deferred if lease else []):
                 response = await sync_to_async(self._sync_view, thread_sensitive=True)(request)
-            finally:
-                if token is not None:
-                    after_response.reset(token)
         if response.streaming:
             self._detach()
         return response  # type: ignore[no-any-return]

@@ -145,25 +145,19 @@ def task_phase_project(session: Session, events: list[Any]) -> None:
     """Event projector (``sessions.apps``): a running task's ``current_phase`` follows the
     ``task.status`` events its runner emits (``{"status": "running", "phase"}``), the last of a
     batch winning. A task no longer running keeps the phase its status change set."""
-    latest: dict[int, str] = {}
-    stored: set[int] = set()
+    latest: dict[int, tuple[str, bool]] = {}  # task id: (phase, already saved)
     for event in events:
         data = event.data or {}
         if event.task_id and data.get("status") == TaskStatus.RUNNING and data.get("phase"):
-            latest[event.task_id] = phase = str(data["phase"])[:64]
+            phase = str(data["phase"])[:64]
             # A service's status event (the claim's ``starting``, a resume) comes with the task
             # it saved in this transaction, phase included: nothing to update.
             task = event_task(event)
-            if (
-                task is not None
-                and task.status == TaskStatus.RUNNING
-                and task.current_phase == phase
-            ):
-                stored.add(event.task_id)
-            else:
-                stored.discard(event.task_id)
-    for task_id, phase in latest.items():
-        if task_id in stored:
+            running = (TaskStatus.RUNNING, phase)
+            saved = task is not None and (task.status, task.current_phase) == running
+            latest[event.task_id] = (phase, saved)
+    for task_id, (phase, saved) in latest.items():
+        if saved:
             continue
         Task.objects.filter(pk=task_id, status=TaskStatus.RUNNING).exclude(
             current_phase=phase
@@ -240,13 +234,10 @@ def task_claim_next(*, worker: str, limit: int, session_id: int | None = None) -
     Returns the claimed tasks, now ``running``."""
     if limit <= 0:
         return []
-    busy = Task.objects.filter(
-        session=OuterRef("session"), status__in=[TaskStatus.RUNNING, TaskStatus.WAITING]
-    )
     candidates = (
         Task.objects.filter(status=TaskStatus.QUEUED, session__deleted_at__isnull=True)
         .filter(**({"session_id": session_id} if session_id is not None else {}))
-        .annotate(session_busy=Exists(busy))
+        .annotate(session_busy=Exists(_active_in(OuterRef("session"))))
         .filter(session_busy=False)
         .order_by("created_at")
         .values_list("pk", "session_id")[: limit * 4]
@@ -263,18 +254,21 @@ def task_claim_next(*, worker: str, limit: int, session_id: int | None = None) -
     return claimed
 
 
+def _active_in(session: Any) -> Any:
+    """The running or waiting tasks of ``session`` (a pk or an ``OuterRef``): while it has
+    one, none of its queued tasks may be claimed."""
+    return Task.objects.filter(session=session, status__in=[TaskStatus.RUNNING, TaskStatus.WAITING])
+
+
 def _claim_one(pk: int, session_id: int, worker: str) -> Task | None:
     with transaction.atomic():
         # The session row lock serialises claims within a session across workers.
         lock_session(session_id)
         # Oldest queued task of the session goes first (enqueue order), unless the session has
         # an active one: both read in one statement, under the session's lock.
-        busy = Task.objects.filter(
-            session_id=session_id, status__in=[TaskStatus.RUNNING, TaskStatus.WAITING]
-        )
         task = (
             Task.objects.filter(session_id=session_id, status=TaskStatus.QUEUED)
-            .annotate(session_busy=Exists(busy))
+            .annotate(session_busy=Exists(_active_in(session_id)))
             .select_related("session", "agent")
             .order_by("created_at")
             .first()
