@@ -17,7 +17,8 @@ class DebuggerConfig(AppConfig):
         from debugger.services import STEP_EVENT_TYPES, steps_project
         from sessions.services.events import event_projector_register
 
-        event_projector_register(types=STEP_EVENT_TYPES, projector=steps_project)
+        # The step trace is the log's own read model: a copied session's history builds it too.
+        event_projector_register(types=STEP_EVENT_TYPES, projector=steps_project, history=True)
         # Runs started with X-MONITOR-ID: their events to /ws/monitor/<id>/ (debugger.mirror).
         event_projector_register(types=None, projector=monitor_project)  # every type
         # debug.* frames (continue, step, abort, pause, breakpoints) on /ws/monitor/<id>/.

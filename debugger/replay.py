@@ -102,7 +102,7 @@ def task_fork(
             fork.save(update_fields=["forked_from", "forked_from_step", "updated_at"])
             drafts = [EventDraft(type=t, data=d, task_id=fork.pk, task_uuid=str(fork.uuid),
                                  masked=True) for t, d in history]  # fmt: skip
-            events_append(session=session, drafts=drafts)
+            events_append(session=session, drafts=drafts, history=True)
     except BaseException:
         if not in_place:  # the branch exists only for this fork
             shutil.rmtree(session.workspace_path, ignore_errors=True)

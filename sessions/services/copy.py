@@ -5,7 +5,9 @@ tags and metadata, its event log (re-sequenced from 1, optionally cut at ``upto_
 tasks those events belong to, and a snapshot of its workspace files. The copy's history is
 coherent on its own: every copied task is a new row (``forked_from`` = the source task) whose
 events point at it, so the llm loop's history rebuild, the step trace and the message list
-read it as if it had run there. Share links, the sandbox and monitors are not copied.
+read it as if it had run there. Share links, the sandbox and monitors are not copied, and the
+copied events are history (``events_append(history=True)``): they build the copy's step trace
+but send no webhook, reach no monitor and count in no metric, trace or analytics export.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def _copy_log(source: Session, copy: Session, last: int) -> None:
             )
         )  # fmt: skip
         if len(batch) >= COPY_BATCH:
-            events_append(session=copy, drafts=batch)
+            events_append(session=copy, drafts=batch, history=True)
             batch = []
     for task in cut:
         batch.append(
@@ -137,7 +139,7 @@ def _copy_log(source: Session, copy: Session, last: int) -> None:
                       "error": task.error, "usage": task.usage},
             )
         )  # fmt: skip
-    events_append(session=copy, drafts=batch)
+    events_append(session=copy, drafts=batch, history=True)
 
 
 def _workspace_entries(session: Session) -> list[paths.FileEntry]:

@@ -18,7 +18,10 @@ published.
 Projections: :func:`event_projector_register` adds a function called with the saved events of
 each batch inside ``events_append``'s transaction (the debugger's step trace is one), so a
 projection is exactly as durable as the log. A projector declares the event types it reads;
-a batch without any of them costs one set lookup per event.
+a batch without any of them costs one set lookup per event. History copied from another log
+(``events_append(history=True)``: a session copy, a fork's replayed context) reaches only the
+projectors that build the log's own read models (``history=True``, the step trace); those that
+report activity (webhooks, monitors, metrics, traces, analytics) see only what happens here.
 """
 
 from __future__ import annotations
@@ -60,28 +63,37 @@ _COALESCE_MAX_CHARS = 32 * 1024
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 Projector = Callable[[Session, list[Event]], None]
-# (event types read, or None for all; projector); filled by AppConfig.ready() of the apps
-# that project.
-_PROJECTORS: list[tuple[frozenset[str] | None, Projector]] = []
+# (event types read, or None for all; projector; sees copied history); filled by
+# AppConfig.ready() of the apps that project.
+_PROJECTORS: list[tuple[frozenset[str] | None, Projector, bool]] = []
 
 
-def event_projector_register(*, types: frozenset[str] | None, projector: Projector) -> None:
+def event_projector_register(
+    *, types: frozenset[str] | None, projector: Projector, history: bool = False
+) -> None:
     """Call ``projector(session, events)`` with the events of ``types`` (``None``: every
     event) of every batch written by :func:`events_append`, inside its transaction, after the
     insert (each event has its ``seq``). A projector that raises is logged and rolled back to a
     savepoint: the events are written anyway. Registering the same projector twice is a
-    no-op."""
-    if all(p is not projector for _, p in _PROJECTORS):
-        _PROJECTORS.append((None if types is None else frozenset(types), projector))
+    no-op.
+
+    ``history``: also call it for history copied from another log (``events_append(
+    history=True)``). Only a projection the log's own readers need (the step trace) wants it;
+    one that tells the outside world something happened must not hear it twice.
+    """
+    if all(p is not projector for _, p, _ in _PROJECTORS):
+        _PROJECTORS.append((None if types is None else frozenset(types), projector, history))
 
 
-def _project(session: Session, events: list[Event]) -> None:
-    """Run every projector on its events of the batch. All of them share one savepoint (two
-    queries per batch instead of two per projector, on the hot path of every append); if one
-    raises, that savepoint is rolled back and they run again one savepoint each, so only the
-    failing projection is lost."""
+def _project(session: Session, events: list[Event], *, history: bool) -> None:
+    """Run every projector on its events of the batch (only the ``history`` ones for copied
+    history). All of them share one savepoint (two queries per batch instead of two per
+    projector, on the hot path of every append); if one raises, that savepoint is rolled back
+    and they run again one savepoint each, so only the failing projection is lost."""
     work = []
-    for types, projector in _PROJECTORS:
+    for types, projector, on_history in _PROJECTORS:
+        if history and not on_history:
+            continue
         selected = events if types is None else [e for e in events if e.type in types]
         if selected:
             work.append((projector, selected))
@@ -148,12 +160,15 @@ def _externalize(session: Session, draft: EventDraft) -> dict[str, Any]:
     }
 
 
-def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
+def events_append(
+    *, session: Session, drafts: list[EventDraft], history: bool = False
+) -> list[Event]:
     """Append ``drafts`` to ``session``'s log in one transaction and publish them after commit.
 
     Returns the saved events with their ``seq``. Safe to call inside an outer transaction (the
     publish then waits for the outer commit). Raises ``Session.DoesNotExist`` if the session row
-    is gone.
+    is gone. ``history``: the drafts are copied from another log (they happened there, not
+    here), so only the projectors registered with ``history=True`` see them.
     """
     if not drafts:
         return []
@@ -186,7 +201,7 @@ def events_append(*, session: Session, drafts: list[EventDraft]) -> list[Event]:
                 event.task = draft.task  # for the projectors (event_task)
         Event.objects.bulk_create(events)
         if _PROJECTORS:
-            _project(session, events)
+            _project(session, events, history=history)
         session.last_seq = last
         envelopes = [
             e.envelope(session_uuid=session_uuid, task_uuid=d.task_uuid)

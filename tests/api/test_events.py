@@ -106,7 +106,9 @@ def test_a_failing_projector_loses_only_its_own_projection(session, monkeypatch)
             cursor.execute("SELECT * FROM no_such_table")
 
     monkeypatch.setattr(
-        events_module, "_PROJECTORS", [*events_module._PROJECTORS, (None, breaks), (None, renames)]
+        events_module,
+        "_PROJECTORS",
+        [*events_module._PROJECTORS, (None, breaks, False), (None, renames, False)],
     )
     saved = event_append(session=session, type="log", data={"n": 1})
 

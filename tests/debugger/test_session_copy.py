@@ -129,3 +129,49 @@ async def test_copy_cuts_a_task_and_checks_access(owner: Any, api_client_of: Any
         assert bad.status_code == 400
 
     await sync_to_async(run)()
+
+
+def _duration_count(status: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "agent_runtime_task_duration_seconds_count", {"status": status}
+    )
+    return value or 0.0
+
+
+async def test_a_copy_replays_no_activity_to_the_outside(owner: Any, settings: Any) -> None:
+    """Copied events happened in the source: the team's webhook gets no second ``task.*`` /
+    ``session.created`` delivery for them, and the task-duration histogram does not count the
+    copied task again. A task that runs in the copy is delivered as usual."""
+    from integrations.webhooks.models import WebhookDelivery
+    from integrations.webhooks.services import endpoint_create
+
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+
+    def run() -> None:
+        endpoint_create(team=factories.team_of(owner), user=owner, url="http://127.0.0.1:9/",
+                        event_types=["*"])  # fmt: skip
+        source = factories.make_session(owner)
+        factories.finish_task(factories.make_task(source), "failed")
+        delivered = WebhookDelivery.objects.order_by("pk").values_list("event_type", flat=True)
+        sent = list(delivered)
+        assert sent[-1] == "task.failed"
+        observed = _duration_count("failed")
+
+        source = Session.objects.get(pk=source.pk)  # its last_seq now
+        copy = session_copy(session=source, user=owner, include_workspace=False)
+        [copied] = Task.objects.filter(session=copy)
+        assert copied.status == "failed"  # copied, with its whole log
+        assert Event.objects.filter(session=copy, type="task.status").count() == 3
+        assert list(delivered.all()) == sent
+        assert _duration_count("failed") == observed
+
+        factories.finish_task(factories.make_task(copy), "failed")  # live in the copy
+        new = WebhookDelivery.objects.order_by("pk")[len(sent) :]
+        assert [d.event_type for d in new] == [
+            "task.created", "task.queued", "task.running", "task.failed",
+        ]  # fmt: skip
+        assert _duration_count("failed") == observed + 1
+
+    await sync_to_async(run)()

@@ -189,7 +189,7 @@ def test_off_by_default_no_projector_no_thread() -> None:
         "import django, threading; django.setup()\n"
         "from sessions.services.events import _PROJECTORS\n"
         "from observability import analytics, tracing\n"
-        "names = [getattr(p, '__name__', repr(p)) for _, p in _PROJECTORS]\n"
+        "names = [getattr(p, '__name__', repr(p)) for _, p, _ in _PROJECTORS]\n"
         "assert not tracing.enabled() and analytics.exporter() is None, names\n"
         "assert not [n for n in names if 'trace' in n or 'analytics' in n], names\n"
         "assert not [t.name for t in threading.enumerate() if 'Otel' in t.name\n"
