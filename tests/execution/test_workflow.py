@@ -100,6 +100,19 @@ def test_a_valid_workflow_is_saved(api_client: Any) -> None:
             id="missing-input",
         ),
         pytest.param(
+            [{"id": "in", "type": "input"}, {"id": "e", "type": "emit",
+             "data": {"progress": {"done": "{{done}}"}}}, {"id": "out", "type": "output"}],
+            [{"from": "in.x", "to": "e.x"}, {"from": "e", "to": "out.v"}],
+            "spec.components[1].data", "input 'done' of 'e' has no incoming edge",
+            id="emit-missing-input",
+        ),
+        pytest.param(
+            [{"id": "in", "type": "input"}, {"id": "e", "type": "emit", "data": 3},
+             {"id": "out", "type": "output"}],
+            [{"from": "in", "to": "e.x"}, {"from": "e", "to": "out.v"}],
+            "spec.components[1].data", "is not of type 'object', 'string'", id="emit-data-type",
+        ),
+        pytest.param(
             [{"id": "in", "type": "input"}, {"id": "c", "type": "condition",
              "expression": "__import__('os').system('id')"}, {"id": "out", "type": "output"}],
             [{"from": "in", "to": "c.x"}, {"from": "c", "to": "out.v"}],
@@ -487,3 +500,46 @@ async def test_agent_call_runs_a_child_task_and_loops_run_concurrently(
     # The loop's code steps ran in the sandbox; their inputs files are gone afterwards.
     assert not list((task.session.workspace_path / ".workflow").glob("*"))
     await _stop(task)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_emit_streams_custom_events_without_a_sandbox(
+    executor: Any, run_workflow: Any
+) -> None:
+    """``emit`` components send ``custom`` events (LangGraph's stream writer), in order, from
+    a loop too; a graph with no code component runs in the executor, no sandbox started. Data
+    that does not render to an object fails the component."""
+    spec = {
+        "components": [
+            {"id": "in", "type": "input"},
+            {"id": "hello", "type": "emit", "data": {"stage": "start", "of": "{{n}}"}},
+            {"id": "each", "type": "loop",
+             "component": {"type": "emit", "data": {"i": "{{index}}", "item": "{{item}}"}}},
+            {"id": "out", "type": "output"},
+        ],
+        "edges": [{"from": "in.n", "to": "hello.n"}, {"from": "in.items", "to": "each.items"},
+                  {"from": "hello", "to": "each.after"}, {"from": "each.results", "to": "out.v"}],
+    }  # fmt: skip
+    task = await sync_to_async(run_workflow)(spec, {"n": 3, "items": ["a", {"b": 2}, None]})
+    executor.kick()
+    task = await wait_terminal(task, timeout=60)
+    assert task.status == "succeeded", task.error
+    events = await sync_to_async(events_of)(task)
+    assert [e.data for e in events if e.type == "custom"] == [
+        {"stage": "start", "of": 3},
+        {"i": 0, "item": "a"}, {"i": 1, "item": {"b": 2}}, {"i": 2, "item": None},
+    ]  # fmt: skip
+    assert task.result["v"][1] == {"i": 1, "item": {"b": 2}}
+    assert not [e for e in events if e.type.startswith("sandbox.")]
+
+    spec = {
+        "components": [{"id": "in", "type": "input"},
+                       {"id": "e", "type": "emit", "data": "{{n}}"},
+                       {"id": "out", "type": "output"}],
+        "edges": [{"from": "in.n", "to": "e.n"}, {"from": "e", "to": "out.v"}],
+    }  # fmt: skip
+    task = await sync_to_async(run_workflow)(spec, {"n": 3})
+    executor.kick()
+    task = await wait_terminal(task, timeout=60)
+    assert (task.status, task.error["code"]) == ("failed", "component_failed")
+    assert "data is int, not an object" in task.error["message"]

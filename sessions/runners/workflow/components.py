@@ -90,6 +90,16 @@ def run_condition(config: dict[str, Any], inputs: dict[str, Any]) -> tuple[dict[
     return {"result": result, "value": value}, "true" if result else "false"
 
 
+def run_emit(ctx: TaskContext, config: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Emit one ``custom`` event whose ``data`` is ``config.data`` rendered (``render_json``);
+    the output is that object. Raises :class:`ComponentError` when it is not an object."""
+    data = render_json(config["data"], inputs)
+    if not isinstance(data, dict):
+        raise ComponentError(f"data is {type(data).__name__}, not an object", {"data": data})
+    ctx.emit("custom", data)
+    return data
+
+
 async def run_llm_prompt(
     ctx: TaskContext,
     config: dict[str, Any],

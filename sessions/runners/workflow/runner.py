@@ -282,6 +282,8 @@ class WorkflowRun:
             return Outcome(False, await parts.run_agent_call(ctx, component, inputs))
         if kind == "loop":
             return Outcome(False, {"results": await self.loop(component, inputs, step_id)})
+        if kind == "emit":
+            return Outcome(False, parts.run_emit(ctx, component, inputs))
         raise parts.ComponentError(f"unknown component type {kind!r}")
 
     async def loop(

@@ -131,6 +131,9 @@ COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
         concurrency={"type": "integer", "minimum": 1, "maximum": 16},
     ),
     "agent_call": _component(["agent"], agent={"type": "string", "minLength": 1}),
+    # A ``custom`` event for the client (LangGraph's get_stream_writer): an object whose
+    # strings are templates, or one placeholder that holds an object.
+    "emit": _component(["data"], data={"type": ["object", "string"]}),
 }
 TYPES = tuple(COMPONENT_SCHEMAS)
 
@@ -143,6 +146,7 @@ OUTPUTS: dict[str, frozenset[str] | None] = {
     "condition": frozenset({"true", "false", "result", "value"}),
     "loop": frozenset({"results"}),
     "agent_call": frozenset({"task_id", "status", "result", "error"}),
+    "emit": None,
     "output": frozenset(),
 }
 
@@ -207,6 +211,13 @@ def placeholders(text: str) -> set[str]:
     return {m.group(1) for m in PLACEHOLDER.finditer(text)} - {ALL_INPUTS}
 
 
+def _json_placeholders(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return placeholders(value)
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return set().union(*map(_json_placeholders, items))
+
+
 def required_inputs(component: dict[str, Any]) -> dict[str, str]:
     """``{input name: the config field that needs it}`` of a component."""
     kind, needed = component["type"], {}
@@ -229,6 +240,8 @@ def required_inputs(component: dict[str, Any]) -> dict[str, str]:
             pass  # reported by check_component
     elif kind == "loop":
         needed["items"] = "items"
+    elif kind == "emit":
+        needed.update(dict.fromkeys(_json_placeholders(component["data"]), "data"))
     return needed
 
 
