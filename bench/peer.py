@@ -7,7 +7,10 @@ times (``bench/peer/graph.py``); the client calls ``POST /threads`` then ``POST
 ``command`` agent with ``spec.stdout_format: "events"``: a ``python3`` script in the session's
 sandbox prints ``{"i": i}`` n times, each JSON line becoming one ``custom`` event; the client
 calls ``POST /api/v1/sessions`` then ``POST /sessions/{id}/tasks`` with ``stream: true`` (the
-answer is the task's SSE stream). One client for both: httpx (HTTP/1.1 keep-alive) and the same
+answer is the task's SSE stream). A second side of ours, *in-process*, runs the same work
+without a sandbox, as the peer runs its graph: a ``workflow`` agent whose loop ``emit``s one
+``custom`` event per item in the executor's process (every item is also a traced step, so it
+writes three events per custom one). One client for all: httpx (HTTP/1.1 keep-alive) and the same
 SSE parser, on one asyncio loop, over loopback.
 
 Scenarios:
@@ -87,6 +90,22 @@ AGENT = {
     "kind": "command",
     "spec": {"command": ["python3", "-c", PRODUCER], "stdout_format": "events"},
 }
+# The same work with no sandbox, like the peer's graph: a workflow whose loop emits one custom
+# event per item, in the executor's process (each item is also a traced step).
+WORKFLOW = {
+    "slug": "peer-bench-wf",
+    "name": "peer bench: n custom events, in-process workflow",
+    "kind": "workflow",
+    "spec": {
+        "components": [
+            {"id": "in", "type": "input"},
+            {"id": "each", "type": "loop", "max_items": 10_000,
+             "component": {"type": "emit", "data": {"i": "{{index}}"}}},
+            {"id": "out", "type": "output"},
+        ],
+        "edges": [{"from": "in.items", "to": "each.items"}, {"from": "each", "to": "out.v"}],
+    },
+}  # fmt: skip
 
 
 # -- the peer -------------------------------------------------------------------------------
@@ -244,19 +263,25 @@ class Peer:
 
 
 class Ours:
+    """Our server running the ``command`` agent (a sandbox per session)."""
+
     label = "ours"
+    agent = AGENT
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.http = httpx.AsyncClient(base_url=server.url, headers=server.headers, timeout=120)
 
+    def task_input(self, n: int) -> dict[str, Any]:
+        return {"args": [str(n)]}
+
     async def setup(self) -> None:
-        response = await self.http.post("/api/v1/agents", json=AGENT)
+        response = await self.http.post("/api/v1/agents", json=self.agent)
         if response.status_code != 201:
             raise RuntimeError(f"agent not created: {response.status_code} {response.text}")
 
     async def new_thread(self) -> str:
-        response = await self.http.post("/api/v1/sessions", json={"agent": AGENT["slug"]})
+        response = await self.http.post("/api/v1/sessions", json={"agent": self.agent["slug"]})
         response.raise_for_status()
         return str(response.json()["id"])
 
@@ -288,7 +313,7 @@ class Ours:
         run, t0 = Run(customs=0), time.perf_counter()
         sid = thread or await self.new_thread()
         _mark(run, "created", t0)
-        body = {"input": {"args": [str(n)]}, "stream": True}
+        body = {"input": self.task_input(n), "stream": True}
         url = f"/api/v1/sessions/{sid}/tasks"
         async with self.http.stream("POST", url, json=body) as response:
             if response.status_code != 200:
@@ -299,7 +324,7 @@ class Ours:
                     self._on(run, t0, event, json.loads(data))
         if thread is None:
             await self.delete(sid)
-        return _check(run, n, "ours")
+        return _check(run, n, self.label)
 
     async def run_ws(self, n: int) -> Run:
         """One task streaming ``n`` custom events over the session WebSocket (``task.create``
@@ -309,7 +334,7 @@ class Ours:
         _mark(run, "created", t0)
         url = f"{self.server.ws_url}/ws/sessions/{sid}/"
         async with connect(url, additional_headers=self.server.headers, max_size=None) as ws:
-            frame = {"type": "task.create", "request_id": "1", "input": {"args": [str(n)]}}
+            frame = {"type": "task.create", "request_id": "1", "input": self.task_input(n)}
             await ws.send(json.dumps(frame))
             while True:
                 message = json.loads(await asyncio.wait_for(ws.recv(), 120))
@@ -322,6 +347,16 @@ class Ours:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+class OursInProcess(Ours):
+    """Our server running the :data:`WORKFLOW` agent: no sandbox, as the peer runs its graph."""
+
+    label = "in-process"
+    agent = WORKFLOW
+
+    def task_input(self, n: int) -> dict[str, Any]:
+        return {"items": list(range(n))}
 
 
 # -- scenarios ------------------------------------------------------------------------------
@@ -372,13 +407,14 @@ def _lat_rows(lat: dict[str, list[Run]], what: str) -> list[str]:
         ("done", "run complete (ours: terminal `task.status`; peer: end of stream)"),
     ]
     for key, name in names:
-        ours = [r[key] for r in lat["ours"]]
-        peer = [r[key] for r in lat["peer"]]
-        ratio = pct(ours, 0.5) / max(pct(peer, 0.5), 1e-6)
-        rows.append(
-            f"| {name} | {pct(ours, 0.5):.1f} / {pct(ours, 0.95):.1f} | "
-            f"{pct(peer, 0.5):.1f} / {pct(peer, 0.95):.1f} | {ratio:.2f}x |"
-        )
+        cells, ratios = [], []
+        peer = pct([r[key] for r in lat["peer"]], 0.5)
+        for side in ("ours", "in-process", "peer"):
+            values = [r[key] for r in lat[side]]
+            cells.append(f"{pct(values, 0.5):.1f} / {pct(values, 0.95):.1f}")
+            if side != "peer":
+                ratios.append(f"{pct(values, 0.5) / max(peer, 1e-6):.2f}x")
+        rows.append(f"| {name} | {' | '.join(cells)} | {' | '.join(ratios)} |")
     return rows
 
 
@@ -390,7 +426,10 @@ def report(args: argparse.Namespace, res: dict[str, Any], versions: dict[str, st
     per_run = {k: [ms for _, runs in v for ms in runs] for k, v in res["conc"].items()}
 
     def rate_row(name: str, ours: float, peer: float) -> str:
-        return f"| {name} | {ours:,.0f} | {peer:,.0f} | {ours / peer:.2f}x |"
+        return f"| {name} | {ours:,.0f} | n/a | {peer:,.0f} | {ours / peer:.2f}x | n/a |"
+
+    def conc_cells(values: dict[str, str]) -> str:
+        return " | ".join(values[k] for k in ("ours", "in-process", "peer"))
 
     cold, warm = args.runs, args.warm_runs
     return "\n".join(
@@ -403,38 +442,51 @@ def report(args: argparse.Namespace, res: dict[str, Any], versions: dict[str, st
             f"inline executor, bubblewrap) under {args.server}, TASK_CONCURRENCY="
             f"{args.concurrency}, throttles and team quotas off. Peer: {versions['peer']}, "
             f"`langgraph dev --n-jobs-per-worker {args.concurrency}` (uvicorn).",
+            "*ours*: a `command` agent, its script in the session's sandbox (bubblewrap); "
+            "*in-process*: a `workflow` agent whose loop `emit`s the events, no sandbox, "
+            "like the peer's graph (each item is also a traced step: 3 events per item). "
+            "Scenario 2 measures the event pipe, so only the sandboxed side runs it.",
             "",
-            "| scenario | ours | peer | ours/peer |",
-            "|---|---|---|---|",
-            f"| **1. latency, {cold} runs of n=1, new thread/session each**, ms p50 / p95 | | | |",
+            "| scenario | ours | in-process | peer | ours/peer | in-process/peer |",
+            "|---|---|---|---|---|---|",
+            f"| **1. latency, {cold} runs of n=1, new thread/session each**, ms p50 / p95 "
+            "| | | | | |",
             *_lat_rows(res["cold"], "thread/session"),
-            f"| **1b. latency, {warm} runs of n=1 on one thread/session**, ms p50 / p95 | | | |",
+            f"| **1b. latency, {warm} runs of n=1 on one thread/session**, ms p50 / p95 "
+            "| | | | | |",
             *_lat_rows(res["warm"], "(reused)")[1:],
             f"| **2. one run streaming {args.events:,} `custom` events**, events/s at the "
-            f"client, median of {args.repeat} (higher is better) | | | |",
+            f"client, median of {args.repeat} (higher is better) | | | | | |",
             rate_row("SSE, end to end (request sent → last event)", e2e["ours"], e2e["peer"]),
             rate_row("SSE, steady (first → last `custom`)", steady["ours"], steady["peer"]),
             rate_row("ours over WebSocket, end to end (vs peer SSE)", e2e["ws"], e2e["peer"]),
             rate_row("ours over WebSocket, steady (vs peer SSE)", steady["ws"], steady["peer"]),
             f"| **3. {args.concurrent} runs of 10 events started at once** (lower is better), "
-            f"median of {args.repeat} | | | |",
-            f"| wall time until all complete, s | {wall['ours']:.2f} | {wall['peer']:.2f} | "
-            f"{wall['ours'] / wall['peer']:.2f}x |",
+            f"median of {args.repeat} | | | | | |",
+            f"| wall time until all complete, s | "
+            f"{conc_cells({k: f'{v:.2f}' for k, v in wall.items()})} | "
+            f"{wall['ours'] / wall['peer']:.2f}x | {wall['in-process'] / wall['peer']:.2f}x |",
             "| per-run completion p50 / max, ms | "
+            + conc_cells({k: f"{pct(v, 0.5):.0f} / {max(v):.0f}" for k, v in per_run.items()})
+            + " | "
             + " | ".join(
-                f"{pct(per_run[k], 0.5):.0f} / {max(per_run[k]):.0f}" for k in ("ours", "peer")
+                f"{pct(per_run[k], 0.5) / pct(per_run['peer'], 0.5):.2f}x"
+                for k in ("ours", "in-process")
             )
-            + f" | {pct(per_run['ours'], 0.5) / pct(per_run['peer'], 0.5):.2f}x |",
+            + " |",
             "",
         ]
     )
 
 
-async def measure(args: argparse.Namespace, ours: Ours, peer: Peer) -> dict[str, Any]:
+async def measure(
+    args: argparse.Namespace, ours: Ours, inproc: OursInProcess, peer: Peer
+) -> dict[str, Any]:
     await ours.setup()
-    sides: list[Ours | Peer] = [ours, peer]
+    await inproc.setup()
+    sides: list[Ours | Peer] = [ours, inproc, peer]
     res: dict[str, Any] = {"tput": {"ours": [], "peer": [], "ws": []}}
-    res["conc"] = {"ours": [], "peer": []}
+    res["conc"] = {side.label: [] for side in sides}
     print(f"1. latency: {args.runs} + {args.warm_runs} runs each", file=sys.stderr)
     res["cold"] = await latency(sides, args.runs, args.warmup, warm=False)
     res["warm"] = await latency(sides, args.warm_runs, args.warmup, warm=True)
@@ -482,13 +534,14 @@ def main() -> None:
     peer_server = None
     try:
         peer_server = PeerServer(bin_dir, args.concurrency)
-        ours, peer = Ours(server), Peer(peer_server)
+        ours, inproc, peer = Ours(server), OursInProcess(server), Peer(peer_server)
 
         async def go() -> dict[str, Any]:
             try:
-                return await measure(args, ours, peer)
+                return await measure(args, ours, inproc, peer)
             finally:
                 await ours.close()
+                await inproc.close()
                 await peer.close()
 
         res = asyncio.run(go())
