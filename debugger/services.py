@@ -81,6 +81,7 @@ def steps_project(session: Session, events: list[Event]) -> None:
     projection.prefetch(events)
     for event in events:
         projection.apply(event)
+    projection.write()
 
 
 def _ms(start: datetime | None, end: datetime) -> int | None:
@@ -114,13 +115,21 @@ def _named_steps(event: Event) -> set[str]:
 
 class _Projection:
     """The steps one batch touches, cached by ``(task id, step id)``, read in one query by
-    :meth:`prefetch` (a step it did not read is looked up when needed)."""
+    :meth:`prefetch` (a step it did not read is looked up when needed).
+
+    Writes wait for :meth:`write` at the end of the batch: a step opened and closed within one
+    batch (a workflow's loop items, a fast tool call) is one row inserted closed, the batch's
+    new steps are inserted together, and an existing step changed by several events is updated
+    once. A handler that queries steps by anything but the cache writes first."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self.tasks: dict[int, Task | None] = {}
         self.steps: dict[tuple[int, str], Step | None] = {}
         self.all_open: set[int] = set()  # tasks whose open steps are all in ``steps``
+        self.new: dict[int, Step] = {}  # by id(): steps to insert, in the order they opened
+        # by id(): saved steps to update, with the fields changed (None: every field)
+        self.changed: dict[int, tuple[Step, set[str] | None]] = {}
 
     def prefetch(self, events: list[Event]) -> None:
         """Read the steps ``events`` name and, for a task the batch ends or requeues, every
@@ -175,13 +184,14 @@ class _Projection:
         root = self.step(event.task_id, ROOT_STEP_ID)
         if root is None:
             task = self.task(event.task_id)
-            root = Step.objects.create(
+            root = Step(
                 task_id=event.task_id, step_id=ROOT_STEP_ID, kind=StepKind.AGENT,
                 name=task.agent.slug if task else "", status=StepStatus.RUNNING,
                 input=self.stored(event, task.input if task else None, "input"),
                 started_at=event.created_at, seq_started=event.seq,
                 metadata={"agent_kind": task.agent.kind} if task else {},
             )  # fmt: skip
+            self.save(root)
             self.steps[(event.task_id, ROOT_STEP_ID)] = root
         return root
 
@@ -210,6 +220,30 @@ class _Projection:
 
     # Writes -----------------------------------------------------------------------------------
 
+    def save(self, step: Step, fields: list[str] | None = None) -> None:
+        """Queue ``step`` for :meth:`write`: inserted if new, else its ``fields`` (None: all)
+        updated."""
+        if step.pk is None:
+            self.new[id(step)] = step
+            return
+        _, before = self.changed.get(id(step), (step, set()))
+        merged = None if fields is None or before is None else before | set(fields)
+        self.changed[id(step)] = (step, merged)
+
+    def write(self) -> None:
+        """Insert the new steps, parents before children (a statement per level of nesting
+        opened in this batch), then update the changed ones."""
+        pending, self.new = list(self.new.values()), {}
+        while pending:
+            ready = [s for s in pending if s.parent_id is not None or s.parent is None
+                     or s.parent.pk is not None]  # fmt: skip
+            assert ready, "a step's parent is neither saved nor queued"
+            Step.objects.bulk_create(ready)
+            pending = [s for s in pending if s.pk is None]
+        changed, self.changed = list(self.changed.values()), {}
+        for step, fields in changed:
+            step.save(update_fields=None if fields is None else sorted(fields))
+
     def open(
         self, event: Event, step_id: str, kind: str, name: str, *,
         parent: str | None = None, input: Any = None, metadata: dict[str, Any] | None = None,
@@ -225,7 +259,7 @@ class _Projection:
         step.output = step.error = step.finished_at = step.duration_ms = step.seq_finished = None
         step.started_at, step.seq_started = event.created_at, event.seq
         step.metadata = metadata or {}
-        step.save()
+        self.save(step)
         self.steps[(event.task_id, step_id)] = step
         return step
 
@@ -250,7 +284,7 @@ class _Projection:
             step.started_at, event.created_at
         )  # fmt: skip
         step.metadata = {**step.metadata, **(metadata or {})}
-        step.save(update_fields=_CLOSED_FIELDS)
+        self.save(step, _CLOSED_FIELDS)
         return step
 
     def add_usage(self, step: Step, usage: dict[str, Any], *, replace: bool = False) -> None:
@@ -272,6 +306,7 @@ class _Projection:
                 and step is not None and step.status in OPEN_STEP_STATUSES
             ]  # fmt: skip
         else:
+            self.write()
             left = list(
                 Step.objects.filter(task_id=event.task_id, status__in=OPEN_STEP_STATUSES).exclude(
                     step_id=ROOT_STEP_ID
@@ -281,8 +316,8 @@ class _Projection:
             step.status, step.error = status, {"code": code, "message": message}
             step.finished_at, step.seq_finished = event.created_at, event.seq
             step.duration_ms = _ms(step.started_at, event.created_at)
-            step.save(update_fields=["status", "error", "finished_at", "seq_finished",
-                                     "duration_ms", "updated_at"])  # fmt: skip
+            self.save(step, ["status", "error", "finished_at", "seq_finished", "duration_ms",
+                             "updated_at"])  # fmt: skip
             self.steps[(event.task_id, step.step_id)] = step
 
     # Event handlers ---------------------------------------------------------------------------
@@ -300,7 +335,7 @@ class _Projection:
             root = self.root(event)
             if root.status != status and root.status in OPEN_STEP_STATUSES:
                 root.status = status
-                root.save(update_fields=["status", "updated_at"])
+                self.save(root, ["status", "updated_at"])
             phase = data.get("phase") or ""
             if status == TaskStatus.RUNNING and phase.startswith("model_call_"):
                 call = phase.removeprefix("model_call_")
@@ -381,7 +416,7 @@ class _Projection:
         step = self.step(event.task_id, f"cell-{data.get('cell')}")
         if step is not None:
             step.error = {"ename": data.get("ename"), "evalue": data.get("evalue")}
-            step.save(update_fields=["error", "updated_at"])
+            self.save(step, ["error", "updated_at"])
 
     def on_process_started(self, event: Event, data: dict[str, Any]) -> None:
         argv = data.get("argv")
@@ -435,6 +470,7 @@ class _Projection:
                        name=self.model_name(event.task_id), output=self.stored(event, value,
                        "output"), metadata={"replayed": True})  # fmt: skip
             return
+        self.write()
         step = (
             Step.objects.filter(task_id=event.task_id, kind=StepKind.LLM,
                                 status=StepStatus.RUNNING)
@@ -443,7 +479,7 @@ class _Projection:
         if step is not None:
             value = {k: data[k] for k in ("text", "tool_calls") if data.get(k) is not None}
             step.output = self.stored(event, value, "output")
-            step.save(update_fields=["output", "updated_at"])
+            self.save(step, ["output", "updated_at"])
             self.steps[(step.task_id, step.step_id)] = step
 
     def on_llm_request(self, event: Event, data: dict[str, Any]) -> None:
@@ -453,7 +489,7 @@ class _Projection:
         if step is not None:
             value = {k: data[k] for k in ("messages", "tools") if k in data}
             step.input = self.stored(event, value, "input")
-            step.save(update_fields=["input", "updated_at"])
+            self.save(step, ["input", "updated_at"])
 
     def on_usage(self, event: Event, data: dict[str, Any]) -> None:
         assert event.task_id is not None
@@ -471,5 +507,4 @@ class _Projection:
         step = self.step(event.task_id, str(target)) if target is not None else None
         if step is not None:
             self.add_usage(step, data)
-            step.save(update_fields=["prompt_tokens", "completion_tokens", "cost_usd",
-                                     "updated_at"])  # fmt: skip
+            self.save(step, ["prompt_tokens", "completion_tokens", "cost_usd", "updated_at"])

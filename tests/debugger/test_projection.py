@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from debugger.models import Step
 from sessions.models import Artifact, Task
@@ -182,6 +183,57 @@ def test_workflow_events_nest_loop_steps_and_record_skips_and_usage(session: Any
     assert process.output == {"exit_code": 3} and process.duration_ms == 7
     assert steps["skip"].status == "skipped" and steps["skip"].metadata["reason"]
     assert (steps["ask"].prompt_tokens, steps["ask"].completion_tokens) == (7, 5)
+
+
+def test_a_loop_finished_within_one_batch_is_inserted_closed_one_statement_per_level(
+    session: Any,
+) -> None:
+    """Steps opened and closed in one batch are written once, already closed: a loop of ten
+    items costs two inserts (the loop, then its items) and no update."""
+    task = _running(session)
+    items = [
+        event
+        for i in range(10)
+        for event in (
+            ("step.started", {"step_id": f"each[{i}]", "component": "each", "type": "emit",
+                              "parent": "each", "iteration": i, "input": {"item": i}}),
+            ("custom", {"i": i}),
+            ("step.finished", {"step_id": f"each[{i}]", "component": "each", "type": "emit",
+                               "status": "succeeded", "output": None, "duration_ms": 1,
+                               "parent": "each", "iteration": i}),
+        )
+    ]  # fmt: skip
+    with CaptureQueriesContext(connection) as queries:
+        _emit(task,
+              ("step.started", {"step_id": "each", "component": "each", "type": "loop",
+                                "input": {"items": list(range(10))}}),
+              *items,
+              ("step.finished", {"step_id": "each", "component": "each", "type": "loop",
+                                 "status": "succeeded", "output": list(range(10)),
+                                 "duration_ms": 12}))  # fmt: skip
+    writes = [q["sql"].split()[0] for q in queries.captured_queries if "debugger_step" in q["sql"]
+              and q["sql"].split()[0] in ("INSERT", "UPDATE")]  # fmt: skip
+    assert writes == ["INSERT", "INSERT"]
+    steps = _steps(task)
+    assert steps["each"].status == "succeeded" and steps["each"].output == list(range(10))
+    assert steps["each"].parent == steps["agent"] and steps["each"].duration_ms == 12
+    for i in range(10):
+        item = steps[f"each[{i}]"]
+        assert (item.parent, item.status, item.input) == (steps["each"], "succeeded", {"item": i})
+        assert item.metadata == {"type": "emit", "iteration": i}
+        assert item.seq_started < item.seq_finished and item.finished_at is not None
+
+
+def test_a_model_call_opened_and_answered_in_one_batch_gets_its_output(session: Any) -> None:
+    """The answer of an llm step is matched by a query on open llm steps: the step opened
+    earlier in the same batch is written before that query."""
+    task = _running(session)
+    _emit(task, ("task.status", {"status": "running", "phase": "model_call_1"}),
+          ("message.completed", {"text": "hello"}),
+          ("usage", {"step": 1, "prompt_tokens": 3, "completion_tokens": 2}))  # fmt: skip
+    step = _steps(task)["llm-1"]
+    assert (step.status, step.output) == ("succeeded", {"text": "hello"})
+    assert (step.prompt_tokens, step.completion_tokens) == (3, 2)
 
 
 def test_a_failing_projector_never_loses_the_events(session: Any, monkeypatch: Any) -> None:
