@@ -139,6 +139,8 @@ def _refresh_row(row: OAuthConnection, name: str) -> str:
 def _refresh_locked(pk: int, name: str, lock_row: bool) -> str:
     rows = OAuthConnection.objects.select_related("provider")
     row = (rows.select_for_update() if lock_row else rows).get(pk=pk)
+    if row.status == ConnectionStatus.ERROR:  # a concurrent caller's refresh was refused
+        raise expired(name, f"The connection {name!r} needs to be renewed; " + _connect_hint(name))
     if row.status != ConnectionStatus.ACTIVE or not row.access_token:
         raise not_found(name, f"The connection {name!r} was revoked; " + _connect_hint(name))
     if _fresh(row):  # refreshed meanwhile by another thread or worker

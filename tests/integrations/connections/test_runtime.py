@@ -1,7 +1,8 @@
 """Connections in runs, on a live daphne that is also the OAuth2 provider: the llm
 ``http_fetch`` tool may only name the connections its spec allows and only send them to the
 provider's API hosts (the model never sees the token); a public agent of another team cannot use
-your connections; concurrent refreshes of one connection call the provider once."""
+your connections; concurrent refreshes of one connection call the provider once, and when the
+provider refuses it, every caller hears the connection expired."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from django.db import connections
 from django.utils import timezone
+from oauth2_provider.models import get_refresh_token_model
 
 from integrations.connections.models import OAuthConnection
 from integrations.connections.tokens import connection_token
@@ -143,3 +145,42 @@ def test_concurrent_refreshes_call_the_provider_once(server: Any, settings: Any)
     check = httpx.get(f"{server.url}/api/v1/agents",
                       headers={"Authorization": f"Bearer {results[0]}"})  # fmt: skip
     assert check.status_code == 200
+
+
+def test_concurrent_callers_of_a_refused_refresh_all_hear_it_expired(
+    server: Any, settings: Any
+) -> None:
+    """The grant is revoked at the provider: the caller that refreshes marks the connection,
+    and those that queued behind it get the same ``connection_expired`` (connect again), not
+    ``connection_not_found`` (a workflow's parallel components are such callers)."""
+    settings.OAUTH_CONNECTIONS_ALLOWED_HOSTS = ["127.0.0.1"]
+    alice = make_user("alice")
+    api = httpx.Client(base_url=server.url, timeout=60,
+                       headers={"Authorization": f"Bearer {make_token(alice)}"})  # fmt: skip
+    with api, browser(server.url, alice) as page:
+        register_provider(api, server.url, register_app(server.url))
+        connect(server.url, page)
+    get_refresh_token_model().objects.update(revoked=timezone.now())
+    row = OAuthConnection.objects.get()
+    OAuthConnection.objects.filter(pk=row.pk).update(
+        expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    errors: list[BaseException] = []
+    team = team_of(alice)
+
+    def use() -> None:
+        try:
+            connection_token(user=alice, team=team, name="self")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=use) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [getattr(e, "code", repr(e)) for e in errors] == ["connection_expired"] * 4
+    row.refresh_from_db()
+    assert row.status == "error" and "invalid_grant" in row.last_error
