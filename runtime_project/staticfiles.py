@@ -9,7 +9,10 @@ Django buffers whole with a warning. This one answers static URLs with an async 
 either chain (``runtime_project.handlers``) and hands every other request straight on.
 
 Files are found through the staticfiles finders at start-up (``WHITENOISE_USE_FINDERS``), so no
-``collectstatic`` step is needed; with ``DEBUG`` they are looked up per request instead.
+``collectstatic`` step is needed; with ``DEBUG`` they are looked up per request instead. The
+scan (a few thousand files with the Pyodide distribution, about 15 ms) is done once per process
+and settings: every handler a process builds (the one-hop handler, the stock one, a test
+client's) shares the file table, as one handler would.
 """
 
 from __future__ import annotations
@@ -58,6 +61,19 @@ async def _nothing() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover - makes this an async generator
 
 
+# Scanned file tables, by the settings that decide them (see _files_key).
+_FILES: dict[str, dict[str, Any]] = {}
+_FILES_SETTINGS = (
+    "DEBUG", "STATIC_URL", "STATIC_ROOT", "STATICFILES_DIRS", "STATICFILES_FINDERS",
+    "INSTALLED_APPS", "FORCE_SCRIPT_NAME",
+)  # fmt: skip
+
+
+def _files_key() -> str:
+    names = [*_FILES_SETTINGS, *(n for n in dir(settings) if n.startswith("WHITENOISE_"))]
+    return repr([(name, getattr(settings, name, None)) for name in names])
+
+
 class _Settings:
     def __getattr__(self, name: str) -> Any:
         if name == "WHITENOISE_ADD_HEADERS_FUNCTION":
@@ -74,16 +90,26 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         # Files are read, and their headers made, in WhiteNoise's __init__: the hook goes in
-        # through the settings it reads.
+        # through the settings it reads. A table this process has scanned already is reused.
+        key = _files_key()
+        self._scanned = _FILES.get(key)
         super().__init__(get_response, settings=_Settings())
+        if self._scanned is not None:
+            self.files = self._scanned
+        elif not self.autorefresh:
+            _FILES[key] = self.files
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
 
     def add_files(self, root: Any, prefix: str | None = None) -> None:
         # STATIC_ROOT exists only after `collectstatic`: the finders cover the same files.
-        if self.autorefresh or os.path.isdir(root):
+        if self._scanned is None and (self.autorefresh or os.path.isdir(root)):
             super().add_files(root, prefix)
+
+    def add_files_from_finders(self) -> None:
+        if self._scanned is None:
+            super().add_files_from_finders()
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
