@@ -106,6 +106,28 @@ def test_a_public_agent_of_another_team_cannot_use_your_connection(server: Any) 
         assert task["error"]["details"]["code"] == "connection_not_allowed", task["error"]
 
 
+def _use_at_once(user: Any, count: int) -> tuple[list[str], list[BaseException]]:
+    """``count`` threads ask for ``user``'s ``self`` connection at once: (tokens, errors)."""
+    results: list[str] = []
+    errors: list[BaseException] = []
+    team = team_of(user)
+
+    def use() -> None:
+        try:
+            results.append(connection_token(user=user, team=team, name="self"))
+        except BaseException as exc:  # the caller asserts on them
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=use) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results, errors
+
+
 def test_concurrent_refreshes_call_the_provider_once(server: Any, settings: Any) -> None:
     settings.OAUTH_CONNECTIONS_ALLOWED_HOSTS = ["127.0.0.1"]  # this process refreshes too
     alice = make_user("alice")
@@ -119,23 +141,7 @@ def test_concurrent_refreshes_call_the_provider_once(server: Any, settings: Any)
     OAuthConnection.objects.filter(pk=row.pk).update(
         expires_at=timezone.now() - dt.timedelta(seconds=1)
     )
-    results: list[str] = []
-    errors: list[BaseException] = []
-    team = team_of(alice)
-
-    def use() -> None:
-        try:
-            results.append(connection_token(user=alice, team=team, name="self"))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=use) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results, errors = _use_at_once(alice, 4)
     # The provider rotates refresh tokens and revokes the whole grant when an old one is
     # reused: a second refresh would have failed, so one token for all means one refresh.
     assert errors == [], errors
@@ -165,22 +171,7 @@ def test_concurrent_callers_of_a_refused_refresh_all_hear_it_expired(
     OAuthConnection.objects.filter(pk=row.pk).update(
         expires_at=timezone.now() - dt.timedelta(seconds=1)
     )
-    errors: list[BaseException] = []
-    team = team_of(alice)
-
-    def use() -> None:
-        try:
-            connection_token(user=alice, team=team, name="self")
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=use) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    _, errors = _use_at_once(alice, 4)
     assert [getattr(e, "code", repr(e)) for e in errors] == ["connection_expired"] * 4
     row.refresh_from_db()
     assert row.status == "error" and "invalid_grant" in row.last_error
