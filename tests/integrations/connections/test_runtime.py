@@ -106,6 +106,17 @@ def test_a_public_agent_of_another_team_cannot_use_your_connection(server: Any) 
         assert task["error"]["details"]["code"] == "connection_not_allowed", task["error"]
 
 
+def _connected_alice(server: Any) -> Any:
+    """alice, with the ``self`` provider registered and her connection to it made."""
+    alice = make_user("alice")
+    api = httpx.Client(base_url=server.url, timeout=60,
+                       headers={"Authorization": f"Bearer {make_token(alice)}"})  # fmt: skip
+    with api, browser(server.url, alice) as page:
+        register_provider(api, server.url, register_app(server.url))
+        connect(server.url, page)
+    return alice
+
+
 def _use_at_once(user: Any, count: int) -> tuple[list[str], list[BaseException]]:
     """``count`` threads ask for ``user``'s ``self`` connection at once: (tokens, errors)."""
     results: list[str] = []
@@ -130,12 +141,7 @@ def _use_at_once(user: Any, count: int) -> tuple[list[str], list[BaseException]]
 
 def test_concurrent_refreshes_call_the_provider_once(server: Any, settings: Any) -> None:
     settings.OAUTH_CONNECTIONS_ALLOWED_HOSTS = ["127.0.0.1"]  # this process refreshes too
-    alice = make_user("alice")
-    api = httpx.Client(base_url=server.url, timeout=60,
-                       headers={"Authorization": f"Bearer {make_token(alice)}"})  # fmt: skip
-    with api, browser(server.url, alice) as page:
-        register_provider(api, server.url, register_app(server.url))
-        connect(server.url, page)
+    alice = _connected_alice(server)
     row = OAuthConnection.objects.get()
     old = crypto.decrypt(row.access_token)
     OAuthConnection.objects.filter(pk=row.pk).update(
@@ -160,12 +166,7 @@ def test_concurrent_callers_of_a_refused_refresh_all_hear_it_expired(
     and those that queued behind it get the same ``connection_expired`` (connect again), not
     ``connection_not_found`` (a workflow's parallel components are such callers)."""
     settings.OAUTH_CONNECTIONS_ALLOWED_HOSTS = ["127.0.0.1"]
-    alice = make_user("alice")
-    api = httpx.Client(base_url=server.url, timeout=60,
-                       headers={"Authorization": f"Bearer {make_token(alice)}"})  # fmt: skip
-    with api, browser(server.url, alice) as page:
-        register_provider(api, server.url, register_app(server.url))
-        connect(server.url, page)
+    alice = _connected_alice(server)
     get_refresh_token_model().objects.update(revoked=timezone.now())
     row = OAuthConnection.objects.get()
     OAuthConnection.objects.filter(pk=row.pk).update(
