@@ -59,6 +59,11 @@ def _connect_hint(name: str) -> str:
     return f"connect it at /oauth/connect/{name}"
 
 
+def _needs_renewal(name: str) -> Conflict:
+    """The connection is marked ``error`` (its provider refused a refresh): connect again."""
+    return expired(name, f"The connection {name!r} needs to be renewed; " + _connect_hint(name))
+
+
 def _fresh(row: OAuthConnection) -> bool:
     """Whether the stored access token is usable for at least the leeway (a token without a
     lifetime is used until the provider refuses it)."""
@@ -140,7 +145,7 @@ def _refresh_locked(pk: int, name: str, lock_row: bool) -> str:
     rows = OAuthConnection.objects.select_related("provider")
     row = (rows.select_for_update() if lock_row else rows).get(pk=pk)
     if row.status == ConnectionStatus.ERROR:  # a concurrent caller's refresh was refused
-        raise expired(name, f"The connection {name!r} needs to be renewed; " + _connect_hint(name))
+        raise _needs_renewal(name)
     if row.status != ConnectionStatus.ACTIVE or not row.access_token:
         raise not_found(name, f"The connection {name!r} was revoked; " + _connect_hint(name))
     if _fresh(row):  # refreshed meanwhile by another thread or worker
@@ -185,7 +190,7 @@ def connection_token(*, user: Any, team: Any, name: str) -> str:
     if row is None or row.status == ConnectionStatus.REVOKED or not row.access_token:
         raise not_found(name, f"You have no active connection to {name!r}; " + _connect_hint(name))
     if row.status == ConnectionStatus.ERROR:
-        raise expired(name, f"The connection {name!r} needs to be renewed; " + _connect_hint(name))
+        raise _needs_renewal(name)
     if _fresh(row):
         return _usable(row, name)
     return _refresh(row.pk, name)
